@@ -1,0 +1,51 @@
+# mirnet-deploy: the user-facing verbs. Every target runs inside .venv, which
+# `make setup` creates (and every other target creates on demand).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON_SYS ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# The CPU build of PyTorch: on our machines pip takes the 2.13.0 CPU wheel from
+# the local wheel folder. Elsewhere, pass TORCH_PIP_ARGS="--index-url
+# https://download.pytorch.org/whl/cpu" for a CPU build, or TORCH_SPEC for another one.
+TORCH_SPEC ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
+STAMP := $(VENV)/.installed
+
+TASK ?= denoise
+PREC ?= fp16
+BACKEND ?= auto
+RES ?= 720p
+
+.PHONY: help setup test test-slow check demo clean
+
+help:  ## list the verbs
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+setup: $(STAMP)  ## create .venv with the CPU build of PyTorch and the project (editable, dev extras)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON_SYS) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -c "import torch; print('torch', torch.__version__, '| CUDA build:', torch.version.cuda is not None)"
+	touch $(STAMP)
+
+test: $(STAMP)  ## ruff, then the default test suite (not slow, not gpu-only, not benchmarks)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest
+
+test-slow: $(STAMP)  ## the tests marked slow (minutes on 2 cores)
+	$(VENV)/bin/pytest -m slow
+
+check: $(STAMP)  ## ruff lint and format check
+	$(VENV)/bin/ruff check .
+
+demo: $(STAMP)  ## what the toolkit does on this machine, end to end
+	$(VENV)/bin/mirnet info full --res 256,1080p
+	$(VENV)/bin/mirnet info small --res 256,1080p
+
+clean:  ## remove generated artifacts (keeps .venv)
+	rm -rf build artifacts demo-output .pytest_cache

@@ -1,0 +1,1 @@
+"""Latency benchmark (`mirnet-bench`), parity checks against PyTorch, reports and plots."""

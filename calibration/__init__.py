@@ -1,0 +1,1 @@
+"""INT8 calibration: calibration sets, Q/DQ quantization for TensorRT and CPUs, mixed precision."""

@@ -1,0 +1,1 @@
+"""Runners behind one interface (PyTorch, ONNX Runtime, TensorRT), engine building, manifests, tiling."""

@@ -1,0 +1,1 @@
+"""PyTorch -> ONNX export, precision transforms, FP16 audit and TensorRT-acceptability lint."""

@@ -1,0 +1,49 @@
+"""The `mirnet` command: one click group, one subcommand per stage verb.
+
+Subcommands live with their stage (`mirnet_ref/cli.py`, `export/cli.py`, ...)
+and are imported only when invoked, so `mirnet lint` never imports torch and a
+stage whose optional dependency is missing does not break the others.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from . import __version__
+from .errors import UserError
+
+#: subcommand name -> "module:attribute" of its click command.
+SUBCOMMANDS: dict[str, str] = {
+    "info": "mirnet_ref.cli:info",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group that imports each subcommand on first use and turns UserError into a paragraph."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(SUBCOMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = SUBCOMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attribute = target.split(":")
+        return getattr(importlib.import_module(module_name), attribute)
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except UserError as error:
+            raise click.ClickException(str(error)) from None
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mirnet-deploy")
+def main() -> None:
+    """MIRNet from PyTorch to deployment: reference model, ONNX, FP16/INT8, engines, parity.
+
+    Run `mirnet COMMAND --help` for each verb's options and examples.
+    """

@@ -1,0 +1,247 @@
+"""Official MIRNet checkpoints: load them as they are, infer the architecture, save the same format.
+
+The authors' training script saves `{'epoch', 'state_dict', 'optimizer'}` with
+keys that may carry DataParallel's `module.` prefix; the state dict holds every
+alias of a shared module (DAU columns, the model-wide PReLU) and the fixed
+`filt` blur buffers. We accept that, a bare state dict, and BasicSR's
+`{'params': ...}`, check that aliases agree and blur buffers hold the fixed
+kernel, and fail with a short message naming the offending keys otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pickle
+import re
+import zipfile
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mirnet_deploy.atomic import atomic_write_bytes
+from mirnet_deploy.errors import CheckpointError
+
+from .model import MIRNet, MIRNetConfig, blur_kernel
+
+StateDict = dict[str, torch.Tensor]
+
+#: Container keys under which known training scripts store the weights.
+WRAPPER_KEYS = ("state_dict", "params", "params_ema", "model")
+#: How many offending keys an error message lists before "and N more".
+MAX_LISTED = 3
+
+
+def _listing(items: list[str]) -> str:
+    shown = ", ".join(items[:MAX_LISTED])
+    return shown + (f" and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else "")
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_state_dict(path: str | os.PathLike) -> StateDict:
+    """Read a checkpoint file safely (`weights_only=True`) and return its bare state dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"Checkpoint {path} does not exist or is not a file.")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(
+            f"Checkpoint {path} could not be read: {first_line[:200]}. The file is truncated, "
+            "corrupt, not a PyTorch file, or holds objects other than tensors (only tensors, "
+            "dicts and numbers are loaded, with weights_only=True). Re-download or re-save it."
+        ) from None
+    return unwrap_state_dict(obj, source=str(path))
+
+
+def unwrap_state_dict(obj: Any, source: str = "checkpoint") -> StateDict:
+    """Find the tensors in a checkpoint object and strip DataParallel's `module.` prefix."""
+    if isinstance(obj, Mapping):
+        for key in WRAPPER_KEYS:
+            if isinstance(obj.get(key), Mapping):
+                obj = obj[key]
+                break
+    if not isinstance(obj, Mapping) or not obj:
+        raise CheckpointError(
+            f"{source} holds no state dict: expected {{'state_dict': {{...}}}}, "
+            "{'params': {...}} or a bare dict of tensors."
+        )
+    state = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if not state:
+        raise CheckpointError(f"{source} holds a dict without tensors: it is not a model checkpoint.")
+    if all(k.startswith("module.") for k in state):
+        state = {k[len("module.") :]: v for k, v in state.items()}
+    return state
+
+
+def _indices(state: StateDict, pattern: str) -> set[int]:
+    regex = re.compile(pattern)
+    return {int(m.group(1)) for k in state if (m := regex.match(k))}
+
+
+def infer_config(state: StateDict) -> MIRNetConfig:
+    """Architecture from tensor names and shapes (conv_in gives n_feat/channels/kernel)."""
+    conv_in = state.get("conv_in.weight")
+    conv_out = state.get("conv_out.weight")
+    if conv_in is None or conv_out is None or conv_in.dim() != 4 or conv_out.dim() != 4:
+        found = [k for k in state if k.startswith(("conv_in", "conv_out"))]
+        raise CheckpointError(
+            "Not a MIRNet checkpoint: no 4-D 'conv_in.weight' and 'conv_out.weight' "
+            f"(found {len(state)} tensors, first keys: {_listing(list(state))}"
+            + (f"; conv keys: {_listing(found)}" if found else "")
+            + "). MIRNet-v2 or other networks need their own model entry."
+        )
+    n_feat, in_channels, kernel_size, _ = conv_in.shape
+    rrgs = _indices(state, r"body\.(\d+)\.body\.\d+\.blocks\.")
+    msrbs = _indices(state, r"body\.0\.body\.(\d+)\.blocks\.")
+    rows = _indices(state, r"body\.0\.body\.0\.blocks\.(\d+)\.")
+    columns = _indices(state, r"body\.0\.body\.0\.blocks\.0\.(\d+)\.")
+    if not (rrgs and msrbs and rows and columns):
+        raise CheckpointError(
+            "Not a MIRNet (v1) checkpoint: it has conv_in/conv_out but no "
+            "'body.R.body.M.blocks.J.I.*' dual-attention units "
+            f"(first keys: {_listing(list(state))})."
+        )
+    return MIRNetConfig(
+        in_channels=int(in_channels),
+        out_channels=int(conv_out.shape[0]),
+        n_feat=int(n_feat),
+        kernel_size=int(kernel_size),
+        n_RRG=max(rrgs) + 1,
+        n_MSRB=max(msrbs) + 1,
+        height=max(rows) + 1,
+        width=max(columns) + 1,
+        bias="conv_in.bias" in state,
+    )
+
+
+def _config_text(config: MIRNetConfig) -> str:
+    return ", ".join(f"{k}={v}" for k, v in config.as_dict().items())
+
+
+def _alias_groups(model: MIRNet) -> dict[str, str]:
+    """Every state_dict key that shares its tensor with an earlier key -> that first key."""
+    first_key_of: dict[int, str] = {}
+    aliases: dict[str, str] = {}
+    for key, tensor in model.state_dict(keep_vars=True).items():
+        ident = id(tensor)
+        if ident in first_key_of:
+            aliases[key] = first_key_of[ident]
+        else:
+            first_key_of[ident] = key
+    return aliases
+
+
+def check_state_dict(model: MIRNet, state: StateDict, contradictions: str = "") -> None:
+    """Raise CheckpointError unless `state` fits `model` key for key and shape for shape.
+
+    Alias keys and `filt` buffers may be absent (our model supplies them); when
+    present, aliases must equal their first key and buffers the fixed kernel.
+    """
+    expected = model.state_dict()
+    aliases = _alias_groups(model)
+    required = [k for k in expected if k not in aliases and not k.endswith(".filt")]
+    missing = [k for k in required if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong_shape = [
+        f"{k} {tuple(state[k].shape)} (expected {tuple(expected[k].shape)})"
+        for k in expected
+        if k in state and state[k].shape != expected[k].shape
+    ]
+    if missing or unexpected or wrong_shape:
+        problems = []
+        if missing:
+            problems.append(f"{len(missing)} missing keys: {_listing(missing)}")
+        if unexpected:
+            problems.append(f"{len(unexpected)} unexpected keys: {_listing(unexpected)}")
+        if wrong_shape:
+            problems.append(f"{len(wrong_shape)} shape mismatches: {_listing(wrong_shape)}")
+        if contradictions:
+            raise CheckpointError(
+                f"{contradictions}; drop the explicit argument to use the architecture inferred "
+                "from the file. Offending tensors: " + "; ".join(problems) + "."
+            )
+        raise CheckpointError(
+            "Checkpoint does not fit MIRNet("
+            + _config_text(model.config)
+            + "): "
+            + "; ".join(problems)
+            + ". It is not a MIRNet checkpoint of this architecture."
+        )
+    for key, first in aliases.items():
+        if key in state and first in state and not torch.equal(state[key], state[first]):
+            diff = (state[key].double() - state[first].double()).abs().max().item()
+            raise CheckpointError(
+                f"Aliased key {key} disagrees with {first} (max |difference| {diff:.3g}): in MIRNet "
+                "they are one shared tensor, so this checkpoint was edited or not saved from MIRNet."
+            )
+    for key, value in state.items():
+        if key.endswith(".filt"):
+            fixed = blur_kernel(value.shape[0])
+            if value.shape != fixed.shape or not torch.allclose(value.float(), fixed, atol=1e-7):
+                raise CheckpointError(
+                    f"Blur buffer {key} does not hold the fixed [1,2,1]x[1,2,1]/16 kernel: "
+                    "the checkpoint was modified or is not from MIRNet."
+                )
+
+
+def model_from_state_dict(state: StateDict, **explicit: Any) -> MIRNet:
+    """Build MIRNet with the inferred architecture (explicit arguments win) and load `state`."""
+    explicit = {k: v for k, v in explicit.items() if v is not None}
+    unknown = set(explicit) - set(MIRNetConfig().as_dict())
+    if unknown:
+        raise CheckpointError(f"Unknown MIRNet arguments: {', '.join(sorted(unknown))}.")
+    inferred = infer_config(state).as_dict()
+    contradictions = "; ".join(
+        f"Explicit {k}={v!r} contradicts the checkpoint, whose tensors give {k}={inferred[k]!r}"
+        for k, v in explicit.items()
+        if inferred[k] != v
+    )
+    config = replace(infer_config(state), **explicit)
+    try:
+        model = MIRNet.from_config(config)
+    except ValueError as error:
+        raise CheckpointError(f"Invalid MIRNet configuration ({_config_text(config)}): {error}") from None
+    check_state_dict(model, state, contradictions)
+    complete = dict(model.state_dict())
+    complete.update({k: v for k, v in state.items()})
+    # Fill absent alias keys from their first key so every shared tensor gets one value.
+    for key, first in _alias_groups(model).items():
+        complete[key] = complete[first]
+    model.load_state_dict(complete, strict=True)
+    return model.eval()
+
+
+def load_model(path: str | os.PathLike, **explicit: Any) -> MIRNet:
+    """Load an official-format (or bare, or `module.`-prefixed) checkpoint into a new MIRNet."""
+    return model_from_state_dict(read_state_dict(path), **explicit)
+
+
+def official_state_dict(model: MIRNet) -> StateDict:
+    """All keys in the official order (797 for `full`), aliases included, detached on CPU."""
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+
+
+def save_checkpoint(model: MIRNet, path: str | os.PathLike, **extra: Any) -> Path:
+    """Write `{'state_dict': ..., **extra}` atomically, loadable by the authors' code.
+
+    Shared tensors are written once (torch keeps storage sharing), so aliases cost no space.
+    """
+    payload: dict[str, Any] = {"state_dict": official_state_dict(model)}
+    payload.update(extra)
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+    return Path(path)

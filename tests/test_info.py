@@ -1,0 +1,52 @@
+"""`mirnet info`: parameters and multiply-accumulates against the reference numbers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from mirnet_deploy.cli import main
+
+
+def _info(*args: str) -> dict:
+    result = CliRunner().invoke(main, ["info", *args, "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def test_full_preset_macs_at_256_and_1080p():
+    info = _info("full", "--res", "256,1080p")
+    assert info["parameters"] == 31_787_419
+    assert info["state_dict_keys"] == 797
+    at_256, at_1080p = info["macs"]
+    assert at_256["gmacs"] == pytest.approx(479.4, rel=0.01)
+    # Linear in pixel count: 1920x1080 / 256^2 = 31.64x.
+    assert at_1080p["gmacs"] / at_256["gmacs"] == pytest.approx(1920 * 1080 / 256**2, rel=0.001)
+    assert at_1080p["gmacs"] == pytest.approx(15170, rel=0.01)
+
+
+def test_odd_resolution_is_counted_after_padding():
+    info = _info("small", "--res", "45x71")
+    assert info["macs"][0]["padded"] == "48x72"
+
+
+def test_checkpoint_source(tmp_path):
+    from mirnet_ref.checkpoint import save_checkpoint
+    from mirnet_ref.presets import build_preset
+
+    path = save_checkpoint(build_preset("small"), tmp_path / "s.pth")
+    info = _info(str(path), "--res", "256")
+    assert info["config"]["n_feat"] == 16
+
+
+def test_bad_inputs_exit_nonzero_with_a_message(tmp_path):
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"not a checkpoint")
+    runner = CliRunner()
+    for args in (["info", str(bad)], ["info", "small", "--res", "huge"]):
+        result = runner.invoke(main, args)
+        assert result.exit_code != 0
+        assert "Error:" in result.output
+        assert "Traceback" not in result.output
