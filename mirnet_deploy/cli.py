@@ -17,6 +17,8 @@ from .errors import UserError
 #: subcommand name -> "module:attribute" of its click command.
 SUBCOMMANDS: dict[str, str] = {
     "info": "mirnet_ref.cli:info",
+    "train": "mirnet_ref.cli:train",
+    "lint": "export.cli:lint",
 }
 
 

@@ -1,0 +1,88 @@
+"""Classical baselines that the README compares MIRNet against, each in its best honest case.
+
+Every baseline is `fn(degraded, **known) -> restored` on float32 HxWx3 RGB in [0, 1];
+`known` carries what the experiment knows about the degradation (e.g. the true noise
+sigma) and baselines ignore keys they do not use, so an evaluation loop can call them
+all alike. `BASELINES[task]` lists them by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from scipy.optimize import brentq
+from skimage.exposure import equalize_adapthist
+from skimage.restoration import denoise_nl_means
+
+from mirnet_deploy.errors import UserError
+
+from .images import check_rgb
+
+_MAX_LOG_GAMMA = 10.0
+
+
+def nl_means(degraded: np.ndarray, *, sigma: float, **_known: object) -> np.ndarray:
+    """Non-local means given the true noise std `sigma` ([0, 1] units; for noise without a
+    single sigma, pass the measured std of noisy - clean), with scikit-image's recommended
+    settings for a known sigma: fast mode, h = 0.8 sigma, 5x5 patches searched 6 pixels away."""
+    check_rgb(degraded, "The image to denoise")
+    restored = denoise_nl_means(
+        degraded,
+        h=0.8 * sigma,
+        sigma=sigma,
+        fast_mode=True,
+        patch_size=5,
+        patch_distance=6,
+        channel_axis=-1,
+        preserve_range=True,
+    )
+    return np.clip(restored, 0.0, 1.0).astype(np.float32)
+
+
+def gamma_correct(
+    degraded: np.ndarray, *, target_mean: float = 0.5, **_known: object
+) -> np.ndarray:
+    """Brighten with the single power law out = in**g whose output mean equals `target_mean`
+    (mid-grey by default; pass the clean image's mean for the oracle case). g is found by
+    root finding, since mean(in**g) != mean(in)**g."""
+    check_rgb(degraded, "The image to enhance")
+    if not 0 < target_mean < 1:
+        raise UserError(f"The gamma baseline's target_mean must be in (0, 1), got {target_mean}.")
+    pixels = np.clip(degraded, 0.0, 1.0).astype(np.float64)
+    sample = pixels[::4, ::4]  # the mean of a 1/16 subsample fixes g to well under 1%
+
+    def excess(log_g: float) -> float:  # decreasing in log_g
+        return float(np.mean(sample ** np.exp(log_g))) - target_mean
+
+    # Search g in [e^-10, e^10]; if no g there reaches the target (e.g. black pixels stay
+    # black whatever g, so a mostly black image cannot reach mid-grey), take the closest end.
+    low, high = -_MAX_LOG_GAMMA, _MAX_LOG_GAMMA
+    if excess(low) <= 0:
+        log_g = low
+    elif excess(high) >= 0:
+        log_g = high
+    else:
+        log_g = brentq(excess, low, high)
+    return (pixels ** np.exp(log_g)).astype(np.float32)
+
+
+def clahe(degraded: np.ndarray, **_known: object) -> np.ndarray:
+    """Contrast-limited adaptive histogram equalisation (scikit-image defaults: 1/8-image tiles,
+    clip limit 0.01) on the HSV value channel, so hues are kept."""
+    check_rgb(degraded, "The image to enhance")
+    return equalize_adapthist(np.clip(degraded, 0.0, 1.0)).astype(np.float32)
+
+
+def bicubic(degraded: np.ndarray, **_known: object) -> np.ndarray:
+    """The SR input itself: RealSR v1 inputs are already bicubic-upsampled to the HR size."""
+    check_rgb(degraded, "The SR input")
+    return np.clip(degraded, 0.0, 1.0).astype(np.float32)
+
+
+Baseline = Callable[..., np.ndarray]
+BASELINES: dict[str, dict[str, Baseline]] = {
+    "denoise": {"nl-means": nl_means},
+    "enhance": {"gamma": gamma_correct, "clahe": clahe},
+    "sr": {"bicubic": bicubic},
+}

@@ -1,0 +1,180 @@
+"""Image files in, image files out: the one place where pixels enter and leave the toolkit.
+
+Inside the toolkit an image is always a float32 array of shape HxWx3, RGB, values in
+[0, 1] — the model's contract (DESIGN.md) and what the authors' scripts feed it
+(OpenCV read, BGR->RGB, divided by the maximum code value). This module converts
+every supported file to that form and back:
+
+* 8- and 16-bit PNG and TIFF, 8-bit JPEG, WebP and BMP are read with OpenCV's
+  IMREAD_UNCHANGED flag, so 16-bit files keep their precision (divided by 65535).
+  Float32 TIFFs are accepted if their values already lie in [0, 1].
+* Grayscale is replicated to three equal channels: the networks are RGB-only and a
+  grey image is the RGB image whose channels are equal.
+* Alpha is dropped: the colour channels are restored as stored and transparency is
+  not part of the restoration problem (compositing onto a background would invent
+  pixels the user never saw). A gray+alpha PNG becomes a grey RGB image.
+* EXIF orientation is not applied; the array is the pixel grid stored in the file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from mirnet_deploy.atomic import atomic_write_bytes
+from mirnet_deploy.errors import ImageError
+
+# File suffixes this module reads and writes; dataset readers list folders with it.
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".webp", ".bmp")
+# Formats that can hold 16 bits per channel.
+_SIXTEEN_BIT_SUFFIXES = (".png", ".tif", ".tiff")
+_JPEG_QUALITY = 95  # OpenCV's default, stated so that outputs do not depend on its version
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """A decoded image: `pixels` is float32 HxWx3 RGB in [0, 1]; `bit_depth` is 8, 16 or 32
+    (32 = a float file), so that a result can be written back at its source precision."""
+
+    pixels: np.ndarray
+    bit_depth: int
+
+
+def read_image(path: str | os.PathLike) -> LoadedImage:
+    """Read an image file as float32 RGB in [0, 1]; every failure is an ImageError naming it."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ImageError(
+            f"Cannot read image {path}: {exc.strerror or exc}. Check that the path exists and is "
+            "a readable file."
+        ) from None
+    # imdecode on the bytes rather than imread on the path: the same decoder and flags, but a
+    # missing file and an undecodable one give different messages, and non-ASCII paths work.
+    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if decoded is None or decoded.size == 0:
+        raise ImageError(
+            f"Cannot decode image {path}: OpenCV does not recognise its {len(data)} bytes as an "
+            f"image (corrupt, truncated or not an image file). Supported formats: "
+            f"{', '.join(IMAGE_SUFFIXES)}. Re-export or replace the file."
+        )
+    return LoadedImage(_to_rgb(_to_unit_float(decoded, path), path), _bit_depth(decoded))
+
+
+def _bit_depth(decoded: np.ndarray) -> int:
+    return {np.dtype(np.uint8): 8, np.dtype(np.uint16): 16}.get(decoded.dtype, 32)
+
+
+def _to_unit_float(decoded: np.ndarray, path: Path) -> np.ndarray:
+    """Scale integer codes to [0, 1]; accept float files only if finite and already in [0, 1]."""
+    if decoded.dtype == np.uint8:
+        return decoded.astype(np.float32) / np.float32(255)
+    if decoded.dtype == np.uint16:
+        return decoded.astype(np.float32) / np.float32(65535)
+    if decoded.dtype in (np.float32, np.float64):
+        pixels = decoded.astype(np.float32)
+        if not np.isfinite(pixels).all():
+            raise ImageError(
+                f"Image {path} contains NaN or infinite values. The models need finite pixel "
+                "values in [0, 1]; fix or re-export the file."
+            )
+        if pixels.min() < 0 or pixels.max() > 1:
+            raise ImageError(
+                f"Image {path} is a floating-point image with values in [{pixels.min():.4g}, "
+                f"{pixels.max():.4g}], outside [0, 1]. The models expect display-referred values "
+                "in [0, 1]; tone-map or rescale it and save it as 8- or 16-bit PNG."
+            )
+        return pixels
+    raise ImageError(
+        f"Image {path} has {decoded.dtype} samples, which this toolkit does not read. Convert it "
+        "to 8- or 16-bit PNG or TIFF."
+    )
+
+
+def _to_rgb(pixels: np.ndarray, path: Path) -> np.ndarray:
+    """OpenCV channel order to RGB: grey replicated, alpha dropped (see the module docstring)."""
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    channels = pixels.shape[2]
+    if channels == 1:
+        return np.ascontiguousarray(np.repeat(pixels, 3, axis=2))
+    if channels in (3, 4):
+        return np.ascontiguousarray(pixels[:, :, 2::-1])
+    raise ImageError(
+        f"Image {path} has {channels} channels; only grey (1), grey+alpha, RGB (3) and RGBA (4) "
+        "images are supported. Convert it to an RGB PNG."
+    )
+
+
+def check_rgb(array: np.ndarray, what: str) -> None:
+    """Raise ImageError unless `array` is a finite float HxWx3 array (the toolkit's image form)."""
+    if not np.issubdtype(array.dtype, np.floating):
+        raise ImageError(
+            f"{what} has {array.dtype} values; float RGB in [0, 1] is required. Divide 8-bit "
+            "codes by 255 (16-bit by 65535), or read files with read_image."
+        )
+    if array.ndim != 3 or array.shape[2] != 3 or min(array.shape[:2]) < 1:
+        raise ImageError(
+            f"{what} has shape {array.shape}; an HxWx3 RGB array is required. Convert grey or "
+            "RGBA data with read_image or by replicating/dropping channels."
+        )
+    if not np.isfinite(array).all():
+        raise ImageError(
+            f"{what} contains NaN or infinite values. Check the model output or the input data "
+            "that produced it."
+        )
+
+
+def write_image(path: str | os.PathLike, pixels: np.ndarray, bit_depth: int = 8) -> None:
+    """Write float RGB in [0, 1] as an 8- or 16-bit file, atomically; values are clipped to
+    [0, 1] and rounded to the nearest code (not truncated). The format follows the suffix."""
+    path = Path(path)
+    check_rgb(pixels, f"The image to write to {path}")
+    suffix = path.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise ImageError(
+            f"Cannot write {path}: unknown image suffix {path.suffix!r}. Use one of "
+            f"{', '.join(IMAGE_SUFFIXES)}."
+        )
+    if bit_depth not in (8, 16):
+        raise ImageError(f"Cannot write {path}: bit_depth must be 8 or 16, not {bit_depth}.")
+    if bit_depth == 16 and suffix not in _SIXTEEN_BIT_SUFFIXES:
+        raise ImageError(
+            f"Cannot write {path} with 16 bits per channel: {suffix} stores 8 bits. Use .png or "
+            ".tiff for 16-bit output, or bit_depth=8."
+        )
+    max_code, dtype = (255, np.uint8) if bit_depth == 8 else (65535, np.uint16)
+    codes = np.round(np.clip(pixels, 0.0, 1.0) * max_code).astype(dtype)
+    params = [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY] if suffix in (".jpg", ".jpeg") else []
+    ok, encoded = cv2.imencode(suffix, np.ascontiguousarray(codes[:, :, ::-1]), params)
+    if not ok:
+        raise ImageError(f"OpenCV could not encode {path} as {suffix}; try .png instead.")
+    atomic_write_bytes(path, encoded.tobytes())
+
+
+def to_tensor(pixels: np.ndarray) -> torch.Tensor:
+    """HxWx3 float array -> 1x3xHxW float32 tensor (a batch of one, as the model takes it)."""
+    check_rgb(pixels, "The image to convert to a tensor")
+    return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1), np.float32))[None]
+
+
+def from_tensor(tensor: torch.Tensor, clamp: bool = True) -> np.ndarray:
+    """1x3xHxW or 3xHxW tensor -> HxWx3 float32 array, clamped to [0, 1] by default as the
+    authors' test scripts clamp the model output before saving or scoring it."""
+    if tensor.ndim == 4 and tensor.shape[0] == 1:
+        tensor = tensor[0]
+    if tensor.ndim != 3 or tensor.shape[0] != 3:
+        raise ImageError(
+            f"A tensor of shape {tuple(tensor.shape)} is not one RGB image; expected 1x3xHxW or "
+            "3xHxW. Split batches into single images first."
+        )
+    tensor = tensor.detach().to("cpu", torch.float32)
+    if clamp:
+        tensor = tensor.clamp(0.0, 1.0)
+    return np.ascontiguousarray(tensor.numpy().transpose(1, 2, 0))
