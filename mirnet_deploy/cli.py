@@ -18,6 +18,7 @@ from .errors import UserError
 SUBCOMMANDS: dict[str, str] = {
     "info": "mirnet_ref.cli:info",
     "train": "mirnet_ref.cli:train",
+    "eval": "mirnet_ref.cli:evaluate_command",
     "lint": "export.cli:lint",
 }
 

@@ -30,7 +30,7 @@ import torch
 
 from mirnet_deploy.errors import ImageError, UserError
 
-from .degradations import Degradation, degrade_pair
+from .degradations import Degradation, bicubic_resize, degrade_pair
 from .images import IMAGE_SUFFIXES, read_image
 
 PathPair = tuple[Path, Path]
@@ -225,6 +225,18 @@ def builtin_images(split: str) -> list[tuple[str, np.ndarray]]:
         (name, _BUILTIN_LOADERS[name]().astype(np.float32) / np.float32(255))
         for name in BUILTIN_SPLITS[split]
     ]
+
+
+def image_at_resolution(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """A real photograph at exactly width x height: centre-cropped when it is larger, enlarged
+    (bicubic, keeping the aspect ratio, then cropped) when it is smaller. For parity checks and
+    numerics audits at deployment sizes, where content statistics matter more than pixels."""
+    src_h, src_w = image.shape[:2]
+    factor = max(width / src_w, height / src_h)
+    if factor > 1:
+        image = bicubic_resize(image, max(height, round(src_h * factor)), max(width, round(src_w * factor)))
+    top, left = (image.shape[0] - height) // 2, (image.shape[1] - width) // 2
+    return np.ascontiguousarray(np.clip(image[top : top + height, left : left + width], 0.0, 1.0))
 
 
 # ---------------------------------------------------------------------------------------------

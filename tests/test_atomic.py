@@ -31,6 +31,14 @@ def test_interrupted_overwrite_keeps_old_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["model.engine"]
 
 
+def test_published_file_gets_the_usual_permissions(tmp_path):
+    target = tmp_path / "weights.pth"
+    atomic_write_bytes(target, b"x")
+    reference = tmp_path / "plain"
+    reference.write_bytes(b"x")
+    assert target.stat().st_mode == reference.stat().st_mode
+
+
 def test_resolutions():
     assert parse_resolution("1080p") == (1920, 1080)
     assert parse_resolution("4K") == (3840, 2160)

@@ -1,0 +1,43 @@
+"""The PyTorch reference runner: the module in eval mode, padded like the exported graph pads."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from mirnet_ref.inference import pad_to_multiple
+
+from .base import Runner, TensorSpec, to_numpy
+
+
+class TorchRunner(Runner):
+    """Run a `torch.nn.Module` on CPU (or the device it lives on) without autograd.
+
+    The exported ONNX graph reflect-pads H and W to the model's size multiple and
+    crops back; so does this runner, so both accept the same inputs and agree.
+    `size_multiple` defaults to the model's (`model.config.size_multiple`), else 1.
+    """
+
+    def __init__(self, module: nn.Module, *, size_multiple: int | None = None, name: str = "torch"):
+        config = getattr(module, "config", None)
+        self.module = module.eval()
+        self.size_multiple = size_multiple or getattr(config, "size_multiple", 1)
+        self.name = name
+        self.input_spec = TensorSpec("input", "float32", (-1, getattr(config, "in_channels", -1), -1, -1))
+        self.output_spec = TensorSpec("output", "float32", (-1, getattr(config, "out_channels", -1), -1, -1))
+        self._device = next(module.parameters(), torch.empty(0)).device
+
+    def run(self, x: Any) -> np.ndarray:
+        batch = self.check_batch(to_numpy(x))
+        height, width = batch.shape[-2:]
+        with torch.inference_mode():
+            padded = pad_to_multiple(torch.from_numpy(batch).to(self._device), self.size_multiple)
+            out = self.module(padded)[..., :height, :width]
+        return out.float().cpu().numpy()
+
+    def close(self) -> None:
+        super().close()
+        self.module = None
