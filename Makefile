@@ -18,7 +18,7 @@ PREC ?= fp16
 BACKEND ?= auto
 RES ?= 720p
 
-.PHONY: help setup test test-slow check demo demo-weights clean
+.PHONY: help setup test cpp-test test-slow check demo demo-weights clean
 
 help:  ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -33,9 +33,14 @@ $(STAMP): pyproject.toml
 	$(PY) -c "import torch; print('torch', torch.__version__, '| CUDA build:', torch.version.cuda is not None)"
 	touch $(STAMP)
 
-test: $(STAMP)  ## ruff, then the default test suite (not slow, not gpu-only, not benchmarks)
+test: $(STAMP) cpp-test  ## ruff, the C++ core's unit tests, then the default Python suite
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest
+
+cpp-test:  ## build engines/cpp (core library; mirnet_trt only where CMake finds TensorRT) and run ctest
+	cmake -S engines/cpp -B build/cpp -DCMAKE_BUILD_TYPE=Release --log-level=NOTICE
+	cmake --build build/cpp -j2
+	ctest --test-dir build/cpp --output-on-failure
 
 test-slow: $(STAMP)  ## the tests marked slow (minutes on 2 cores)
 	$(VENV)/bin/pytest -m slow
