@@ -38,7 +38,7 @@ test: $(STAMP) cpp-test  ## ruff, the C++ core's unit tests, then the default Py
 	$(VENV)/bin/pytest
 
 cpp-test:  ## build engines/cpp (core library; mirnet_trt only where CMake finds TensorRT) and run ctest
-	cmake -S engines/cpp -B build/cpp -DCMAKE_BUILD_TYPE=Release --log-level=NOTICE
+	cmake -S engines/cpp -B build/cpp -DCMAKE_BUILD_TYPE=Release
 	cmake --build build/cpp -j2
 	ctest --test-dir build/cpp --output-on-failure
 
