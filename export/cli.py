@@ -7,11 +7,28 @@ only when invoked, so keep module-level imports light: no torch here.
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
+import onnx
+
+from mirnet_deploy.atomic import atomic_write_bytes
+from mirnet_deploy.errors import UserError
+from mirnet_ref.weights import TASKS, default_weights
 
 from .lint import lint_onnx
+from .onnx_file import DEFAULT_OPSET, OPSETS, op_counts, read_metadata
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from .spec import ModelSpec
+    from .verify import VerifyReport
+
+#: How many op types the text summary lists (the JSON has them all).
+SHOWN_OP_TYPES = 8
 
 
 @click.command()
@@ -38,3 +55,175 @@ def lint(model: Path, as_json: bool) -> None:
         click.echo(report.summary())
     if not report.ok:
         click.get_current_context().exit(1)
+
+
+@click.command("export")
+@click.option(
+    "--task",
+    type=click.Choice(TASKS),
+    help="Export the task's demo weights; with --checkpoint, only the label in the metadata "
+    "(default: denoise).",
+)
+@click.option(
+    "--checkpoint",
+    type=click.Path(path_type=Path),
+    help="A MIRNet checkpoint (official or ours); the architecture is inferred from its tensors.",
+)
+@click.option(
+    "--output", "-o", type=click.Path(path_type=Path), required=True, help="The .onnx file to write."
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "fp16"]),
+    default="fp32",
+    show_default=True,
+    help="fp16: FP16 graph with FP32 I/O and FP32 reductions/softmax.",
+)
+@click.option(
+    "--opset",
+    type=click.IntRange(min(OPSETS), max(OPSETS)),
+    default=DEFAULT_OPSET,
+    show_default=True,
+    help="ONNX opset; TensorRT 10.0 (the JetPack 6 generation) documents up to 20.",
+)
+@click.option(
+    "--scale",
+    type=click.IntRange(2, 8),
+    help="sr only: upsample bicubically by this factor inside the graph, so it takes the "
+    "low-resolution image.",
+)
+@click.option(
+    "--fp32-node",
+    "fp32_nodes",
+    multiple=True,
+    metavar="NAME",
+    help="fp16 only: also keep this ONNX node in FP32 (repeatable; names from the FP32 export).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def export(
+    task: str | None,
+    checkpoint: Path | None,
+    output: Path,
+    precision: str,
+    opset: int,
+    scale: int | None,
+    fp32_nodes: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Export a MIRNet checkpoint to ONNX, lint it for TensorRT and verify it against PyTorch.
+
+    The graph takes float32 NCHW RGB in [0, 1] named `input`, with dynamic batch, height and
+    width (any size: it reflect-pads to the model's size multiple and crops back), and returns
+    `output`, unclamped. Metadata records task, config, scale, precision and checkpoint hash.
+    The file is written only after the ONNX checker, the TensorRT lint and the comparison with
+    PyTorch on ONNX Runtime CPU (several shapes, max |error| per shape) pass.
+
+    \b
+    Examples:
+      mirnet export --task denoise --output build/onnx/denoise.fp32.onnx
+      mirnet export --task denoise --precision fp16 --output build/onnx/denoise.fp16.onnx
+      mirnet export --checkpoint model_best.pth --task enhance -o enhance.onnx --json
+      mirnet export --task sr --scale 4 -o sr_x4.onnx      # takes the low-resolution image
+    """
+    task = _checked_task(task, checkpoint, precision, scale, fp32_nodes)
+    network, spec = mirnet_network(checkpoint or default_weights(task), task)
+    verification = _export_verified(network, spec, output, precision, opset, scale, fp32_nodes)
+    model = onnx.load(output)
+    counts = op_counts(model)
+    result = {
+        "output": str(output),
+        "size_bytes": output.stat().st_size,
+        "node_count": sum(counts.values()),
+        "op_counts": counts,
+        "metadata": read_metadata(model),
+        "lint": lint_onnx(model).to_dict(),
+        "verification": verification.to_dict(),
+    }
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        _print_summary(result, verification)
+
+
+def _checked_task(
+    task: str | None, checkpoint: Path | None, precision: str, scale: int | None, fp32_nodes: tuple[str, ...]
+) -> str:
+    """The task label, after rejecting option combinations that mean nothing."""
+    if task is None and checkpoint is None:
+        raise UserError(
+            "Nothing to export: pass --task denoise|enhance|sr (demo weights) or --checkpoint PATH."
+        )
+    task = task or "denoise"
+    if scale and task != "sr":
+        raise UserError(
+            f"--scale upsamples inside the graph for super-resolution; it needs --task sr, not {task}."
+        )
+    if fp32_nodes and precision != "fp16":
+        raise UserError("--fp32-node chooses nodes of the FP16 graph to keep in FP32; add --precision fp16.")
+    return task
+
+
+def mirnet_network(checkpoint: Path, task: str) -> tuple[nn.Module, ModelSpec]:
+    """The CLI boundary: a MIRNet checkpoint becomes a generic network and its spec."""
+    from mirnet_ref.checkpoint import file_sha256, load_model
+
+    from .spec import ModelSpec
+
+    model = load_model(checkpoint)
+    config = model.config
+    spec = ModelSpec(
+        name="MIRNet",
+        task=task,
+        in_channels=config.in_channels,
+        out_channels=config.out_channels,
+        size_multiple=config.size_multiple,
+        config=config.as_dict(),
+        checkpoint_sha256=file_sha256(checkpoint),
+    )
+    return model, spec
+
+
+def _export_verified(
+    network: nn.Module,
+    spec: ModelSpec,
+    output: Path,
+    precision: str,
+    opset: int,
+    scale: int | None,
+    fp32_nodes: tuple[str, ...],
+) -> VerifyReport:
+    """Export (and convert) in a scratch folder; write `output` only once verification passed."""
+    from .onnx_export import export_onnx
+    from .precision import convert_to_fp16
+    from .verify import default_shapes, verify_onnx
+
+    with tempfile.TemporaryDirectory() as folder:
+        staged = Path(folder) / "model.fp32.onnx"
+        click.echo(f"Exporting {spec.name} ({spec.task}) to ONNX opset {opset} ...", err=True)
+        export_onnx(network, spec, staged, opset=opset, sr_scale=scale)
+        if precision == "fp16":
+            click.echo("Converting to FP16 ...", err=True)
+            staged = convert_to_fp16(staged, Path(folder) / "model.fp16.onnx", fp32_nodes=fp32_nodes)
+        click.echo("Verifying on ONNX Runtime CPU against PyTorch ...", err=True)
+        verification = verify_onnx(staged, network, spec, sr_scale=scale, shapes=default_shapes(scale))
+        verification.raise_if_failed()
+        atomic_write_bytes(output, staged.read_bytes())
+    return verification
+
+
+def _print_summary(result: dict[str, Any], verification: VerifyReport) -> None:
+    metadata, lint = result["metadata"], result["lint"]
+    click.echo(
+        f"Wrote {result['output']} ({result['size_bytes'] / 2**20:.1f} MiB, {metadata['precision']}, "
+        f"opset {lint['opset']}, {result['node_count']} nodes)"
+    )
+    counts = list(result["op_counts"].items())
+    shown = ", ".join(f"{op} {count}" for op, count in counts[:SHOWN_OP_TYPES])
+    more = f", +{len(counts) - SHOWN_OP_TYPES} more types" if len(counts) > SHOWN_OP_TYPES else ""
+    click.echo(f"  ops: {shown}{more}")
+    if metadata["precision"] == "fp16":
+        kept = json.loads(metadata["fp32_op_types"]) + json.loads(metadata["fp32_nodes"])
+        click.echo(f"  kept in FP32: {', '.join(kept)}")
+    click.echo(f"  lint: {lint['error_count']} error(s), {lint['warning_count']} warning(s)")
+    for line in verification.format_lines():
+        click.echo(f"  {line}")

@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, str] = {
     "train": "mirnet_ref.cli:train",
     "eval": "mirnet_ref.cli:evaluate_command",
     "lint": "export.cli:lint",
+    "export": "export.cli:export",
     "build": "engines.cli:build",
 }
 

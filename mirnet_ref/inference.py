@@ -16,14 +16,16 @@ from torch import nn
 from mirnet_deploy.errors import ImageError
 
 
-def reflect_indices(size: int, padded: int, device: torch.device | None = None) -> torch.Tensor:
-    """Indices 0..padded-1 mirrored into 0..size-1 (whole-sample symmetric, period 2(size-1))."""
-    idx = torch.arange(padded, device=device)
-    if size == 1:
-        return torch.zeros_like(idx)
-    period = 2 * (size - 1)
-    idx = idx % period
-    return torch.where(idx >= size, period - idx, idx)
+def reflect_indices(size: int | torch.Tensor, padded: int | torch.Tensor,
+                    device: torch.device | None = None) -> torch.Tensor:
+    """Indices 0..padded-1 mirrored into 0..size-1 (whole-sample symmetric, period 2(size-1)).
+
+    Branch-free so that it also traces into ONNX (Range/Mod/Where) with dynamic sizes:
+    the period is 1 when size == 1, where every index maps to 0.
+    """
+    period = 2 * size - 2 + 1 // size
+    index = torch.arange(padded, device=device) % period
+    return torch.where(index >= size, period - index, index)
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:

@@ -12,6 +12,17 @@ import torch
 REFERENCE_DIR = Path(__file__).parent / "data" / "reference"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """One PyTorch thread for the suite: on 2 shared cores two OpenMP threads wait on each other for
+    seconds per small forward pass (measured: 4-8 s instead of 30-60 ms); one thread is never slower
+    for the small models the tests use."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def golden() -> dict:
     """The golden npz as a dict: config, ordered keys, aliases, state dict, inputs, outputs."""

@@ -63,15 +63,6 @@ def toy_onnx(path: Path, precision: str = "fp32", declare: bool = True) -> Path:
     return path
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """PyTorch's thread pool crawls on 2 cores shared with other work (4 s instead of 30 ms per forward)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def small_mirnet(tmp_path_factory) -> tuple[torch.nn.Module, Path]:
     """The `small` MIRNet preset and its ONNX export (legacy exporter, opset 17, dynamic N/H/W)."""
