@@ -115,6 +115,7 @@ def run_parity(reference_runner, artifact_runner, cases: Sequence[ParityCase],
     from polygraphy.logger import G_LOGGER
 
     G_LOGGER.module_severity = G_LOGGER.ERROR
+    G_LOGGER.colors = False  # else polygraphy prints a hint about the `colored` module to stdout
     rows = []
     for resolution in dict.fromkeys(case.resolution for case in cases):
         subset = [case for case in cases if case.resolution == resolution]

@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, str] = {
     "lint": "export.cli:lint",
     "export": "export.cli:export",
     "build": "engines.cli:build",
+    "parity": "bench.cli:parity",
 }
 
 

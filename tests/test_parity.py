@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -70,3 +72,37 @@ def test_nan_fails_whatever_the_precision(cases):
     assert row.nonfinite == 1
     assert not row.passed
     assert "NaN/Inf" in row.failures[0]
+
+
+def test_parity_cli_json_on_an_export(tmp_path):
+    """`mirnet parity` on a real FP32 export: the JSON report's structure and numbers."""
+    from click.testing import CliRunner
+
+    from mirnet_deploy.cli import main
+    from mirnet_ref.checkpoint import save_checkpoint
+    from mirnet_ref.presets import build_preset
+
+    torch.manual_seed(0)
+    checkpoint = save_checkpoint(build_preset("small"), tmp_path / "small.pth")
+    onnx_path = tmp_path / "small.onnx"
+    runner = CliRunner()
+    exported = runner.invoke(main, ["export", "--checkpoint", str(checkpoint), "--output", str(onnx_path)])
+    assert exported.exit_code == 0, exported.output
+    result = runner.invoke(main, ["parity", "--onnx", str(onnx_path), "--checkpoint", str(checkpoint),
+                                  "--res", "32,45x71", "--images", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["precision"] == "fp32"
+    assert report["passed"] is True
+    assert [r["resolution"] for r in report["results"]] == ["32x32", "45x71"]
+    for row in report["results"]:
+        assert set(row) >= {"psnr_vs_reference_db", "ssim_vs_reference", "max_abs_error", "nonfinite",
+                            "task_psnr_reference_db", "task_psnr_artifact_db", "task_drop_db", "passed"}
+        assert row["max_abs_error"] <= 1e-4
+        assert row["nonfinite"] == 0
+        assert row["images"] == 1
+
+    other = save_checkpoint(build_preset("small"), tmp_path / "other.pth")
+    mismatch = runner.invoke(main, ["parity", "--onnx", str(onnx_path), "--checkpoint", str(other)])
+    assert mismatch.exit_code != 0
+    assert "was exported from a checkpoint" in mismatch.output

@@ -36,7 +36,7 @@ class TorchRunner(Runner):
         with torch.inference_mode():
             padded = pad_to_multiple(torch.from_numpy(batch).to(self._device), self.size_multiple)
             out = self.module(padded)[..., :height, :width]
-        return out.float().cpu().numpy()
+        return np.ascontiguousarray(out.float().cpu().numpy())  # the crop is a strided view
 
     def close(self) -> None:
         super().close()
