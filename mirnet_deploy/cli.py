@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, str] = {
     "export": "export.cli:export",
     "build": "engines.cli:build",
     "parity": "bench.cli:parity",
+    "audit-fp16": "export.cli:audit_fp16_command",
 }
 
 
