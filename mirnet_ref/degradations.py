@@ -143,11 +143,15 @@ class LowLight:
 
 
 def bicubic_resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Bicubic resampling with antialiasing (PyTorch's, Keys a = -0.5 as PIL and close to
-    MATLAB imresize): a downscale averages over the footprint instead of aliasing."""
+    """PyTorch bicubic resampling. Reductions are antialiased (the kernel widens with the
+    footprint, Keys a = -0.5 as PIL and close to MATLAB imresize) instead of aliasing;
+    enlargements use the plain bicubic (a = -0.75), which is exactly the ONNX Resize
+    (cubic, cubic_coeff_a = -0.75) that `mirnet export --scale` puts in the graph, so a
+    model trained on these inputs sees the same ones when it upsamples in-graph."""
     tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), np.float32))[None]
+    reduce = height < image.shape[0] or width < image.shape[1]
     resized = F.interpolate(
-        tensor, size=(height, width), mode="bicubic", align_corners=False, antialias=True
+        tensor, size=(height, width), mode="bicubic", align_corners=False, antialias=reduce
     )
     return resized[0].numpy().transpose(1, 2, 0)
 
@@ -182,7 +186,8 @@ class BicubicSR:
         return _finish(bicubic_resize(small, height, width))
 
     def describe(self) -> dict[str, Any]:
-        return {**_describe(self), "resize": "torch bicubic, antialias=True, align_corners=False"}
+        return {**_describe(self), "resize": "torch bicubic, align_corners=False; antialiased down, "
+                "plain (a=-0.75) up"}
 
 
 def degrade_pair(

@@ -258,3 +258,17 @@ def test_cli_help_has_examples():
     assert result.exit_code == 0
     assert "Examples:" in result.output
     assert "mirnet export --task sr --scale 4" in result.output
+
+
+def test_sr_graph_upsamples_exactly_like_the_sr_training_inputs(tmp_path):
+    """`--scale` graphs must feed the network the same upsampled image the sr degradation trains on."""
+    from export.graph import DeploymentGraph
+    from export.spec import ModelSpec
+    from mirnet_ref.degradations import bicubic_resize
+
+    spec = ModelSpec(name="identity", task="sr", in_channels=3, out_channels=3, size_multiple=1)
+    graph = DeploymentGraph(torch.nn.Identity(), spec, sr_scale=4).eval()
+    low = np.random.default_rng(0).random((12, 10, 3)).astype(np.float32)
+    with torch.no_grad():
+        in_graph = graph(torch.from_numpy(low.transpose(2, 0, 1).copy())[None])[0].numpy().transpose(1, 2, 0)
+    assert np.abs(in_graph - bicubic_resize(low, 48, 40)).max() < 1e-6
