@@ -19,7 +19,7 @@ from mirnet_deploy.errors import UserError
 from mirnet_ref.weights import TASKS, default_weights
 
 from .lint import lint_onnx
-from .onnx_file import DEFAULT_OPSET, OPSETS, op_counts, read_metadata
+from .onnx_file import DEFAULT_OPSET, OPSETS, op_counts, read_metadata, save_onnx
 
 if TYPE_CHECKING:
     from torch import nn
@@ -99,6 +99,12 @@ def lint(model: Path, as_json: bool) -> None:
     metavar="NAME",
     help="fp16 only: also keep this ONNX node in FP32 (repeatable; names from the FP32 export).",
 )
+@click.option(
+    "--subpixel-upsample",
+    is_flag=True,
+    help="Rewrite each stride-2 ConvTranspose as Conv + DepthToSpace (exact, more MACs): INT8 then "
+    "quantizes it like any conv, where ONNX Runtime has no INT8 ConvTranspose.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def export(
     task: str | None,
@@ -108,6 +114,7 @@ def export(
     opset: int,
     scale: int | None,
     fp32_nodes: tuple[str, ...],
+    subpixel_upsample: bool,
     as_json: bool,
 ) -> None:
     """Export a MIRNet checkpoint to ONNX, lint it for TensorRT and verify it against PyTorch.
@@ -124,10 +131,13 @@ def export(
       mirnet export --task denoise --precision fp16 --output build/onnx/denoise.fp16.onnx
       mirnet export --checkpoint model_best.pth --task enhance -o enhance.onnx --json
       mirnet export --task sr --scale 4 -o sr_x4.onnx      # takes the low-resolution image
+      mirnet export --task denoise --subpixel-upsample -o denoise.subpixel.fp32.onnx  # for INT8
     """
     task = _checked_task(task, checkpoint, precision, scale, fp32_nodes)
     network, spec = mirnet_network(checkpoint or default_weights(task), task)
-    verification = _export_verified(network, spec, output, precision, opset, scale, fp32_nodes)
+    verification = _export_verified(
+        network, spec, output, precision, opset, scale, fp32_nodes, subpixel_upsample
+    )
     model = onnx.load(output)
     counts = op_counts(model)
     result = {
@@ -191,16 +201,22 @@ def _export_verified(
     opset: int,
     scale: int | None,
     fp32_nodes: tuple[str, ...],
+    subpixel_upsample: bool,
 ) -> VerifyReport:
     """Export (and convert) in a scratch folder; write `output` only once verification passed."""
     from .onnx_export import export_onnx
     from .precision import convert_to_fp16
+    from .subpixel import rewrite_transposed_convs
     from .verify import default_shapes, verify_onnx
 
     with tempfile.TemporaryDirectory() as folder:
         staged = Path(folder) / "model.fp32.onnx"
         click.echo(f"Exporting {spec.name} ({spec.task}) to ONNX opset {opset} ...", err=True)
         export_onnx(network, spec, staged, opset=opset, sr_scale=scale)
+        if subpixel_upsample:
+            rewritten_model, rewritten = rewrite_transposed_convs(onnx.load(staged))
+            save_onnx(rewritten_model, staged)
+            click.echo(f"Rewrote {rewritten} ConvTranspose node(s) as Conv + DepthToSpace.", err=True)
         if precision == "fp16":
             click.echo("Converting to FP16 ...", err=True)
             staged = convert_to_fp16(staged, Path(folder) / "model.fp16.onnx", fp32_nodes=fp32_nodes)
