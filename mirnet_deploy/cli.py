@@ -24,6 +24,9 @@ SUBCOMMANDS: dict[str, str] = {
     "build": "engines.cli:build",
     "parity": "bench.cli:parity",
     "audit-fp16": "export.cli:audit_fp16_command",
+    "calibrate": "calibration.cli:calibrate",
+    "quantize": "calibration.cli:quantize",
+    "infer": "engines.infer:infer",
 }
 
 

@@ -35,7 +35,9 @@ class TorchRunner(Runner):
         height, width = batch.shape[-2:]
         with torch.inference_mode():
             padded = pad_to_multiple(torch.from_numpy(batch).to(self._device), self.size_multiple)
-            out = self.module(padded)[..., :height, :width]
+            out = self.module(padded)
+            scale = out.shape[-1] // padded.shape[-1]  # super-resolution graphs enlarge
+            out = out[..., : height * scale, : width * scale]
         return np.ascontiguousarray(out.float().cpu().numpy())  # the crop is a strided view
 
     def close(self) -> None:

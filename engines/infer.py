@@ -1,0 +1,285 @@
+"""`mirnet infer`: restore image files with any artifact on any backend, tiled when large.
+
+Modelled on Real-ESRGAN's inference script: a file or a folder in, a folder out, one
+output per input named `<stem><suffix><ext>`, a progress bar, and a summary at the end.
+A bad file (unreadable, corrupt, unsupported channels) is reported and skipped; the exit
+status is 1 if any file failed. Inputs are never overwritten: an output that would land
+on an input is refused before anything runs, and every output is written atomically.
+
+This is the CLI boundary of the engines stage, so the one MIRNet-specific fact it needs,
+the activation memory per pixel used to choose a tile size, lives here.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+import numpy as np
+from tqdm import tqdm
+
+from mirnet_deploy.errors import UserError
+from mirnet_deploy.resolutions import format_resolution
+from mirnet_ref.datasets import list_images
+from mirnet_ref.images import read_image, write_image
+from mirnet_ref.weights import TASKS, default_weights
+
+from .cache import describe_onnx
+from .manifest import load_manifest
+from .runners import BACKENDS, OrtRunner, Runner, TorchRunner, open_runner, select_backend
+from .tiling import DEFAULT_OVERLAP, TiledRunner
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from export.spec import ModelSpec
+
+#: Peak activation memory of MIRNet, in float32 feature maps of `n_feat` channels at the input's
+#: resolution: measured as the ru_maxrss growth of a fresh process running one image (PyTorch CPU
+#: eager, 1 thread) with 23-24 for the `small` preset (n_feat 16) at 256x256 and 512x512 and 24 for
+#: `full` (n_feat 64) at 256x256; ONNX Runtime CPU needs 16-21. Activations dominate, so this
+#: scales with n_feat and pixels; FP16 engines need less, so the estimate errs on the safe side.
+MIRNET_PEAK_FEATURE_MAPS = 24
+DEFAULT_MEMORY_BUDGET_MB = 2048
+#: Engines that only TensorRT runs.
+ENGINE_SUFFIXES = (".engine", ".plan")
+
+
+def mirnet_bytes_per_pixel(config: Mapping[str, Any], scale: int = 1) -> float | None:
+    """Peak host bytes per input pixel of a MIRNet run (None if `config` is not MIRNet's).
+
+    A graph that upsamples by `scale` inside runs the network on scale^2 pixels per input pixel.
+    """
+    n_feat = config.get("n_feat")
+    if not isinstance(n_feat, int):
+        return None
+    return 4.0 * MIRNET_PEAK_FEATURE_MAPS * n_feat * scale**2
+
+
+@dataclass
+class LoadedModel:
+    """A runner and what infer needs to know about the model behind it."""
+
+    runner: Runner
+    source: str
+    task: str
+    scale: int  # output size / input size
+    size_multiple: int
+    config: Mapping[str, Any]  # constructor arguments, for the memory estimate; empty if unknown
+
+
+def open_model(task: str | None, checkpoint: Path | None, model: Path | None, backend: str,
+               threads: int | None, sr_scale: int | None) -> LoadedModel:
+    """The runner for the chosen source and backend (see `infer --help` for the rules)."""
+    if model is not None:
+        if checkpoint is not None or sr_scale:
+            raise UserError("--model runs an exported artifact as it is: --checkpoint and --scale apply only "
+                            "to checkpoints (the ONNX graph already holds any upsampling).")
+        return _open_artifact(model, task, backend, threads)
+    task = task or "denoise"
+    if sr_scale and task != "sr":
+        raise UserError(f"--scale upsamples inside the graph for super-resolution; it needs --task sr, "
+                        f"not {task}.")
+    return _open_checkpoint(checkpoint or default_weights(task), task, backend, threads, sr_scale)
+
+
+def _open_artifact(path: Path, task: str | None, backend: str, threads: int | None) -> LoadedModel:
+    """An ONNX model (ONNX Runtime) or an engine (TensorRT); task and scale from the ONNX metadata."""
+    engine = path.suffix in ENGINE_SUFFIXES
+    if backend == "torch":
+        raise UserError(f"--backend torch runs the PyTorch reference from a checkpoint, not {path.name}: "
+                        f"pass --checkpoint or --task, or drop --backend to run {path.name}.")
+    if backend == "ort" and engine:
+        raise UserError(f"{path.name} is a TensorRT engine, which ONNX Runtime cannot run: pass the ONNX "
+                        f"model it was built from with --backend ort.")
+    if backend == "tensorrt" and not engine:
+        select_backend("tensorrt", path)  # explains what to install when TensorRT cannot run here
+        raise UserError(f"TensorRT runs built engines: `mirnet build {path} --backend tensorrt`, then pass "
+                        f"the engine it prints with --model.")
+    metadata = _artifact_metadata(path)
+    declared = metadata.get("task")
+    if task and declared and task != declared:
+        raise UserError(f"{path.name} was exported for task {declared!r}, not {task!r}: drop --task (the "
+                        f"model's metadata names it) or pass the {task} model.")
+    config = json.loads(metadata.get("model_config", "{}"))
+    return LoadedModel(open_runner(path, threads=threads), str(path), declared or task or "restored",
+                       int(metadata.get("scale", "1")), int(metadata.get("size_multiple", "4")), config)
+
+
+def _artifact_metadata(path: Path) -> dict[str, str]:
+    """The artifact's ONNX `metadata_props`; an engine's are those of the ONNX its manifest names."""
+    if path.suffix in ENGINE_SUFFIXES:
+        path = Path(load_manifest(path).onnx_path)
+        if not path.is_file():
+            return {}
+    return describe_onnx(path).metadata
+
+
+def _open_checkpoint(checkpoint: Path, task: str, backend: str, threads: int | None,
+                     sr_scale: int | None) -> LoadedModel:
+    """PyTorch (auto, torch) or ONNX Runtime on a fresh in-memory export (ort) of a checkpoint."""
+    from export.cli import mirnet_network
+    from export.graph import DeploymentGraph
+
+    if backend == "tensorrt":
+        raise UserError(f"TensorRT runs built engines, not checkpoints: `mirnet export --checkpoint "
+                        f"{checkpoint} -o model.onnx`, `mirnet build model.onnx --backend tensorrt`, then "
+                        f"pass the engine with --model.")
+    network, spec = mirnet_network(checkpoint, task)
+    if backend == "ort":
+        runner = _exported_ort_runner(network, spec, sr_scale, threads)
+    else:
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        runner = TorchRunner(DeploymentGraph(network, spec, sr_scale), name="pytorch-fp32")
+    return LoadedModel(runner, str(checkpoint), task, spec.scale * (sr_scale or 1), spec.size_multiple,
+                       spec.config)
+
+
+def _exported_ort_runner(network: nn.Module, spec: ModelSpec, sr_scale: int | None,
+                         threads: int | None) -> OrtRunner:
+    """Export to a scratch ONNX file; the session holds the model, so the file can go at once."""
+    from export.onnx_export import export_onnx
+
+    click.echo("Exporting the checkpoint to ONNX for ONNX Runtime ...", err=True)
+    with tempfile.TemporaryDirectory() as folder:
+        path = export_onnx(network, spec, Path(folder) / "model.onnx", sr_scale=sr_scale)
+        return OrtRunner(path, providers="auto", threads=threads)
+
+
+def tiled_runner(model: LoadedModel, tile: int | None, overlap: int,
+                 memory_budget_mb: float) -> tuple[Runner, str]:
+    """The runner infer uses and a description of its tiling: `tile` 0 = off, None = from the budget."""
+    if tile == 0:
+        return model.runner, "off"
+    bytes_per_pixel = mirnet_bytes_per_pixel(model.config, model.scale)
+    if tile is None and bytes_per_pixel is None:
+        return model.runner, "off (no model config in the metadata to estimate memory from: pass --tile N)"
+    runner = TiledRunner(model.runner, tile=tile, overlap=overlap, memory_budget_mb=memory_budget_mb,
+                         bytes_per_pixel=bytes_per_pixel, scale=model.scale, multiple=model.size_multiple)
+    height, width = runner.tile_limits()
+    return runner, f"tiles up to {width}x{height}, overlap {overlap}"
+
+
+def output_paths(inputs: list[Path], output_dir: Path, suffix: str, ext: str) -> dict[Path, Path]:
+    """Input -> output path; refuses outputs that would overwrite an input or each other."""
+    outputs = {src: output_dir / f"{src.stem}{suffix}{src.suffix if ext == 'keep' else '.png'}"
+               for src in inputs}
+    resolved_inputs = {src.resolve(): src for src in inputs}
+    seen: dict[Path, Path] = {}
+    for src, dst in outputs.items():
+        target = dst.resolve()
+        if target in resolved_inputs:
+            raise UserError(f"Restoring {src} would overwrite the input {resolved_inputs[target]}: choose "
+                            f"another output folder or a non-empty --suffix. Nothing was written.")
+        if target in seen:
+            raise UserError(f"{seen[target]} and {src} would both be written to {dst}: use --ext keep or "
+                            f"rename one of them. Nothing was written.")
+        seen[target] = src
+    return outputs
+
+
+def restore_file(runner: Runner, src: Path, dst: Path) -> dict[str, Any]:
+    """Restore one file; 8-bit stays 8-bit, 16-bit and float files are written as 16-bit."""
+    started = time.perf_counter()
+    loaded = read_image(src)
+    batch = np.ascontiguousarray(loaded.pixels.transpose(2, 0, 1)[None])
+    restored = runner.run(batch)[0].transpose(1, 2, 0)
+    bit_depth = 8 if loaded.bit_depth == 8 else 16
+    write_image(dst, restored, bit_depth)  # clamps to [0, 1], atomic
+    height, width = loaded.pixels.shape[:2]
+    return {"input": str(src), "output": str(dst), "size": format_resolution((width, height)),
+            "output_size": format_resolution((restored.shape[1], restored.shape[0])), "bit_depth": bit_depth,
+            "seconds": round(time.perf_counter() - started, 3)}
+
+
+@click.command()
+@click.option("-i", "--input", "input_path", type=click.Path(exists=True, path_type=Path), required=True,
+              help="An image file, or a folder whose images (PNG, JPEG, TIFF, WebP, BMP) are restored.")
+@click.option("-o", "--output", "output_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder for the restored images (created if missing).")
+@click.option("--task", type=click.Choice(TASKS),
+              help="Run the task's demo weights; with --checkpoint, the task it was trained for "
+                   "(default: denoise); with --model, a check of its metadata.")
+@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A MIRNet checkpoint (official or ours), run by PyTorch or, with --backend ort, by "
+                   "ONNX Runtime after an export to a scratch file.")
+@click.option("--model", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="An exported .onnx (ONNX Runtime) or a TensorRT .engine with its manifest; task and "
+                   "scale come from the ONNX metadata.")
+@click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
+              help="auto: PyTorch for checkpoints, ONNX Runtime for .onnx, TensorRT for .engine.")
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads (PyTorch or ONNX Runtime intra-op).")
+@click.option("--scale", "sr_scale", type=click.IntRange(2, 8),
+              help="sr checkpoints: upsample bicubically by this factor first, so the input is the "
+                   "low-resolution image (as `mirnet export --scale`); without it sr refines at the same "
+                   "size.")
+@click.option("--tile", type=click.IntRange(min=0),
+              help="Tile edge in pixels, a multiple of 4; 0: never tile. Default: the largest tile whose "
+                   "run fits --memory-budget-mb (images that fit run whole).")
+@click.option("--overlap", type=click.IntRange(min=0), default=DEFAULT_OVERLAP, show_default=True,
+              help="Overlap between tiles in pixels, blended with linear ramps.")
+@click.option("--memory-budget-mb", type=click.FloatRange(min=1), default=DEFAULT_MEMORY_BUDGET_MB,
+              show_default=True, help="Host memory the model's activations may use per tile (estimated).")
+@click.option("--suffix", help="Appended to each output's stem (default: _<task>).")
+@click.option("--ext", type=click.Choice(["keep", "png"]), default="keep", show_default=True,
+              help="Output format: the input's, or PNG.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def infer(input_path: Path, output_dir: Path, task: str | None, checkpoint: Path | None, model: Path | None,
+          backend: str, threads: int | None, sr_scale: int | None, tile: int | None, overlap: int,
+          memory_budget_mb: float, suffix: str | None, ext: str, as_json: bool) -> None:
+    """Restore an image or a folder of images into OUTPUT with any model on any backend.
+
+    8-bit inputs give 8-bit outputs; 16-bit PNG/TIFF (and float TIFF) inputs give 16-bit
+    outputs. Outputs are clamped to [0, 1]. Large images are cut
+    into overlapping tiles streamed from host memory (only a tile reaches the model or the
+    GPU), within a TensorRT engine's optimization profile. Files that cannot be restored
+    are listed at the end and the exit status is 1; the others are still written.
+
+    \b
+    Examples:
+      mirnet infer -i photo.png -o restored/ --task denoise
+      mirnet infer -i shots/ -o out/ --model denoise.fp16.onnx --threads 2
+      mirnet infer -i shots/ -o out/ --model denoise.fp16.engine --tile 512 --overlap 32
+      mirnet infer -i scans/ -o out/ --checkpoint model_denoising.pth --backend ort --json
+      mirnet infer -i small/ -o big/ --task sr --scale 4 --ext png
+    """
+    inputs = list_images(input_path) if input_path.is_dir() else [input_path]
+    if not inputs:
+        raise UserError(f"No images in {input_path}: it holds no files ending in .png, .jpg, .tif, .webp "
+                        f"or .bmp. Point -i at an image or a folder of images.")
+    loaded = open_model(task, checkpoint, model, backend, threads, sr_scale)
+    outputs = output_paths(inputs, output_dir, f"_{loaded.task}" if suffix is None else suffix, ext)
+    runner, tiling = tiled_runner(loaded, tile, overlap, memory_budget_mb)
+    restored, failed = [], []
+    with runner:
+        for src in tqdm(inputs, desc="infer", unit="image", disable=as_json):
+            try:
+                restored.append(restore_file(runner, src, outputs[src]))
+            except UserError as error:
+                failed.append({"input": str(src), "error": str(error)})
+    summary = {"model": loaded.source, "task": loaded.task, "backend": loaded.runner.name,
+               "scale": loaded.scale, "tiling": tiling, "output_dir": str(output_dir), "restored": restored,
+               "failed": failed}
+    click.echo(json.dumps(summary, indent=2) if as_json else _summary_text(summary))
+    if failed:
+        raise SystemExit(1)
+
+
+def _summary_text(summary: dict[str, Any]) -> str:
+    lines = [f"{summary['backend']} ({summary['model']}, task {summary['task']}, scale {summary['scale']}), "
+             f"tiling: {summary['tiling']}",
+             f"restored {len(summary['restored'])} of {len(summary['restored']) + len(summary['failed'])} "
+             f"images into {summary['output_dir']}"]
+    if summary["failed"]:
+        lines.append(f"failed {len(summary['failed'])}:")
+        lines += [f"  {Path(f['input']).name}: {f['error']}" for f in summary["failed"]]
+    return "\n".join(lines)
