@@ -18,7 +18,7 @@ PREC ?= fp16
 BACKEND ?= auto
 RES ?= 720p
 
-.PHONY: help setup test cpp-test test-slow check demo demo-weights clean
+.PHONY: help setup test cpp-test test-slow check demo demo-weights bench bench-pytest clean
 
 help:  ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -68,6 +68,19 @@ demo-weights: $(STAMP)  ## train the three demo models (about 20-30 minutes each
 demo-weights-%: $(STAMP)
 	$(VENV)/bin/mirnet train --task $* $(DEMO_TRAIN) --iterations $(DEMO_ITERS_$*) \
 		--output build/train/$* --publish mirnet_ref/weights/$*.pth
+
+BENCH_MODEL ?= small
+BENCH_BACKEND ?= all-available
+BENCH_PREC ?= fp32
+BENCH_OUT ?= build/bench
+
+bench: $(STAMP)  ## latency per resolution: make bench RES=256,512 [BENCH_MODEL=full BENCH_BACKEND=torch,ort BENCH_PREC=fp32,int8]
+	$(VENV)/bin/mirnet-bench --model $(BENCH_MODEL) --res $(RES) --backend $(BENCH_BACKEND) --precision $(BENCH_PREC) \
+		--json $(BENCH_OUT)/latency.json --csv $(BENCH_OUT)/latency.csv --md $(BENCH_OUT)/latency.md --plot $(BENCH_OUT)/latency.png
+
+bench-pytest: $(STAMP)  ## pytest-benchmark suite (tests/bench: small preset, 256/512, torch/ort), JSON output
+	mkdir -p $(BENCH_OUT)
+	$(VENV)/bin/pytest tests/bench -m bench --benchmark-json $(BENCH_OUT)/pytest-benchmark.json
 
 clean:  ## remove generated artifacts (keeps .venv)
 	rm -rf build artifacts demo-output .pytest_cache

@@ -1,4 +1,4 @@
-"""`mirnet parity` (an artifact against the PyTorch FP32 reference) and `mirnet-bench` (being built)."""
+"""`mirnet parity`: an artifact against the PyTorch FP32 reference (`mirnet-bench` is in latency_cli.py)."""
 
 from __future__ import annotations
 
@@ -93,19 +93,3 @@ def parity(artifact: str, checkpoint: str | None, res: str, images: int, precisi
     if not report["passed"]:
         raise SystemExit(1)
 
-
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--res", default="256", show_default=True, help="Resolutions, comma-separated.")
-def _bench(res: str) -> None:
-    """Benchmark MIRNet latency per resolution (not implemented yet)."""
-    raise UserError(
-        "mirnet-bench is not implemented yet in this version of mirnet-deploy; "
-        "`mirnet info MODEL --res RES` gives the multiply-accumulates per resolution meanwhile."
-    )
-
-
-def main() -> None:
-    try:
-        _bench(standalone_mode=True)
-    except UserError as error:
-        raise SystemExit(f"Error: {error}") from None

@@ -1,0 +1,218 @@
+"""`mirnet-bench`: latency, throughput and memory of a model per backend, precision and resolution.
+
+The run, top-down: probe the backends, turn `--model` into the file each backend runs
+(bench/models.py, cached), measure the CPU's matmul peak, then measure every configuration in
+a fresh process (bench/worker.py) and report (bench/report.py, bench/plot.py).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import click
+from tqdm import tqdm
+
+from engines.cache import precision_family
+from mirnet_deploy.errors import UserError
+from mirnet_deploy.resolutions import format_resolution, parse_resolutions
+from mirnet_ref.weights import TASKS
+
+from .backends import ALL_AVAILABLE, BENCH_BACKENDS
+from .models import DEFAULT_CACHE_DIR, PRECISIONS, Artifacts, BenchModel, Unsupported, gmacs, resolve_model
+from .report import BenchResult, format_table, load_json, write_csv, write_json, write_markdown
+from .worker import Job, Measurement, WorkerFailed, run_fresh
+
+_OUTPUT = click.Path(dir_okay=False, path_type=Path)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--model", "model_text", default="small", show_default=True,
+              help="A preset (small, full; seeded random weights), a .pth checkpoint, an .onnx model or a "
+                   "TensorRT .engine.")
+@click.option("--res", default="256", show_default=True,
+              help="Resolutions: 256, 512, 480p, 720p, 1080p, 1440p, 4k or WxH, comma-separated.")
+@click.option("--backend", "backend_text", default=ALL_AVAILABLE, show_default=True,
+              help=f"{', '.join(BENCH_BACKENDS)} or {ALL_AVAILABLE}, comma-separated.")
+@click.option("--precision", "precision_text",
+              help="fp32, fp16, int8, comma-separated. [default: fp32; for an ONNX model or engine, its own]")
+@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Images per run.")
+@click.option("--warmup", type=click.IntRange(min=0), default=2, show_default=True,
+              help="Untimed runs after the first run (which is timed alone and reported as first_ms).")
+@click.option("--min-iters", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Timed runs at least.")
+@click.option("--min-seconds", type=click.FloatRange(min=0), default=2.0, show_default=True,
+              help="Timed seconds at least, per configuration.")
+@click.option("--threads", type=click.IntRange(min=1),
+              help="PyTorch threads and ONNX Runtime intra-op threads, for every backend and the CPU peak. "
+                   "[default: PyTorch's default here, torch.get_num_threads()]")
+@click.option("--tile", type=click.IntRange(min=1),
+              help="Run in tiles of this edge (a multiple of the model's size multiple, 4 for MIRNet).")
+@click.option("--overlap", type=click.IntRange(min=0), default=32, show_default=True,
+              help="Tile overlap in pixels (with --tile).")
+@click.option("--task", type=click.Choice(TASKS), default="denoise", show_default=True,
+              help="Task of a preset or checkpoint: the INT8 calibration set is degraded for it.")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_CACHE_DIR,
+              show_default=True, help="Where exported, converted and quantized models and engines are kept.")
+@click.option("--json", "json_path", type=_OUTPUT, help="Write the report as JSON (environment + results).")
+@click.option("--csv", "csv_path", type=_OUTPUT, help="Write the results as CSV.")
+@click.option("--md", "md_path", type=_OUTPUT, help="Write the report as Markdown.")
+@click.option("--plot", "plot_path", type=_OUTPUT, help="Write latency vs megapixels as a PNG.")
+@click.option("--from-json", "from_json", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Render the table and reports of an earlier --json run instead of measuring.")
+def mirnet_bench(model_text: str, res: str, backend_text: str, precision_text: str | None, batch: int,
+                 warmup: int, min_iters: int, min_seconds: float, threads: int | None, tile: int | None,
+                 overlap: int, task: str, cache_dir: Path, json_path: Path | None, csv_path: Path | None,
+                 md_path: Path | None, plot_path: Path | None, from_json: Path | None) -> None:
+    """Benchmark a model's latency, throughput and memory per backend, precision and resolution.
+
+    Each configuration runs in a fresh process, so its peak host memory is its own. The first
+    run is reported apart (first_ms); after warm-up, runs are timed until both --min-iters and
+    --min-seconds are met: p50/p90/p99, mean, std, images/s, output MP/s, GMAC/s and, on the
+    CPU, the fraction of a matmul peak measured in the same run. Progress goes to stderr.
+    Exits 1 when a configuration failed (the others are still reported).
+
+    \b
+    Examples:
+      mirnet-bench --res 256,512 --backend torch,ort --json out.json --plot out.png
+      mirnet-bench --model full --res 512 --precision fp32,fp16,int8 --backend ort --md bench.md
+      mirnet-bench --model small --res 4k --backend torch --tile 512 --overlap 32
+      mirnet-bench --model denoise.fp16.onnx --res 720p,1080p --backend all-available --csv out.csv
+      mirnet-bench --from-json out.json --plot out.png --md out.md   # re-render, no measuring
+    """
+    if from_json:
+        results, environment, skipped = load_json(from_json)
+    else:
+        import torch
+
+        from .backends import resolve_backends
+        from .environment import capture_environment, cpu_peak
+
+        threads = threads or torch.get_num_threads()  # the same count for PyTorch, ONNX Runtime and the peak
+        backends, unavailable = resolve_backends(backend_text)
+        skipped = [{"backend": a.backend, "reason": a.reason} for a in unavailable]
+        model = resolve_model(model_text, task)
+        precisions = _precisions(precision_text, model)
+        resolutions = parse_resolutions(res)
+        if not resolutions:
+            raise UserError(f"--res {res!r} names no resolution: pass e.g. 256,720p,1920x1080.")
+        artifacts = Artifacts(model, cache_dir, log=lambda message: click.echo(message, err=True))
+        click.echo("Measuring the CPU's float32 matmul peak ...", err=True)
+        environment = capture_environment(threads, cpu_peak(threads))
+        settings = {"batch": batch, "warmup": warmup, "min_iters": min_iters, "min_seconds": min_seconds,
+                    "threads": threads, "tile": tile, "overlap": overlap}
+        results = _run_all(model, artifacts, backends, precisions, resolutions, settings, environment)
+    click.echo(format_table(results, environment, skipped))
+    _write_reports(results, environment, skipped, json_path, csv_path, md_path, plot_path)
+    if any(r.status == "error" for r in results):
+        raise SystemExit(1)
+
+
+def _precisions(text: str | None, model: BenchModel) -> list[str]:
+    if text is None:
+        return [precision_family(model.precision)]
+    names = list(dict.fromkeys(p.strip().lower() for p in text.split(",") if p.strip()))
+    unknown = [p for p in names if p not in PRECISIONS]
+    if unknown or not names:
+        raise UserError(f"Unknown precision {', '.join(unknown) or repr(text)}: choose from "
+                        f"{', '.join(PRECISIONS)}, comma-separated.")
+    return names
+
+
+def _run_all(model: BenchModel, artifacts: Artifacts, backends: list[str], precisions: list[str],
+             resolutions: list[tuple[int, int]], settings: dict[str, Any],
+             environment: dict[str, Any]) -> list[BenchResult]:
+    """Each backend x precision x resolution: the files first (exports, conversions, engines), then timing."""
+    batch, tile = settings["batch"], settings["tile"]
+    macs = {r: gmacs(model, r, batch) for r in resolutions}
+    rows: list[BenchResult] = []
+    jobs: dict[int, Job] = {}
+    for backend in backends:
+        for precision in precisions:
+            for resolution in resolutions:
+                row = BenchResult(model=model.label, backend=backend, precision=precision,
+                                  resolution=format_resolution(resolution), batch=batch, status="ok",
+                                  threads=settings["threads"], tile=tile,
+                                  overlap=settings["overlap"] if tile else None)
+                try:
+                    artifact = artifacts.for_run(backend, precision, resolution, batch, tile)
+                except Unsupported as why:
+                    row = replace(row, status="unsupported", reason=str(why))
+                except UserError as error:
+                    row = replace(row, status="error", reason=str(error))
+                else:
+                    jobs[len(rows)] = Job(backend, str(artifact), resolution, **settings,
+                                          size_multiple=model.size_multiple, scale=model.scale)
+                rows.append(row)
+    peak = environment["cpu_peak"]["gmacs_per_s"]
+    progress = tqdm(jobs.items(), desc="configurations", unit="config", file=sys.stderr)
+    for index, job in progress:
+        progress.set_postfix_str(f"{rows[index].backend} {rows[index].precision} {rows[index].resolution}")
+        try:
+            measurement = run_fresh(job)
+        except WorkerFailed as failure:
+            rows[index] = replace(rows[index], status="error", reason=str(failure))
+        else:
+            rows[index] = _measured(rows[index], measurement, model, job, macs[job.resolution], peak)
+    return rows
+
+
+def _measured(row: BenchResult, m: Measurement, model: BenchModel, job: Job, gmacs_per_run: float | None,
+              peak_gmacs_per_s: float) -> BenchResult:
+    """The row filled from a worker's Measurement: statistics, rates and memory."""
+    from .latency import summarize, throughput
+
+    stats = summarize(m.samples_ms)
+    width, height = job.resolution
+    output_pixels = width * height * model.scale**2
+    rates = throughput(stats, batch=job.batch, output_pixels=output_pixels, gmacs=gmacs_per_run,
+                       peak_gmacs_per_s=peak_gmacs_per_s if m.device == "cpu" else None)
+
+    def rounded(value: float | None) -> float | None:
+        """Six significant digits: beyond what timing resolves, short to read."""
+        return None if value is None else float(f"{value:.6g}")
+
+    return replace(
+        row, device=m.device, runner=m.runner, output_mp=job.batch * output_pixels / 1e6,
+        first_ms=rounded(m.first_ms), p50_ms=rounded(stats.p50_ms), p90_ms=rounded(stats.p90_ms),
+        p99_ms=rounded(stats.p99_ms), mean_ms=rounded(stats.mean_ms), std_ms=rounded(stats.std_ms),
+        min_ms=rounded(stats.min_ms), iterations=stats.iterations,
+        measured_s=rounded(sum(m.samples_ms) / 1e3),
+        images_per_s=rounded(rates.images_per_s), mp_per_s=rounded(rates.mp_per_s),
+        gmacs=rounded(gmacs_per_run), gmacs_per_s=rounded(rates.gmacs_per_s),
+        cpu_peak_fraction=rounded(rates.cpu_peak_fraction), peak_host_mb=m.peak_host_mb,
+        host_baseline_mb=m.host_baseline_mb, peak_host_delta_mb=round(m.peak_host_mb - m.host_baseline_mb, 1),
+        peak_gpu_mb=m.peak_gpu_mb, h2d_ms=rounded(m.h2d_ms), compute_ms=rounded(m.compute_ms),
+        d2h_ms=rounded(m.d2h_ms), split_note=m.split_note, artifact=job.artifact)
+
+
+def _write_reports(results: list[BenchResult], environment: dict[str, Any], skipped: list[dict[str, str]],
+                   json_path: Path | None, csv_path: Path | None, md_path: Path | None,
+                   plot_path: Path | None) -> None:
+    written = []
+    if json_path:
+        write_json(json_path, results, environment, skipped)
+        written.append(json_path)
+    if csv_path:
+        write_csv(csv_path, results)
+        written.append(csv_path)
+    if md_path:
+        write_markdown(md_path, results, environment, skipped)
+        written.append(md_path)
+    if plot_path:
+        from .plot import plot_latency
+
+        plot_latency(results, environment, plot_path)
+        written.append(plot_path)
+    if written:
+        click.echo(f"Wrote {', '.join(str(p) for p in written)}", err=True)
+
+
+def main() -> None:
+    """The `mirnet-bench` console script: a UserError becomes one paragraph on stderr and exit status 1."""
+    try:
+        mirnet_bench(standalone_mode=True)
+    except UserError as error:
+        raise SystemExit(f"Error: {error}") from None

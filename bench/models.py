@@ -1,0 +1,242 @@
+"""`--model` as the file each backend runs at each precision, made once and cached.
+
+This is the benchmark's MIRNet boundary (as `export.cli.mirnet_network` is the export's):
+a preset or checkpoint becomes a network, a spec and a MAC count here, and everything past
+this module sees files. The model is a preset (`small`, `full`: seeded random weights, since
+speed does not depend on them), a checkpoint (`.pth`), an ONNX model or a TensorRT engine.
+
+Artifacts go to a cache folder (default `artifacts/bench/`), named by model, source hash and
+precision, written atomically by the stages that make them, and reused by later runs:
+
+    preset-small-seed0.pth                 the preset with seeded weights (the torch backend loads it)
+    small-<sha12>.fp32.onnx                the export (export.onnx_export)
+    small-<sha12>.fp16.onnx                FP16 (export.precision.convert_to_fp16)
+    small-<sha12>.int8-cpu.onnx            INT8 Q/DQ (calibration.quantize; -tensorrt for TensorRT backends)
+    calibration-denoise-4x128.npz          the small calibration set INT8 is quantized with
+    *.engine                               TensorRT engines per resolution and batch (engines.tensorrt_build)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from engines.cache import precision_family, slug
+from mirnet_deploy.errors import UserError
+from mirnet_ref.checkpoint import file_sha256
+
+PRECISIONS = ("fp32", "fp16", "int8")
+DEFAULT_CACHE_DIR = Path("artifacts") / "bench"
+PRESET_SEED = 0
+#: The calibration set INT8 is quantized with: small, because weights and ranges do not change speed.
+CALIBRATION_COUNT, CALIBRATION_CROP = 4, 128
+#: Backends that run INT8 as TensorRT-target Q/DQ; the others run the CPU-target model.
+TENSORRT_TARGET_BACKENDS = ("tensorrt", "ort-trt")
+
+
+class Unsupported(Exception):
+    """This backend does not run this model at this precision: a report row saying why, not a failure."""
+
+
+@dataclass(frozen=True)
+class BenchModel:
+    """What the benchmark knows about `--model`."""
+
+    label: str  # as reports name it: "small", "model_best.pth"
+    kind: str  # "preset" | "checkpoint" | "onnx" | "engine"
+    path: Path | None  # the file given (None for a preset)
+    task: str
+    config: dict[str, Any] | None  # MIRNet constructor arguments when known; MACs are counted from them
+    precision: str  # the file's own precision ("fp32" for presets and checkpoints, "int8-cpu", ...)
+    scale: int = 1  # output size / input size (super-resolution graphs upsample inside)
+    size_multiple: int = 1  # H and W of a tile must be multiples of this
+
+
+def _onnx_metadata(path: Path) -> dict[str, str]:
+    from export.onnx_file import read_metadata
+
+    try:
+        return read_metadata(onnx.load(path, load_external_data=False))
+    except Exception as exc:  # onnx raises DecodeError and friends for a file that is not a model
+        raise UserError(f"{path} is not a readable ONNX model ({type(exc).__name__}: {exc}).") from None
+
+
+def _from_metadata(label: str, kind: str, path: Path, metadata: dict[str, str], precision: str,
+                   task: str) -> BenchModel:
+    """ONNX metadata (as `mirnet export` writes it) says the task, scale and MIRNet config, when present."""
+    config = json.loads(metadata["model_config"]) if metadata.get("model_name") == "MIRNet" else None
+    return BenchModel(label, kind, path, metadata.get("task", task), config, precision,
+                      int(metadata.get("scale", "1")), int(metadata.get("size_multiple", "1")))
+
+
+def resolve_model(text: str, task: str = "denoise") -> BenchModel:
+    """A preset name or a .pth / .onnx / .engine (.plan) file; `task` where the file does not say."""
+    from mirnet_ref.presets import PRESETS
+
+    if text in PRESETS:
+        config = PRESETS[text]
+        return BenchModel(text, "preset", None, task, config.as_dict(), "fp32", 1, config.size_multiple)
+    path = Path(text)
+    if not path.is_file():
+        raise UserError(f"--model {text!r} is neither a preset ({', '.join(PRESETS)}) nor an existing file: "
+                        "pass a preset name or the path of a .pth checkpoint, .onnx model or .engine.")
+    if path.suffix in (".pth", ".pt"):
+        from mirnet_ref.checkpoint import infer_config, read_state_dict
+
+        config = infer_config(read_state_dict(path))
+        return BenchModel(path.name, "checkpoint", path, task, config.as_dict(), "fp32", 1,
+                          config.size_multiple)
+    if path.suffix == ".onnx":
+        metadata = _onnx_metadata(path)
+        return _from_metadata(path.name, "onnx", path, metadata, metadata.get("precision", "fp32"), task)
+    if path.suffix in (".engine", ".plan"):
+        from engines.manifest import load_manifest
+
+        manifest = load_manifest(path)
+        source = Path(manifest.onnx_path)
+        metadata = _onnx_metadata(source) if source.is_file() else {}
+        return _from_metadata(path.name, "engine", path, metadata, manifest.precision, task)
+    raise UserError(f"Cannot tell what {path} is from its suffix: pass a preset name or a .pth, .onnx or "
+                    ".engine file.")
+
+
+def gmacs(model: BenchModel, resolution: tuple[int, int], batch: int) -> float | None:
+    """Giga multiply-accumulates of the learned convolutions for one run (the whole batch), as
+    `mirnet info` counts them; None when the file does not carry the model's configuration."""
+    if model.config is None:
+        return None
+    from mirnet_ref.cli import describe
+    from mirnet_ref.model import MIRNetConfig
+
+    width, height = resolution
+    network_input = (width * model.scale, height * model.scale)  # an SR graph upsamples before the network
+    return describe(MIRNetConfig(**model.config), [network_input], batch)["macs"][0]["gmacs"]
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+class Artifacts:
+    """The file a backend runs for the model at a precision, made on first request and cached."""
+
+    def __init__(self, model: BenchModel, cache_dir: str | os.PathLike = DEFAULT_CACHE_DIR, *,
+                 log: Callable[[str], None] = _stderr):
+        self.model = model
+        self.cache_dir = Path(cache_dir)
+        self.log = log
+
+    def for_run(self, backend: str, precision: str, resolution: tuple[int, int], batch: int,
+                tile: int | None = None) -> Path:
+        """The checkpoint (torch), ONNX model (ONNX Runtime) or engine (TensorRT) to run; raises Unsupported.
+
+        A TensorRT engine is built for the shape it will see: the image, or the tile when tiling.
+        """
+        if backend == "torch":
+            return self._checkpoint(precision)
+        if self.model.kind == "engine":
+            if backend != "tensorrt":
+                raise Unsupported(f"{self.model.label} is a TensorRT engine: it runs on the tensorrt backend "
+                                  "only (pass its ONNX model for ONNX Runtime)")
+            if precision_family(self.model.precision) != precision:
+                raise self._fixed_precision()
+            return self.model.path
+        target = "tensorrt" if backend in TENSORRT_TARGET_BACKENDS else "cpu"
+        onnx_path = self._onnx(f"int8-{target}" if precision == "int8" else precision)
+        if backend != "tensorrt":
+            return onnx_path
+        width, height = resolution
+        shape = (min(tile, width), min(tile, height)) if tile else resolution
+        return self._engine(onnx_path, shape, batch)
+
+    def _fixed_precision(self) -> Unsupported:
+        return Unsupported(f"{self.model.label} is {self.model.precision}; other precisions are made from an "
+                           "FP32 model, so pass that (a preset, a checkpoint or an FP32 ONNX)")
+
+    def _checkpoint(self, precision: str) -> Path:
+        if precision != "fp32":
+            raise Unsupported("PyTorch eager is benchmarked in FP32 only; FP16 and INT8 are deployment "
+                              "precisions, measured on ONNX Runtime and TensorRT")
+        if self.model.kind == "checkpoint":
+            return self.model.path
+        if self.model.kind != "preset":
+            raise Unsupported(f"the torch backend runs a preset or a .pth checkpoint, not the "
+                              f"{self.model.kind} file {self.model.label}")
+        path = self.cache_dir / f"preset-{self.model.label}-seed{PRESET_SEED}.pth"
+        if not path.is_file():
+            import torch
+
+            from mirnet_ref.checkpoint import save_checkpoint
+            from mirnet_ref.presets import build_preset
+
+            torch.manual_seed(PRESET_SEED)
+            save_checkpoint(build_preset(self.model.label), path)
+        return path
+
+    def _base_name(self, source: Path) -> str:
+        return f"{slug(Path(self.model.label).stem)}-{file_sha256(source)[:12]}"
+
+    def _onnx(self, variant: str) -> Path:
+        """The ONNX model of `variant` (fp32, fp16, int8-cpu, int8-tensorrt), made from FP32 if needed."""
+        if self.model.kind == "onnx":
+            if precision_family(self.model.precision) == precision_family(variant):
+                return self.model.path
+            if self.model.precision != "fp32":
+                raise self._fixed_precision()
+            fp32 = self.model.path
+        else:
+            fp32 = self._export()
+        if variant == "fp32":
+            return fp32
+        path = self.cache_dir / f"{self._base_name(fp32)}.{variant}.onnx"
+        if path.is_file():
+            return path
+        if variant == "fp16":
+            from export.precision import convert_to_fp16
+
+            self.log(f"Converting {self.model.label} to FP16 -> {path}")
+            convert_to_fp16(fp32, path)
+        else:
+            from calibration.quantize import quantize_onnx
+
+            target = variant.removeprefix("int8-")
+            self.log(f"Quantizing {self.model.label} to INT8 ({target} target) -> {path}")
+            quantize_onnx(fp32, path, target=target, calibration=self._calibration_set(),
+                          cache_dir=self.cache_dir / "calibration-cache")
+        return path
+
+    def _export(self) -> Path:
+        """The FP32 export of the preset or checkpoint."""
+        checkpoint = self._checkpoint("fp32")
+        path = self.cache_dir / f"{self._base_name(checkpoint)}.fp32.onnx"
+        if not path.is_file():
+            from export.cli import mirnet_network
+            from export.onnx_export import export_onnx
+
+            self.log(f"Exporting {self.model.label} to ONNX -> {path}")
+            network, spec = mirnet_network(checkpoint, self.model.task)
+            export_onnx(network, spec, path)
+        return path
+
+    def _calibration_set(self) -> Path:
+        from calibration.dataset import build_calibration_set, manifest_path
+
+        task = self.model.task
+        path = self.cache_dir / f"calibration-{task}-{CALIBRATION_COUNT}x{CALIBRATION_CROP}.npz"
+        if not (path.is_file() and manifest_path(path).is_file()):
+            build_calibration_set(task, path, count=CALIBRATION_COUNT, crop=CALIBRATION_CROP, seed=0)
+        return path
+
+    def _engine(self, onnx_path: Path, shape: tuple[int, int], batch: int) -> Path:
+        from engines.tensorrt_build import build_tensorrt_cached, profiles_from_resolutions
+
+        profiles = profiles_from_resolutions([shape], batch=batch, size_multiple=self.model.size_multiple)
+        self.log(f"TensorRT engine for {onnx_path.name} at {shape[0]}x{shape[1]}, batch {batch} (cached)")
+        return build_tensorrt_cached(onnx_path, self.cache_dir, profiles=profiles).path
