@@ -1,0 +1,113 @@
+"""The INT8 quality table: every demo model, both Q/DQ targets, plain calibration and PSNR budget.
+
+    python -m bench.int8_report --md reports/int8.md
+
+For each task: the FP32 export of the demo weights, the task's default calibration set,
+then per target a plain quantization (every layer INT8) and the budget search; each model
+goes through the parity harness against PyTorch FP32 on the held-out built-in photographs
+(never seen by training or calibration). Reports the task PSNR drop per resolution and
+which layers the budget kept in high precision.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from mirnet_deploy.atomic import atomic_write_text
+from mirnet_deploy.resolutions import parse_resolutions
+
+DEFAULT_FOLDER = Path("artifacts") / "int8-report"
+
+
+def _fp32_export(task: str, folder: Path) -> tuple[Path, object, object]:
+    from export.cli import mirnet_network
+    from export.onnx_export import export_onnx
+    from mirnet_ref.weights import default_weights
+
+    network, spec = mirnet_network(default_weights(task), task)
+    path = folder / f"{task}-{spec.checkpoint_sha256[:12]}.fp32.onnx"
+    if not path.is_file():
+        export_onnx(network, spec, path)
+    return path, network, spec
+
+
+def task_rows(task: str, resolutions: list[tuple[int, int]], budget_db: float, folder: Path) -> list[dict]:
+    """One row per (target, mode) for `task`: drops per resolution, layers kept."""
+    from calibration.cli import default_calibration_set
+    from calibration.mixed_precision import search_mixed_precision
+    from calibration.quantize import quantize_onnx
+    from engines.runners import OrtRunner, TorchRunner, as_polygraphy_runner
+    from export.graph import DeploymentGraph
+
+    from .cli import parity_cases
+    from .parity import run_parity
+
+    fp32, network, spec = _fp32_export(task, folder)
+    calibration = default_calibration_set(task)
+    cases = parity_cases(task, resolutions, images=2, sr_scale=1)
+    reference = as_polygraphy_runner(TorchRunner(DeploymentGraph(network, spec), name="pytorch-fp32"))
+    rows = []
+    for target in ("tensorrt", "cpu"):
+        for mode in ("plain", "budget"):
+            path = folder / f"{fp32.stem.removesuffix('.fp32')}.int8-{target}-{mode}.onnx"
+            click.echo(f"{task}: {target} target, {mode} ...", err=True)
+            if mode == "plain":
+                kept = quantize_onnx(fp32, path, target=target, calibration=calibration).excluded_nodes
+            else:
+                kept = search_mixed_precision(fp32, path, target=target, calibration=calibration,
+                                              budget_db=budget_db).kept_high_precision
+            with OrtRunner(path, providers="cpu") as runner:
+                parity = run_parity(reference, as_polygraphy_runner(runner), cases, "int8")
+            rows.append({"task": task, "target": target, "mode": mode, "kept_high_precision": kept,
+                         "drops_db": {row.resolution: row.task_drop_db for row in parity},
+                         "psnr_vs_fp32_db": {row.resolution: row.psnr_vs_reference_db for row in parity},
+                         "task_psnr_fp32_db": {row.resolution: row.task_psnr_reference_db for row in parity}})
+    return rows
+
+
+def to_markdown(rows: list[dict], budget_db: float) -> str:
+    resolutions = list(rows[0]["drops_db"])
+    header = ("| task | target | calibration | layers kept FP16/FP32 | "
+              + " | ".join(f"drop @{r} (dB)" for r in resolutions) + " | worst PSNR vs FP32 (dB) |")
+    lines = [header, "|" + " --- |" * (5 + len(resolutions))]
+    for row in rows:
+        mode = "plain" if row["mode"] == "plain" else f"budget {budget_db} dB"
+        drops = " | ".join(f"{row['drops_db'][r]:.3f}" for r in resolutions)
+        worst = min(row["psnr_vs_fp32_db"].values())
+        lines.append(f"| {row['task']} | {row['target']} | {mode} | {len(row['kept_high_precision'])} | "
+                     f"{drops} | {worst:.1f} |")
+    kept = [f"- {row['task']} / {row['target']}: {', '.join(row['kept_high_precision'])}"
+            for row in rows if row["mode"] == "budget" and row["kept_high_precision"]]
+    if kept:
+        lines += ["", "Layers the budget kept in high precision:", *kept]
+    return "\n".join(lines) + "\n"
+
+
+@click.command()
+@click.option("--tasks", default="denoise,enhance,sr", show_default=True)
+@click.option("--res", default="256,448x296", show_default=True,
+              help="Held-out resolutions (448x296 fits both held-out photographs without enlarging them).")
+@click.option("--budget-db", type=float, default=0.1, show_default=True)
+@click.option("--folder", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_FOLDER,
+              show_default=True, help="Where the ONNX models are written.")
+@click.option("--md", "md_path", type=click.Path(dir_okay=False), help="Write the Markdown table here.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the rows as JSON here.")
+def main(tasks: str, res: str, budget_db: float, folder: Path, md_path: str | None,
+         json_path: str | None) -> None:
+    """INT8 task-PSNR drop of the demo models for both targets, plain and with the PSNR budget."""
+    folder.mkdir(parents=True, exist_ok=True)
+    resolutions = parse_resolutions(res)
+    rows = [row for task in tasks.split(",") for row in task_rows(task, resolutions, budget_db, folder)]
+    table = to_markdown(rows, budget_db)
+    click.echo(table)
+    if md_path:
+        atomic_write_text(md_path, table)
+    if json_path:
+        atomic_write_text(json_path, json.dumps(rows, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,196 @@
+"""`mirnet calibrate` (a calibration set) and `mirnet quantize` (an INT8 Q/DQ model from an FP32 ONNX)."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+
+from mirnet_deploy.errors import UserError
+
+from .dataset import DEFAULT_COUNT, DEFAULT_CROP, MAX_COUNT, CalibrationManifest, manifest_path
+from .mixed_precision import DEFAULT_BUDGET_DB, DEFAULT_EVAL_SAMPLES
+from .quantize import DEFAULT_CACHE_DIR, HIGH_PRECISIONS, METHODS, TARGETS
+
+TASKS = ("denoise", "enhance", "sr")
+DEFAULT_SET_DIR = Path("artifacts") / "calibration"
+
+
+@click.command()
+@click.option("--task", type=click.Choice(TASKS), required=True,
+              help="The task's degradation is applied to every crop (a denoiser calibrates on noisy inputs).")
+@click.option("--images", "images_dir", type=click.Path(exists=True, file_okay=False),
+              help="Folder of clean photographs (default: the built-in training photographs).")
+@click.option("--count", type=click.IntRange(1, MAX_COUNT), default=DEFAULT_COUNT, show_default=True)
+@click.option("--crop", type=click.IntRange(min=16), default=DEFAULT_CROP, show_default=True,
+              help="Square crop side in pixels: deployment-like, and a multiple of 4.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False), required=True, help="The set (.npz).")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+def calibrate(task: str, images_dir: str | None, count: int, crop: int, seed: int, output: str,
+              as_json: bool) -> None:
+    """Build a calibration set: seeded, degraded crops for TASK, with a JSON manifest beside it.
+
+    The manifest (OUTPUT with .json) records the degradation, every source file and its
+    sha256, every crop and the sha256 of the .npz. Samples are stored and read one at a
+    time, so large sets never live in memory.
+
+    \b
+    Examples:
+      mirnet calibrate --task denoise -o artifacts/calibration/denoise.npz
+      mirnet calibrate --task enhance --images ~/photos --count 128 --crop 512 -o enhance.npz
+    """
+    from .dataset import build_calibration_set
+
+    if not output.endswith(".npz"):
+        raise UserError(f"--output {output}: a calibration set is an .npz file (its manifest gets .json).")
+    manifest = build_calibration_set(task, output, images_dir=images_dir, count=count, crop=crop, seed=seed,
+                                     progress=not as_json)
+    if as_json:
+        click.echo(manifest.to_json())
+        return
+    click.echo(f"Wrote {output}: {count} crops {crop}x{crop} from {len(manifest.sources)} image(s), "
+               f"degradation {manifest.degradation}")
+    click.echo(f"manifest: {manifest_path(output)}")
+
+
+def default_calibration_set(task: str, folder: Path = DEFAULT_SET_DIR) -> Path:
+    """The task's default set (built-in images, default count and crop, seed 0), built once and reused."""
+    from .dataset import build_calibration_set
+
+    path = folder / f"{task}-builtin-{DEFAULT_COUNT}x{DEFAULT_CROP}.npz"
+    if path.is_file() and manifest_path(path).is_file():
+        manifest = CalibrationManifest.from_dict(json.loads(manifest_path(path).read_text()))
+        if manifest.task == task and manifest.count == DEFAULT_COUNT and manifest.crop == DEFAULT_CROP:
+            return path
+    click.echo(f"Building the default {task} calibration set {path} ...", err=True)
+    build_calibration_set(task, path, progress=True)
+    return path
+
+
+def median_cpu_ms(model_path: str | Path, batch: np.ndarray, runs: int = 3) -> float:
+    """Median ONNX Runtime CPU latency of one batch after a warm-up run (a quick figure; use mirnet-bench)."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    feed = {session.get_inputs()[0].name: batch}
+    session.run(None, feed)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        session.run(None, feed)
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+@click.command()
+@click.option("--onnx", "onnx_path", type=click.Path(exists=True, dir_okay=False), required=True,
+              help="The FP32 ONNX model (`mirnet export`).")
+@click.option("--target", type=click.Choice(TARGETS), required=True,
+              help="tensorrt: symmetric Q/DQ for TensorRT's explicit quantization; cpu: ONNX Runtime's "
+                   "QLinearConv layout.")
+@click.option("--calib", "calibration", type=click.Path(exists=True, dir_okay=False),
+              help="Calibration set (.npz from `mirnet calibrate`); default: the task's built-in set.")
+@click.option("--task", type=click.Choice(TASKS),
+              help="Task of the default set (default: the ONNX metadata's).")
+@click.option("--method", type=click.Choice(sorted(METHODS)), default="minmax", show_default=True)
+@click.option("--high-precision", type=click.Choice(HIGH_PRECISIONS), default="fp16", show_default=True,
+              help="tensorrt: precision of everything outside the INT8 Q/DQ pairs.")
+@click.option("--budget-db", type=click.FloatRange(min=0), default=DEFAULT_BUDGET_DB, show_default=True,
+              help="Largest task PSNR drop vs FP32 allowed: the most sensitive layers stay in high "
+                   "precision until it holds.")
+@click.option("--no-budget", is_flag=True, help="Quantize every layer (plain calibration, no search).")
+@click.option("--keep", "keep_nodes", multiple=True, metavar="NODE",
+              help="With --no-budget: keep this node in high precision (repeatable).")
+@click.option("--subpixel/--no-subpixel", default=None,
+              help="Rewrite stride-2 ConvTranspose as Conv + DepthToSpace first (default: on for cpu).")
+@click.option("--eval-samples", type=click.IntRange(min=1), default=DEFAULT_EVAL_SAMPLES, show_default=True,
+              help="Calibration samples the PSNR budget is measured on.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=str(DEFAULT_CACHE_DIR),
+              show_default=True, help="Calibration ranges are cached here.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def quantize(onnx_path: str, target: str, calibration: str | None, task: str | None, method: str,
+             high_precision: str, budget_db: float, no_budget: bool, keep_nodes: tuple[str, ...],
+             subpixel: bool | None, eval_samples: int, cache_dir: str, output: str, as_json: bool) -> None:
+    """Quantize an FP32 ONNX model to INT8 Q/DQ for TensorRT or for CPUs, within a PSNR budget.
+
+    By default the whole network is quantized, its task PSNR drop against FP32 measured on
+    calibration samples, and, if over --budget-db, the layers that hurt most alone are kept
+    in high precision until the budget holds. The report lists them, the drop before and
+    after, and a quick CPU latency against FP32.
+
+    \b
+    Examples:
+      mirnet quantize --onnx denoise.fp32.onnx --target tensorrt -o denoise.int8-tensorrt.onnx
+      mirnet quantize --onnx denoise.fp32.onnx --target cpu --calib set.npz -o denoise.int8-cpu.onnx
+      mirnet quantize --onnx m.onnx --target cpu --no-budget --method percentile -o m.int8.onnx
+    """
+    import onnx
+
+    from export.onnx_file import read_metadata
+
+    from .dataset import CalibrationSet
+    from .mixed_precision import search_mixed_precision
+    from .quantize import quantize_onnx
+
+    if keep_nodes and not no_budget:
+        raise UserError("--keep chooses layers by hand; it goes with --no-budget (the budget search "
+                        "chooses them otherwise).")
+    task = task or read_metadata(onnx.load(onnx_path, load_external_data=False)).get("task")
+    if calibration is None:
+        if task is None:
+            raise UserError(f"{onnx_path} records no task: pass --task or a --calib set.")
+        calibration = str(default_calibration_set(task))
+    common = {"target": target, "calibration": calibration, "method": method,
+              "high_precision": high_precision, "cache_dir": cache_dir, "subpixel": subpixel}
+    if no_budget:
+        report = quantize_onnx(onnx_path, output, exclude_nodes=keep_nodes, **common).to_dict()
+        search = None
+    else:
+        search = search_mixed_precision(onnx_path, output, budget_db=budget_db, eval_samples=eval_samples,
+                                        progress=not as_json, **common)
+        report = search.quantize.to_dict()
+    with CalibrationSet(calibration) as calib:
+        batch = next(calib.inputs())
+    result = {**report, "mixed_precision": _search_summary(search),
+              "cpu_ms": {"fp32": median_cpu_ms(onnx_path, batch), "int8": median_cpu_ms(output, batch),
+                         "input": "x".join(map(str, batch.shape))}}
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    _print_report(result)
+
+
+def _search_summary(search) -> dict | None:
+    if search is None:
+        return None
+    summary = search.to_dict()
+    del summary["quantize"]
+    summary["sensitivity"] = summary["sensitivity"][:10]  # the 10 most sensitive layers
+    return summary
+
+
+def _print_report(result: dict) -> None:
+    cached = ", cached ranges" if result["ranges_cached"] else ""
+    click.echo(f"Wrote {result['output']} (int8-{result['target']}, {result['method']}, "
+               f"{len(result['quantized_layers'])} convs quantized; calibration {result['calibration_set']}, "
+               f"{result['calibration_samples']} samples{cached})")
+    for name, count in result["rewrites"].items():
+        click.echo(f"  rewrite {name}: {count} node(s)")
+    search = result["mixed_precision"]
+    if search:
+        click.echo(f"  task PSNR drop vs FP32 ({search['fp32_task_psnr_db']:.2f} dB): all INT8 "
+                   f"{search['full_int8']['drop_db']:+.3f} dB -> {search['final']['drop_db']:+.3f} dB "
+                   f"(budget {search['budget_db']} dB)")
+        kept = search["kept_high_precision"]
+        click.echo(f"  kept in high precision: {len(kept)} layer(s)" + (":" if kept else ""))
+        for name in kept:
+            click.echo(f"    {name}")
+    cpu = result["cpu_ms"]
+    click.echo(f"  ONNX Runtime CPU at {cpu['input']}: FP32 {cpu['fp32']:.0f} ms, INT8 {cpu['int8']:.0f} ms "
+               f"({cpu['fp32'] / cpu['int8']:.2f}x; quick median of 3 — `mirnet-bench` for real numbers)")

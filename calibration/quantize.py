@@ -1,0 +1,277 @@
+"""INT8 Q/DQ models from an FP32 ONNX and a calibration set, for TensorRT or for CPUs.
+
+One Q/DQ file cannot serve both (DEPLOY_STACK.md §3.2), so there are two targets:
+
+- `tensorrt`: what TensorRT's explicit quantization expects (the option set NVIDIA's
+  ModelOpt passes to ONNX Runtime's quantizer, §3.1): symmetric INT8 activations and
+  weights (all zero points 0), per-channel weight scales, weights kept float behind a
+  Q/DQ pair, no bias and no output quantization, nothing around Softmax/Sigmoid/PRelu,
+  opset 19, and everything outside the Q/DQ pairs in FP16 (or FP32) with FP32 I/O.
+- `cpu`: the layout ONNX Runtime fuses into QLinearConv on x86 (u8 activations with zero
+  points, s8 per-channel weights, quantized outputs), preceded by exact rewrites that let
+  more of the network run in INT8 (see `prepare`).
+
+Quantization is ONNX Runtime's `quantize_static`; its calibration ranges are cached per
+(prepared model, calibration set, method), so re-quantizing with other exclusions (the
+mixed-precision search) never runs the calibration again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quantize_static,
+)
+
+from mirnet_deploy.atomic import atomic_write_bytes
+from mirnet_deploy.errors import UserError
+
+from .dataset import CalibrationSet
+
+TARGETS = ("tensorrt", "cpu")
+METHODS: dict[str, CalibrationMethod] = {
+    "minmax": CalibrationMethod.MinMax,
+    "entropy": CalibrationMethod.Entropy,
+    "percentile": CalibrationMethod.Percentile,
+}
+HIGH_PRECISIONS = ("fp16", "fp32")
+#: Op types quantized by default. TensorRT: the convolutions, which carry almost all of the work;
+#: quantizing the attention arithmetic costs accuracy and buys TensorRT nothing. CPU: also the
+#: element-wise ops between convolutions, so ONNX Runtime's INT8 kernels (QLinearAdd/Mul/Concat/
+#: LeakyRelu) chain from one QLinearConv to the next instead of dequantizing around each one
+#: (full preset at 256x256, 2 threads: 4.1 s -> 2.7 s; task PSNR cost about 0.03 dB).
+DEFAULT_OP_TYPES: dict[str, tuple[str, ...]] = {
+    "tensorrt": ("Conv", "ConvTranspose"),
+    "cpu": ("Conv", "ConvTranspose", "Add", "Mul", "Concat", "LeakyRelu"),
+}
+WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+TENSORRT_OPSET = 19  # FP16 Q/DQ scales need opset 19
+DEFAULT_CACHE_DIR = Path("artifacts") / "calibration-cache"
+
+
+@dataclass
+class QuantizeReport:
+    output: str
+    target: str
+    method: str
+    high_precision: str
+    calibration_set: str
+    calibration_samples: int
+    ranges_cached: bool  # True when the calibration ranges came from the cache
+    rewrites: dict[str, int]  # exact graph rewrites applied before quantization
+    quantized_layers: list[str]  # convolutions (layers with weights) in INT8
+    excluded_nodes: list[str]
+    op_counts: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class _SetReader(CalibrationDataReader):
+    """ONNX Runtime's calibration feed: one sample of the set per call, read from disk when asked."""
+
+    def __init__(self, calibration: CalibrationSet, input_name: str) -> None:
+        self._samples = calibration.inputs()
+        self._input_name = input_name
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        sample = next(self._samples, None)
+        return None if sample is None else {self._input_name: sample}
+
+
+def target_settings(target: str) -> tuple[QuantType, QuantType, dict]:
+    """(activation type, weight type, ONNX Runtime extra_options) for a target."""
+    if target == "tensorrt":
+        return QuantType.QInt8, QuantType.QInt8, {
+            "ActivationSymmetric": True,
+            "WeightSymmetric": True,
+            "QuantizeBias": False,
+            "AddQDQPairToWeight": True,  # the TensorRT parser wants DQ inputs to be activations
+            "DedicatedQDQPair": False,
+            "ForceQuantizeNoInputCheck": True,
+            "QDQDisableWeightAdjustForInt32Bias": True,
+            "OpTypesToExcludeOutputQuantization": ["Conv", "ConvTranspose"],
+            "QDQOpTypePerChannelSupportToAxis": {"Conv": 0, "ConvTranspose": 1},
+        }
+    if target == "cpu":
+        # u8 activations / s8 weights: the VNNI-friendly combination; no reduce_range on VNNI machines.
+        return QuantType.QUInt8, QuantType.QInt8, {
+            "WeightSymmetric": True,
+            "QDQOpTypePerChannelSupportToAxis": {"Conv": 0, "ConvTranspose": 1},
+        }
+    raise UserError(f"Unknown quantization target {target!r}: choose one of {', '.join(TARGETS)}.")
+
+
+def prepare(model: onnx.ModelProto, target: str, *, subpixel: bool) -> tuple[onnx.ModelProto, dict[str, int]]:
+    """Exact rewrites before quantization; returns the model and how many nodes each rewrite changed.
+
+    - `subpixel`: stride-2 ConvTranspose -> Conv + DepthToSpace (ONNX Runtime has no INT8
+      ConvTranspose kernel, so without it those layers stay float on CPUs).
+    - tensorrt: opset 19, so the high-precision part can be FP16 with FP16 Q/DQ scales.
+    """
+    rewrites: dict[str, int] = {}
+    if subpixel:
+        from export.subpixel import rewrite_transposed_convs
+
+        model, rewrites["convtranspose_to_subpixel"] = rewrite_transposed_convs(model)
+    if target == "cpu":
+        model, rewrites["prelu_to_leakyrelu"] = scalar_prelu_to_leaky_relu(model)
+    if target == "tensorrt" and _opset(model) < TENSORRT_OPSET:
+        model = onnx.version_converter.convert_version(model, TENSORRT_OPSET)
+    return model, rewrites
+
+
+def scalar_prelu_to_leaky_relu(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
+    """PRelu with one slope for all channels -> LeakyRelu(alpha=slope): the same function, but
+    ONNX Runtime has an INT8 LeakyRelu and no INT8 PRelu, so activations stay quantized through it."""
+    slopes = {init.name: onnx.numpy_helper.to_array(init) for init in model.graph.initializer}
+    result = onnx.ModelProto()
+    result.CopyFrom(model)
+    count = 0
+    for index, node in enumerate(result.graph.node):
+        slope = slopes.get(node.input[1]) if node.op_type == "PRelu" else None
+        if slope is None or slope.size != 1:
+            continue
+        result.graph.node[index].CopyFrom(onnx.helper.make_node(
+            "LeakyRelu", [node.input[0]], list(node.output), name=node.name, alpha=float(slope.reshape(()))))
+        count += 1
+    used = {name for node in result.graph.node for name in node.input}
+    kept = [init for init in result.graph.initializer if init.name in used]
+    del result.graph.initializer[:]
+    result.graph.initializer.extend(kept)
+    return result, count
+
+
+def _opset(model: onnx.ModelProto) -> int:
+    return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+
+
+def _ranges_cache_path(model: onnx.ModelProto, calibration: CalibrationSet, method: str,
+                       op_types: tuple[str, ...], cache_dir: Path) -> Path:
+    """Ranges depend on the graph being calibrated, the data, the method and which tensors are observed."""
+    digest = hashlib.sha256(model.graph.SerializeToString())
+    digest.update(json.dumps([calibration.sha256, method, sorted(op_types)]).encode())
+    return cache_dir / f"ranges-{method}-{digest.hexdigest()[:16]}.json"
+
+
+def quantize_onnx(onnx_path: str | os.PathLike, output_path: str | os.PathLike, *, target: str,
+                  calibration: str | os.PathLike | CalibrationSet, method: str = "minmax",
+                  high_precision: str = "fp16", exclude_nodes: tuple[str, ...] = (),
+                  op_types: tuple[str, ...] | None = None, subpixel: bool | None = None,
+                  cache_dir: str | os.PathLike = DEFAULT_CACHE_DIR) -> QuantizeReport:
+    """Quantize the FP32 model at `onnx_path` for `target` and write it atomically to `output_path`.
+
+    `exclude_nodes` stay in high precision (names from the prepared graph, as reports list them).
+    `subpixel` defaults to on for the cpu target and off for tensorrt (TensorRT has INT8
+    ConvTranspose kernels and the rewrite adds 16/9 of the transposed layers' work).
+    """
+    from export.onnx_file import read_metadata, set_metadata
+
+    if method not in METHODS:
+        raise UserError(f"Unknown calibration method {method!r}: choose one of {', '.join(METHODS)}.")
+    if high_precision not in HIGH_PRECISIONS:
+        raise UserError(f"--high-precision is fp16 or fp32, not {high_precision!r}.")
+    source = onnx.load(onnx_path)
+    metadata = read_metadata(source)
+    if metadata.get("precision", "fp32") != "fp32":
+        raise UserError(f"{onnx_path} is {metadata['precision']}: quantization starts from the FP32 export "
+                        "(`mirnet export --precision fp32`), never from an already reduced model.")
+    activation_type, weight_type, extra_options = target_settings(target)
+    op_types = tuple(op_types or DEFAULT_OP_TYPES[target])
+    subpixel = target == "cpu" if subpixel is None else subpixel
+    model, rewrites = prepare(source, target, subpixel=subpixel)
+    _check_node_names(model, exclude_nodes)
+
+    calib = calibration if isinstance(calibration, CalibrationSet) else CalibrationSet(calibration)
+    _check_task(calib, metadata)
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    ranges_path = _ranges_cache_path(model, calib, method, op_types, cache_dir)
+    ranges_cached = ranges_path.is_file()
+    with tempfile.TemporaryDirectory(prefix="mirnet-quantize.") as scratch:
+        prepared_path = Path(scratch) / "prepared.onnx"
+        onnx.save(model, prepared_path)
+        quantized_path = Path(scratch) / "quantized.onnx"
+        logging.getLogger().setLevel(logging.ERROR)  # the quantizer warns about pre-processing on every call
+        quantize_static(
+            prepared_path, quantized_path, _SetReader(calib, source.graph.input[0].name),
+            quant_format=QuantFormat.QDQ, op_types_to_quantize=list(op_types), per_channel=True,
+            reduce_range=False, activation_type=activation_type, weight_type=weight_type,
+            nodes_to_exclude=list(exclude_nodes), calibrate_method=METHODS[method],
+            extra_options=extra_options, calibration_cache_path=ranges_path)
+        quantized = onnx.load(quantized_path)
+    quantized_layers = sorted(_quantized_layers(quantized))
+    if target == "tensorrt" and high_precision == "fp16":
+        quantized = _to_fp16(quantized)
+    set_metadata(quantized, {**metadata, "precision": f"int8-{target}", "quantization": json.dumps({
+        "target": target, "method": method, "high_precision": high_precision, "op_types": list(op_types),
+        "calibration_sha256": calib.sha256, "calibration_task": calib.manifest.task,
+        "excluded_nodes": sorted(exclude_nodes), "rewrites": rewrites})})
+    _save(quantized, output_path, lint=target == "tensorrt")
+    return QuantizeReport(
+        output=str(output_path), target=target, method=method, high_precision=high_precision,
+        calibration_set=str(calib.path), calibration_samples=len(calib), ranges_cached=ranges_cached,
+        rewrites=rewrites, quantized_layers=quantized_layers, excluded_nodes=sorted(exclude_nodes),
+        op_counts=dict(Counter(node.op_type for node in quantized.graph.node).most_common()))
+
+
+def _quantized_layers(model: onnx.ModelProto) -> set[str]:
+    """Layers with weights (`WEIGHTED_OPS`) whose weight arrives through a DequantizeLinear.
+
+    These are what mixed precision chooses among: element-wise ops carry no weights, and whether
+    their inputs are quantized follows from their neighbours.
+    """
+    dequantized = {node.output[0] for node in model.graph.node if node.op_type == "DequantizeLinear"}
+    return {node.name for node in model.graph.node
+            if node.op_type in WEIGHTED_OPS and len(node.input) > 1 and node.input[1] in dequantized}
+
+
+def _check_node_names(model: onnx.ModelProto, names: tuple[str, ...]) -> None:
+    known = {node.name for node in model.graph.node}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise UserError(f"{len(unknown)} node(s) to keep in high precision are not in the model: "
+                        f"{', '.join(unknown[:3])}. Take names from `mirnet quantize --json` or the "
+                        "sensitivity report of the same FP32 model.")
+
+
+def _check_task(calibration: CalibrationSet, metadata: dict[str, str]) -> None:
+    """A set degraded for another task calibrates the wrong ranges (a denoiser on clean images)."""
+    task = metadata.get("task")
+    if task and calibration.manifest.task != task:
+        raise UserError(f"The calibration set {calibration.path} was built for {calibration.manifest.task!r} "
+                        f"inputs, but the model is a {task!r} model: its activations on such inputs are not "
+                        f"what it sees in deployment. Build a set with `mirnet calibrate --task {task}`.")
+
+
+def _to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Everything outside the INT8 pairs in FP16 (scales too: opset 19), reductions FP32, I/O FP32."""
+    from export.precision import convert_to_fp16
+
+    with tempfile.TemporaryDirectory(prefix="mirnet-quantize.") as scratch:
+        return onnx.load(convert_to_fp16(model, Path(scratch) / "fp16.onnx"))
+
+
+def _save(model: onnx.ModelProto, path: str | os.PathLike, *, lint: bool) -> None:
+    """Check and write atomically; tensorrt-target models must also pass the TensorRT lint."""
+    from export.onnx_file import save_onnx
+
+    if lint:
+        save_onnx(model, path)
+        return
+    onnx.checker.check_model(model, full_check=True)
+    atomic_write_bytes(path, model.SerializeToString())

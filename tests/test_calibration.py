@@ -1,0 +1,295 @@
+"""Calibration sets, INT8 Q/DQ graphs for both targets, the mixed-precision search, the CLI."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from click.testing import CliRunner
+from onnx import numpy_helper
+
+from calibration.dataset import CalibrationSet, build_calibration_set, manifest_path
+from calibration.mixed_precision import _fewest_within_budget, bypass_quantization, search_mixed_precision
+from calibration.quantize import quantize_onnx, scalar_prelu_to_leaky_relu
+from export.lint import lint_onnx
+from export.onnx_file import read_metadata
+from mirnet_deploy.cli import main
+from mirnet_deploy.errors import UserError
+from mirnet_ref.degradations import make_degradation
+
+
+@pytest.fixture(scope="module")
+def fp32_model(tmp_path_factory) -> Path:
+    """The denoise demo model's FP32 export."""
+    from export.cli import mirnet_network
+    from export.onnx_export import export_onnx
+    from mirnet_ref.weights import default_weights
+
+    network, spec = mirnet_network(default_weights("denoise"), "denoise")
+    return export_onnx(network, spec, tmp_path_factory.mktemp("onnx") / "denoise.fp32.onnx")
+
+
+@pytest.fixture(scope="module")
+def calibration_set(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("calib") / "denoise.npz"
+    build_calibration_set("denoise", path, count=3, crop=64, seed=1)
+    return path
+
+
+@pytest.fixture(scope="module")
+def quantized(fp32_model: Path, calibration_set: Path, tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("int8")
+    return {target: Path(quantize_onnx(fp32_model, folder / f"int8-{target}.onnx", target=target,
+                                       calibration=calibration_set, cache_dir=folder / "cache").output)
+            for target in ("tensorrt", "cpu")}
+
+
+def _initializers(model: onnx.ModelProto) -> dict[str, np.ndarray]:
+    return {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
+
+
+def _run(path: Path | onnx.ModelProto, x: np.ndarray, optimized_to: Path | None = None) -> np.ndarray:
+    options = ort.SessionOptions()
+    if optimized_to:
+        options.optimized_model_filepath = str(optimized_to)
+    source = path.SerializeToString() if isinstance(path, onnx.ModelProto) else str(path)
+    session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    return session.run(None, {"input": x})[0]
+
+
+# --- calibration sets ----------------------------------------------------------------------------
+
+def test_the_set_is_degraded_for_the_task_and_the_manifest_says_so(calibration_set: Path):
+    """A denoiser calibrated on clean images is the classic INT8 mistake: inputs must carry the noise."""
+    with CalibrationSet(calibration_set) as calib:
+        manifest = calib.manifest
+        assert manifest.task == "denoise"
+        assert manifest.degradation == make_degradation("denoise").describe()
+        for index in range(len(calib)):
+            degraded, clean = calib.sample(index)
+            assert degraded.shape == clean.shape == (64, 64, 3)
+            noise = degraded - clean
+            # sigma 25/255 = 0.098, a little less after clipping at black and white
+            assert 0.07 < float(noise.std()) < 0.11
+            crop = manifest.crops[index]
+            assert crop.size == 64
+            assert crop.source.startswith("builtin:")
+    assert manifest.sources
+    assert all(len(digest) == 64 for digest in manifest.sources.values())
+
+
+def test_sets_are_seeded_and_samples_do_not_depend_on_count(tmp_path: Path, calibration_set: Path):
+    build_calibration_set("denoise", tmp_path / "more.npz", count=4, crop=64, seed=1)
+    with CalibrationSet(calibration_set) as small, CalibrationSet(tmp_path / "more.npz") as large:
+        for index in range(len(small)):
+            np.testing.assert_array_equal(small.sample(index)[0], large.sample(index)[0])
+        assert large.manifest.crops[:3] == small.manifest.crops
+
+
+def test_enhance_sets_are_dark(tmp_path: Path):
+    build_calibration_set("enhance", tmp_path / "enhance.npz", count=2, crop=64)
+    with CalibrationSet(tmp_path / "enhance.npz") as calib:
+        degraded, clean = calib.sample(0)
+        assert calib.manifest.degradation["kind"] == "low-light"
+        assert degraded.mean() < 0.5 * clean.mean()
+
+
+def test_set_from_a_folder_records_files_and_hashes(tmp_path: Path):
+    from mirnet_ref.images import write_image
+
+    folder = tmp_path / "photos"
+    rng = np.random.default_rng(0)
+    for name in ("a.png", "b.png"):
+        write_image(folder / name, rng.random((80, 72, 3), dtype=np.float32))
+    manifest = build_calibration_set("denoise", tmp_path / "set.npz", images_dir=folder, count=3, crop=64)
+    assert sorted(manifest.sources) == ["a.png", "b.png"]
+    assert [crop.source for crop in manifest.crops] == ["a.png", "b.png", "a.png"]
+    assert json.loads(manifest_path(tmp_path / "set.npz").read_text())["npz_sha256"] == manifest.npz_sha256
+
+
+def test_set_errors_name_the_problem(tmp_path: Path):
+    with pytest.raises(UserError, match="smaller than the 4096x4096 crop"):
+        build_calibration_set("denoise", tmp_path / "x.npz", count=1, crop=4096)
+    with pytest.raises(UserError, match="1 to 1024 samples"):
+        build_calibration_set("denoise", tmp_path / "x.npz", count=0)
+    with pytest.raises(UserError, match="No calibration set"):
+        CalibrationSet(tmp_path / "missing.npz")
+    assert not (tmp_path / "x.npz").exists()
+
+
+# --- Q/DQ graphs -----------------------------------------------------------------------------------
+
+def test_tensorrt_target_graph_is_what_explicit_quantization_expects(quantized: dict[str, Path]):
+    model = onnx.load(quantized["tensorrt"])
+    weights = _initializers(model)
+    nodes = list(model.graph.node)
+    producers = {out: node for node in nodes for out in node.output}
+    assert next(o.version for o in model.opset_import if o.domain == "") >= 19
+    qdq = [node for node in nodes if node.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert qdq
+    for node in qdq:  # symmetric INT8: every zero point is an int8 zero
+        zero_point = weights[node.input[2]]
+        assert zero_point.dtype == np.int8
+        assert not zero_point.any()
+    convs = [node for node in nodes if node.op_type in ("Conv", "ConvTranspose")]
+    quantized_convs = [node for node in convs if producers[node.input[1]].op_type == "DequantizeLinear"]
+    assert len(quantized_convs) == len(convs)
+    for conv in quantized_convs:  # per-channel weight scales behind a Q/DQ pair on a float weight
+        dequantize = producers[conv.input[1]]
+        quantize = producers[dequantize.input[0]]
+        assert quantize.op_type == "QuantizeLinear"
+        channels = weights[quantize.input[0]].shape[1 if conv.op_type == "ConvTranspose" else 0]
+        assert weights[dequantize.input[1]].shape == (channels,)
+        assert len(conv.input) < 3 or producers.get(conv.input[2]) is None  # bias not quantized
+    for node in nodes:  # nothing quantized around Softmax, Sigmoid or PRelu
+        if node.op_type in ("Softmax", "Sigmoid", "PRelu"):
+            sources = [producers.get(name) for name in node.input]
+            assert all(p is None or p.op_type != "DequantizeLinear" for p in sources)
+    float32 = onnx.TensorProto.FLOAT
+    assert all(v.type.tensor_type.elem_type == float32 for v in [*model.graph.input, *model.graph.output])
+    assert any(node.op_type == "Cast" for node in nodes)  # the high-precision part is FP16
+    assert lint_onnx(model).ok
+    metadata = read_metadata(model)
+    assert metadata["precision"] == "int8-tensorrt"
+    assert json.loads(metadata["quantization"])["target"] == "tensorrt"
+
+
+def test_cpu_target_is_fused_into_qlinearconv_by_onnx_runtime(quantized: dict[str, Path], fp32_model: Path,
+                                                              tmp_path: Path):
+    x = np.random.default_rng(0).random((1, 3, 40, 36), dtype=np.float32)
+    _run(quantized["cpu"], x, optimized_to=tmp_path / "optimized.onnx")
+    optimized = Counter(node.op_type for node in onnx.load(tmp_path / "optimized.onnx").graph.node)
+    source = Counter(node.op_type for node in onnx.load(fp32_model).graph.node)
+    # every conv, the transposed ones after the sub-pixel rewrite, runs as QLinearConv
+    assert optimized["QLinearConv"] == source["Conv"] + source["ConvTranspose"]
+    assert optimized["Conv"] == optimized["ConvTranspose"] == 0
+    assert optimized["QLinearLeakyRelu"] == source["PRelu"]
+    assert not lint_onnx(onnx.load(quantized["cpu"])).ok  # u8 zero points: not a TensorRT model
+
+
+@pytest.mark.parametrize("target", ["tensorrt", "cpu"])
+def test_int8_output_is_close_to_fp32(quantized: dict[str, Path], fp32_model: Path, calibration_set: Path,
+                                      target: str):
+    with CalibrationSet(calibration_set) as calib:
+        x = next(calib.inputs())
+    reference, output = _run(fp32_model, x), _run(quantized[target], x)
+    mse = float(np.mean((np.clip(output, 0, 1) - np.clip(reference, 0, 1)) ** 2))
+    assert 10 * np.log10(1 / mse) > 35.0
+
+
+def test_prelu_rewrite_is_exact(fp32_model: Path):
+    model = onnx.load(fp32_model)
+    rewritten, count = scalar_prelu_to_leaky_relu(model)
+    assert count == Counter(node.op_type for node in model.graph.node)["PRelu"] > 0
+    x = np.random.default_rng(1).standard_normal((1, 3, 24, 20)).astype(np.float32)
+    np.testing.assert_array_equal(_run(rewritten, x), _run(model, x))
+
+
+def test_calibration_ranges_are_cached(fp32_model: Path, calibration_set: Path, tmp_path: Path):
+    first = quantize_onnx(fp32_model, tmp_path / "a.onnx", target="cpu", calibration=calibration_set,
+                          cache_dir=tmp_path / "cache")
+    second = quantize_onnx(fp32_model, tmp_path / "b.onnx", target="cpu", calibration=calibration_set,
+                           cache_dir=tmp_path / "cache", method="minmax",
+                           exclude_nodes=("/network/conv_in/Conv",))
+    assert not first.ranges_cached
+    assert second.ranges_cached
+    assert "/network/conv_in/Conv" in first.quantized_layers
+    assert sorted(second.quantized_layers) == sorted(set(first.quantized_layers) - {"/network/conv_in/Conv"})
+
+
+def test_quantize_refuses_wrong_inputs(fp32_model: Path, quantized: dict[str, Path], tmp_path: Path):
+    build_calibration_set("enhance", tmp_path / "enhance.npz", count=1, crop=64)
+    with pytest.raises(UserError, match="built for 'enhance'"):
+        quantize_onnx(fp32_model, tmp_path / "x.onnx", target="cpu", calibration=tmp_path / "enhance.npz")
+    with pytest.raises(UserError, match="int8-cpu"):
+        quantize_onnx(quantized["cpu"], tmp_path / "x.onnx", target="cpu",
+                      calibration=tmp_path / "enhance.npz")
+    assert not (tmp_path / "x.onnx").exists()
+
+
+# --- mixed precision -------------------------------------------------------------------------------
+
+def test_bypassing_layers_undoes_their_quantization(quantized: dict[str, Path], fp32_model: Path):
+    """tensorrt target (convolutions only): bypassing every conv gives back the FP16 function.
+    cpu target: element-wise ops stay INT8, but bypassing the convs removes most of the error."""
+    from calibration.quantize import prepare
+
+    x = np.random.default_rng(2).random((1, 3, 32, 32), dtype=np.float32)
+    reference = _run(fp32_model, x)
+    errors = {}
+    for target in ("tensorrt", "cpu"):
+        model = onnx.load(quantized[target])
+        prepared, _ = prepare(onnx.load(fp32_model), target, subpixel=target == "cpu")
+        layers = {node.name for node in model.graph.node if node.op_type == "Conv"}
+        bypassed = _run(bypass_quantization(model, prepared, layers, layers), x)
+        errors[target] = (np.abs(_run(model, x) - reference).max(), np.abs(bypassed - reference).max())
+    assert errors["tensorrt"][1] < 1e-2  # FP16 rounding only (the FP16 export's tolerance)
+    assert errors["tensorrt"][1] < 0.5 * errors["tensorrt"][0]
+    assert errors["cpu"][1] < 0.5 * errors["cpu"][0]
+
+
+def test_budget_search_keeps_the_fewest_layers():
+    """Ten layers must stay in high precision: doubling finds 16, bisection comes back to 10."""
+    ranked = [[f"layer{i}"] for i in range(20)]
+    drops = {k: 1.0 if k < 10 else 0.05 for k in range(21)}  # within 0.1 dB from k = 10 on
+    tried: list[tuple[int, float]] = []
+
+    def evaluate(kept):
+        return None, type("E", (), {"drop_db": drops[len(kept)]})()
+
+    kept, evaluation = _fewest_within_budget(ranked, 0.1, evaluate, tried)
+    assert kept == [f"layer{i}" for i in range(10)]
+    assert evaluation.drop_db <= 0.1
+    assert [k for k, _ in tried] == [1, 2, 4, 8, 16, 12, 10, 9]
+
+
+def test_search_stops_at_once_when_plain_int8_is_within_budget(fp32_model: Path, calibration_set: Path,
+                                                                 tmp_path: Path):
+    report = search_mixed_precision(fp32_model, tmp_path / "mp.onnx", target="tensorrt",
+                                    calibration=calibration_set, budget_db=5.0, eval_samples=2,
+                                    cache_dir=tmp_path / "cache")
+    assert report.kept_high_precision == []
+    assert report.candidates_tried == [(0, report.full_int8.drop_db)]
+    assert report.full_int8.drop_db <= 5.0
+    assert (tmp_path / "mp.onnx").is_file()
+
+
+@pytest.mark.slow
+def test_search_meets_a_tight_budget(fp32_model: Path, calibration_set: Path, tmp_path: Path):
+    report = search_mixed_precision(fp32_model, tmp_path / "mp.onnx", target="cpu",
+                                    calibration=calibration_set, budget_db=0.01, eval_samples=2,
+                                    cache_dir=tmp_path / "cache")
+    assert report.full_int8.drop_db > 0.01 >= report.final.drop_db
+    most_sensitive = [node for layer, _ in report.sensitivity for node in layer]
+    assert report.kept_high_precision == most_sensitive[: len(report.kept_high_precision)]
+    assert set(report.kept_high_precision) == set(report.quantize.excluded_nodes)
+
+
+# --- CLI -------------------------------------------------------------------------------------------
+
+def test_calibrate_and_quantize_commands(fp32_model: Path, tmp_path: Path):
+    runner = CliRunner()
+    result = runner.invoke(main, ["calibrate", "--task", "denoise", "--count", "2", "--crop", "64",
+                                  "-o", str(tmp_path / "set.npz")])
+    assert result.exit_code == 0, result.output
+    assert manifest_path(tmp_path / "set.npz").is_file()
+    result = runner.invoke(main, ["quantize", "--onnx", str(fp32_model), "--target", "cpu", "--calib",
+                                  str(tmp_path / "set.npz"), "--no-budget",
+                                  "--cache-dir", str(tmp_path / "c"),
+                                  "-o", str(tmp_path / "m.onnx"), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output[result.output.index("{"):])
+    assert report["target"] == "cpu"
+    assert report["mixed_precision"] is None
+    assert report["rewrites"]["convtranspose_to_subpixel"] > 0
+    assert report["cpu_ms"]["fp32"] > 0
+    assert report["cpu_ms"]["int8"] > 0
+    result = runner.invoke(main, ["quantize", "--onnx", str(fp32_model), "--target", "cpu", "--keep", "x",
+                                  "-o", str(tmp_path / "n.onnx")])
+    assert result.exit_code != 0
+    assert "--no-budget" in result.output
