@@ -193,6 +193,14 @@ def mirnet_network(checkpoint: Path, task: str) -> tuple[nn.Module, ModelSpec]:
     return model, spec
 
 
+def export_verified_fp32(
+    network: nn.Module, spec: ModelSpec, output: Path, *, opset: int = DEFAULT_OPSET
+) -> VerifyReport:
+    """`mirnet export`'s FP32 path for pipelines that chain stages (`mirnet build --task`): the same
+    export, checks and verification against PyTorch; `output` is written only if all pass."""
+    return _export_verified(network, spec, output, "fp32", opset, None, (), False)
+
+
 def _export_verified(
     network: nn.Module,
     spec: ModelSpec,

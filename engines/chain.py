@@ -1,0 +1,321 @@
+"""`mirnet build --task` / `make engine`: from a task's checkpoint to a verified engine, each step cached.
+
+    checkpoint ─export─► <task>-<sha12>.fp32.onnx ─precision─► .fp16.onnx | .int8-<target>.onnx
+               ─build─► engine + manifest ─parity vs PyTorch FP32─► the manifest's parity summary
+
+A step is skipped when what it would make already exists for the same inputs: each ONNX
+file has a record (`<file>.step.json`) of the inputs it was made from (checkpoint, source
+ONNX and calibration-set hashes, options, toolkit version) and of its own hash; engines have
+their manifest's cache key (`cache.py`); parity is measured once per engine and kept in its
+manifest. Running the chain twice therefore does the work once, and a changed checkpoint,
+calibration set or resolution redoes exactly the steps that depend on it.
+
+Nothing here is MIRNet-specific (DESIGN.md): the network comes from a loader that the CLI
+boundary passes in (`export.cli.mirnet_network`), everything else from the task name and files.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from calibration.mixed_precision import DEFAULT_BUDGET_DB
+from mirnet_deploy import __version__
+from mirnet_deploy.atomic import atomic_write_text
+from mirnet_deploy.errors import UserError
+from mirnet_deploy.resolutions import format_resolution
+from mirnet_ref.checkpoint import file_sha256
+
+from .cache import CachedBuild, describe_onnx, precision_family
+from .manifest import EngineManifest, manifest_path, update_parity
+from .ort_build import build_ort_cached
+from .runners import select_backend
+from .tensorrt_build import TensorRTOptions, build_tensorrt_cached, profiles_from_resolutions
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from export.spec import ModelSpec
+
+#: (checkpoint, task) -> the network and its spec; the one place a model family enters the chain.
+NetworkLoader = Callable[[Path, str], "tuple[nn.Module, ModelSpec]"]
+
+#: Parity always runs here (cheap on a CPU); TensorRT engines are also checked at their resolutions.
+PARITY_RESOLUTION = (256, 256)
+PARITY_IMAGES = 2
+STEP_RECORD_SUFFIX = ".step.json"
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """How an ONNX model becomes an engine (the `mirnet build` options), with or without the chain."""
+
+    engine_dir: Path = Path("artifacts") / "engines"
+    resolutions: tuple[tuple[int, int], ...] = ((1280, 720),)  # TensorRT: one optimization profile each
+    batch: int = 1
+    tensorrt: TensorRTOptions = field(default_factory=TensorRTOptions)
+    threads: int | None = None  # ONNX Runtime intra-op threads
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class ChainRequest:
+    """What to deploy: a task's checkpoint at a precision on a backend, and where the files go."""
+
+    task: str
+    checkpoint: Path
+    precision: str  # fp32 | fp16 | int8
+    backend: str = "auto"  # auto | tensorrt | ort
+    artifacts: Path = Path("artifacts")  # onnx/, calibration/ and calibration-cache/ go here
+    calibration: Path | None = None  # int8: a calibration set (.npz); None: the task's built-in set
+    budget_db: float = DEFAULT_BUDGET_DB  # int8: the task PSNR drop vs FP32 the search must meet
+    engine: EngineSettings = field(default_factory=EngineSettings)
+
+
+@dataclass
+class StepResult:
+    name: str  # export, fp16, int8-<target>, build, parity
+    status: str  # "built" | "reused"
+    path: Path  # what the step made (parity: the manifest that holds it)
+    seconds: float
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "path": str(self.path)}
+
+
+@dataclass
+class ChainResult:
+    backend: str  # "tensorrt" | "ort"
+    backend_reason: str
+    onnx: Path  # the ONNX model the engine was built from
+    engine: Path
+    manifest: EngineManifest  # with the parity summary
+    steps: list[StepResult]
+
+    @property
+    def parity_passed(self) -> bool:
+        return bool(self.manifest.parity and self.manifest.parity["passed"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"backend": self.backend, "reason": self.backend_reason, "onnx": str(self.onnx),
+                "engine": str(self.engine), "manifest_path": str(manifest_path(self.engine)),
+                "steps": [step.to_dict() for step in self.steps], "manifest": asdict(self.manifest)}
+
+
+def run_chain(request: ChainRequest, load_network: NetworkLoader,
+              on_step: Callable[[StepResult], None] | None = None) -> ChainResult:
+    """Export, precision, build, parity; `on_step` hears of each step as it finishes.
+
+    With backend 'tensorrt' where TensorRT cannot run, the ONNX model of the requested
+    precision is made first and the UserError names it, ready to build on a GPU machine.
+    """
+    precision = precision_family(request.precision)
+    steps: list[StepResult] = []
+
+    def finished(step: StepResult) -> StepResult:
+        steps.append(step)
+        if on_step:
+            on_step(step)
+        return step
+
+    @functools.cache
+    def network() -> tuple[nn.Module, ModelSpec]:
+        return load_network(request.checkpoint, request.task)
+
+    onnx_path = fp32 = finished(_export(request, network)).path
+    if precision == "fp16":
+        onnx_path = finished(_fp16(fp32)).path
+    elif precision == "int8":
+        onnx_path = finished(_int8(request, fp32, _int8_target(request.backend))).path
+    backend, reason = select_backend(request.backend, onnx_path)
+    started = time.perf_counter()
+    engine = build_engine(onnx_path, backend, request.engine)
+    finished(StepResult("build", "reused" if engine.reused else "built", engine.path,
+                        time.perf_counter() - started, _engine_details(engine.manifest)))
+    parity, manifest = _parity(request, engine, backend, network)
+    finished(parity)
+    return ChainResult(backend, reason, onnx_path, engine.path, manifest, steps)
+
+
+def _int8_target(backend: str) -> str:
+    """The Q/DQ flavour the backend runs: TensorRT's for 'tensorrt' (also where TensorRT is missing:
+    that ONNX is what the GPU machine will build) and for 'auto' where TensorRT is usable, else the CPU's."""
+    if backend == "tensorrt" or select_backend(backend)[0] == "tensorrt":
+        return "tensorrt"
+    return "cpu"
+
+
+def build_engine(onnx_path: Path, backend: str, settings: EngineSettings, *,
+                 precision: str | None = None) -> CachedBuild:
+    """The cached engine of `onnx_path` for 'tensorrt' (profiles from the resolutions) or 'ort'.
+
+    `precision`, when given, must be the ONNX model's own (the builders refuse another).
+    """
+    if backend == "tensorrt":
+        size_multiple = int(describe_onnx(onnx_path).metadata.get("size_multiple", "1"))
+        profiles = profiles_from_resolutions(settings.resolutions, batch=settings.batch,
+                                             size_multiple=size_multiple)
+        return build_tensorrt_cached(onnx_path, settings.engine_dir, profiles=profiles, precision=precision,
+                                     progress=settings.progress, **asdict(settings.tensorrt))
+    return build_ort_cached(onnx_path, settings.engine_dir, precision=precision, threads=settings.threads)
+
+
+# ---------------------------------------------------------------------------------------------------
+# ONNX steps, cached by the inputs they were made from
+
+
+def _cached_step(name: str, output: Path, key: dict[str, Any],
+                 make: Callable[[Path], dict[str, Any]]) -> StepResult:
+    """Reuse `output` if its record says it was made from `key` and the file is unchanged, else make it.
+
+    `make(output)` writes the file (atomically) and returns the details worth reporting, which the
+    record keeps so that a reused step reports them too.
+    """
+    started = time.perf_counter()
+    record_path = output.with_name(output.name + STEP_RECORD_SUFFIX)
+    key = {**key, "toolkit_version": __version__}
+    record = _read_record(record_path)
+    if record.get("key") == key and output.is_file() and file_sha256(output) == record.get("sha256"):
+        return StepResult(name, "reused", output, time.perf_counter() - started, record["details"])
+    record_path.unlink(missing_ok=True)  # an old record must never vouch for a new file
+    details = make(output)
+    atomic_write_text(record_path, json.dumps({"step": name, "key": key, "sha256": file_sha256(output),
+                                               "details": details}, indent=2) + "\n")
+    return StepResult(name, "built", output, time.perf_counter() - started, details)
+
+
+def _read_record(path: Path) -> dict[str, Any]:
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _variant(fp32: Path, precision: str) -> Path:
+    """`denoise-3f9c0a1b2c4d.fp32.onnx` -> `denoise-3f9c0a1b2c4d.<precision>.onnx`."""
+    return fp32.with_name(fp32.name.removesuffix(".fp32.onnx") + f".{precision}.onnx")
+
+
+def _export(request: ChainRequest, network: Callable[[], tuple[nn.Module, ModelSpec]]) -> StepResult:
+    from export.cli import export_verified_fp32
+    from export.onnx_file import DEFAULT_OPSET
+
+    checkpoint_sha256 = file_sha256(request.checkpoint)
+    output = request.artifacts / "onnx" / f"{request.task}-{checkpoint_sha256[:12]}.fp32.onnx"
+
+    def export(path: Path) -> dict[str, Any]:
+        report = export_verified_fp32(*network(), path, opset=DEFAULT_OPSET)
+        return {"checkpoint": str(request.checkpoint), "verified_shapes": len(report.checks),
+                "max_abs_error_vs_pytorch": report.max_abs_error}
+
+    key = {"checkpoint_sha256": checkpoint_sha256, "task": request.task, "opset": DEFAULT_OPSET}
+    return _cached_step("export", output, key, export)
+
+
+def _fp16(fp32: Path) -> StepResult:
+    from export.precision import DEFAULT_FP32_OPS, convert_to_fp16
+
+    def convert(path: Path) -> dict[str, Any]:
+        convert_to_fp16(fp32, path)
+        return {"kept_fp32_op_types": list(DEFAULT_FP32_OPS)}
+
+    return _cached_step("fp16", _variant(fp32, "fp16"), {"source_sha256": file_sha256(fp32)}, convert)
+
+
+def _int8(request: ChainRequest, fp32: Path, target: str) -> StepResult:
+    """INT8 Q/DQ for `target` (tensorrt | cpu) within the PSNR budget; the report names the layers kept."""
+    from calibration.cli import default_calibration_set
+    from calibration.dataset import CalibrationSet
+    from calibration.mixed_precision import search_mixed_precision
+
+    calibration = request.calibration or default_calibration_set(request.task,
+                                                                 request.artifacts / "calibration")
+    with CalibrationSet(calibration) as calib:
+        calibration_sha256 = calib.sha256
+
+    def quantize(path: Path) -> dict[str, Any]:
+        report = search_mixed_precision(fp32, path, target=target, calibration=calibration,
+                                        budget_db=request.budget_db, threads=request.engine.threads,
+                                        cache_dir=request.artifacts / "calibration-cache",
+                                        progress=request.engine.progress)
+        return {"target": target, "calibration_set": str(calibration), "budget_db": report.budget_db,
+                "fp32_task_psnr_db": report.fp32_task_psnr_db, "full_int8_drop_db": report.full_int8.drop_db,
+                "drop_db": report.final.drop_db, "quantized_layers": len(report.quantize.quantized_layers),
+                "kept_high_precision": report.kept_high_precision}
+
+    key = {"source_sha256": file_sha256(fp32), "target": target, "calibration_sha256": calibration_sha256,
+           "budget_db": request.budget_db}
+    return _cached_step(f"int8-{target}", _variant(fp32, f"int8-{target}"), key, quantize)
+
+
+def _engine_details(manifest: EngineManifest) -> dict[str, Any]:
+    details = {"backend_version": manifest.backend_version, "precision": manifest.precision,
+               "build_seconds": manifest.build_seconds}
+    if manifest.gpu_name:
+        details |= {"gpu": manifest.gpu_name, "profiles": manifest.profiles,
+                    "layer_precisions": manifest.layer_precisions}
+    return details
+
+
+# ---------------------------------------------------------------------------------------------------
+# Parity, measured once per engine
+
+
+def parity_resolutions(manifest: EngineManifest, requested: Sequence[tuple[int, int]]) -> list[str]:
+    """256x256, plus the requested resolutions for TensorRT: those inside one of the engine's profiles."""
+    if manifest.backend != "tensorrt":
+        return [format_resolution(PARITY_RESOLUTION)]
+    profiles = manifest.profile_list()
+    candidates = dict.fromkeys([PARITY_RESOLUTION, *requested])
+    return [format_resolution((width, height)) for width, height in candidates
+            if any(p.contains((1, p.min[1], height, width)) for p in profiles)]
+
+
+def _parity(request: ChainRequest, engine: CachedBuild, backend: str,
+            network: Callable[[], tuple[nn.Module, ModelSpec]]) -> tuple[StepResult, EngineManifest]:
+    """The engine against PyTorch FP32 on held-out photographs; kept in the manifest, so measured once."""
+    started = time.perf_counter()
+    resolutions = parity_resolutions(engine.manifest, request.engine.resolutions)
+    manifest, status = engine.manifest, "reused"
+    measured = manifest.parity or {}
+    if measured.get("resolutions") != resolutions or measured.get("images") != PARITY_IMAGES:
+        summary = measure_parity(engine.path, backend, *network(), request.task, resolutions,
+                                 precision_family(manifest.precision), threads=request.engine.threads)
+        manifest, status = update_parity(engine.path, summary), "built"
+    step = StepResult("parity", status, manifest_path(engine.path), time.perf_counter() - started,
+                      manifest.parity)
+    return step, manifest
+
+
+def measure_parity(engine_path: str | os.PathLike, backend: str, network: nn.Module, spec: ModelSpec,
+                   task: str, resolutions: Sequence[str], precision: str, *,
+                   threads: int | None = None) -> dict[str, Any]:
+    """`mirnet parity`'s comparison for an engine: the parity summary its manifest records."""
+    from bench.cli import parity_cases
+    from bench.parity import THRESHOLDS, rows_to_dict, run_parity
+    from export.graph import DeploymentGraph
+    from mirnet_deploy.resolutions import parse_resolution
+
+    from .runners import TorchRunner, as_polygraphy_runner, open_runner
+
+    if not resolutions:
+        raise UserError(f"No parity resolution fits the optimization profiles of {engine_path}: add 256 "
+                        f"or the deployment resolutions to --res.")
+    cases = parity_cases(task, [parse_resolution(r) for r in resolutions], PARITY_IMAGES, sr_scale=1)
+    reference = TorchRunner(DeploymentGraph(network, spec), name="pytorch-fp32")
+    # The ONNX Runtime engine was optimized for the CPU provider, so it runs there.
+    with open_runner(engine_path, providers="cpu" if backend == "ort" else "auto", threads=threads) as runner:
+        rows = run_parity(as_polygraphy_runner(reference), as_polygraphy_runner(runner), cases, precision)
+    return {"reference": "pytorch-fp32", "checkpoint_sha256": spec.checkpoint_sha256, "precision": precision,
+            "thresholds": THRESHOLDS[precision], "resolutions": list(resolutions), "images": PARITY_IMAGES,
+            "passed": all(row.passed for row in rows), "results": rows_to_dict(rows),
+            "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}

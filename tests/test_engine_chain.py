@@ -1,0 +1,209 @@
+"""`mirnet build --task` / `make engine`: the chain from the denoise demo weights on this CPU machine.
+
+The tests share one artifact folder (the FP32 export is made once, as the chain itself would
+reuse it); `built_fp16` runs first and makes the FP16 chain every other test starts from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from test_manifest import REQUEST, manifest_for
+
+from calibration.dataset import build_calibration_set
+from engines.cache import describe_onnx
+from engines.chain import ChainRequest, ChainResult, EngineSettings, parity_resolutions, run_chain
+from engines.manifest import Profile, load_manifest
+from engines.probe import probe_tensorrt
+from engines.tensorrt_build import profiles_from_resolutions
+from export.cli import mirnet_network
+from mirnet_deploy.cli import main
+from mirnet_ref.checkpoint import file_sha256, load_model, save_checkpoint
+from mirnet_ref.weights import default_weights
+
+TENSORRT = probe_tensorrt()
+ALL_BUILT = {"export": "built", "fp16": "built", "build": "built", "parity": "built"}
+ALL_REUSED = {"export": "reused", "fp16": "reused", "build": "reused", "parity": "reused"}
+
+
+def request_for(artifacts: Path, precision: str = "fp16", **changes) -> ChainRequest:
+    settings = EngineSettings(engine_dir=artifacts / "engines", threads=1, progress=False)
+    request = ChainRequest(task="denoise", checkpoint=default_weights("denoise"), precision=precision,
+                           backend="ort", artifacts=artifacts, engine=settings)
+    return dataclasses.replace(request, **changes)
+
+
+def statuses(result: ChainResult) -> dict[str, str]:
+    return {step.name: step.status for step in result.steps}
+
+
+def build_cli(*args: str):
+    return CliRunner().invoke(main, ["build", *args])
+
+
+@pytest.fixture(scope="module")
+def built_fp16(tmp_path_factory) -> tuple[Path, ChainResult]:
+    artifacts = tmp_path_factory.mktemp("artifacts")
+    return artifacts, run_chain(request_for(artifacts), mirnet_network)
+
+
+def test_fp16_chain_builds_an_ort_engine_with_parity(built_fp16):
+    artifacts, result = built_fp16
+    assert statuses(result) == ALL_BUILT
+    sha = file_sha256(default_weights("denoise"))
+    assert result.onnx == artifacts / "onnx" / f"denoise-{sha[:12]}.fp16.onnx"
+    assert describe_onnx(result.onnx).metadata["precision"] == "fp16"
+    assert result.engine.name.endswith(".ort.onnx")
+    assert result.engine.is_file()
+    manifest = load_manifest(result.engine)
+    assert (manifest.backend, manifest.precision, manifest.onnx_sha256) == (
+        "onnxruntime", "fp16", file_sha256(result.onnx))
+    parity = manifest.parity
+    assert parity == result.manifest.parity
+    assert parity["passed"]
+    assert (parity["resolutions"], parity["images"]) == (["256x256"], 2)
+    row = parity["results"][0]
+    assert row["psnr_vs_reference_db"] > 60  # measured 79.6 dB: FP16 rounding, nothing broken
+    assert row["max_abs_error"] < 5e-3
+    assert abs(row["task_drop_db"]) < 0.01
+
+
+def test_second_run_reuses_every_step(built_fp16):
+    artifacts, first = built_fp16
+    out = build_cli("--task", "denoise", "--precision", "fp16", "--backend", "ort", "--threads", "1",
+                    "--artifacts", str(artifacts), "--json")
+    assert out.exit_code == 0, out.output
+    again = json.loads(out.output)
+    assert {s["name"]: s["status"] for s in again["steps"]} == ALL_REUSED
+    assert again["engine"] == str(first.engine)
+    assert again["manifest"]["built_at"] == first.manifest.built_at
+    assert again["manifest"]["parity"]["measured_at"] == first.manifest.parity["measured_at"]
+    # A reused step still reports what it found when it was built (kept in its record).
+    assert again["steps"][0]["details"]["max_abs_error_vs_pytorch"] < 1e-4
+
+
+def test_text_output_says_reused_per_step(built_fp16):
+    artifacts, _ = built_fp16
+    out = build_cli("--task", "denoise", "--precision", "fp16", "--backend", "ort",
+                    "--artifacts", str(artifacts))
+    assert out.exit_code == 0, out.output
+    lines = out.output.splitlines()
+    for step in ALL_REUSED:
+        assert any(line.split()[:2] == [step, "reused"] for line in lines), step
+    assert "256x256: PSNR vs reference" in out.output
+    assert out.output.rstrip().endswith(": pass")
+
+
+def test_a_file_changed_behind_the_cache_is_made_again(built_fp16):
+    artifacts, first = built_fp16
+    fp32 = next(step.path for step in first.steps if step.name == "export")
+    original = first.onnx.read_bytes()
+    first.onnx.write_bytes(fp32.read_bytes())  # an FP32 model where the FP16 one was
+    again = run_chain(request_for(artifacts), mirnet_network)
+    assert statuses(again) == {**ALL_REUSED, "fp16": "built"}  # same bytes again, so the engine is reused
+    assert first.onnx.read_bytes() == original
+
+
+def test_another_checkpoint_rebuilds_every_step(built_fp16, tmp_path):
+    artifacts, first = built_fp16
+    model = load_model(default_weights("denoise"))
+    with torch.no_grad():
+        next(model.parameters()).mul_(1.01)
+    other = tmp_path / "other.pth"
+    save_checkpoint(model, other)
+    result = run_chain(request_for(artifacts, checkpoint=other), mirnet_network)
+    assert statuses(result) == ALL_BUILT
+    assert result.onnx.name == f"denoise-{file_sha256(other)[:12]}.fp16.onnx"
+    assert result.engine != first.engine
+    assert result.manifest.parity["checkpoint_sha256"] == file_sha256(other)
+    assert result.parity_passed
+
+
+@pytest.fixture(scope="module")
+def built_int8(built_fp16, tmp_path_factory) -> tuple[ChainRequest, ChainResult]:
+    artifacts, _ = built_fp16
+    calibration = tmp_path_factory.mktemp("calibration") / "tiny.npz"
+    build_calibration_set("denoise", calibration, count=2, crop=64)
+    # A budget this wide accepts all-INT8 at once: no per-layer search (minutes), which
+    # tests/test_calibration.py covers; here the chain's wiring and caching are under test.
+    request = request_for(artifacts, "int8", calibration=calibration, budget_db=10.0)
+    return request, run_chain(request, mirnet_network)
+
+
+def test_int8_chain_quantizes_for_the_cpu(built_int8):
+    _, result = built_int8
+    assert statuses(result) == {"export": "reused", "int8-cpu": "built", "build": "built", "parity": "built"}
+    quantized = result.steps[1].details
+    assert (quantized["target"], quantized["kept_high_precision"]) == ("cpu", [])
+    assert quantized["quantized_layers"] > 50
+    assert quantized["drop_db"] == quantized["full_int8_drop_db"]
+    assert describe_onnx(result.onnx).metadata["precision"] == "int8-cpu"
+    assert result.manifest.precision == "int8-cpu"
+    assert result.parity_passed
+    assert result.manifest.parity["results"][0]["psnr_vs_reference_db"] > 35  # 48.8 dB with the default set
+
+
+def test_int8_chain_reuses_and_requantizes_on_another_budget(built_int8):
+    request, first = built_int8
+    again = run_chain(request, mirnet_network)
+    assert set(statuses(again).values()) == {"reused"}
+    assert again.steps[1].details == first.steps[1].details
+    # Another budget re-runs the quantization; the same Q/DQ model comes out, so its engine is reused.
+    other_budget = run_chain(dataclasses.replace(request, budget_db=5.0), mirnet_network)
+    assert statuses(other_budget) == {"export": "reused", "int8-cpu": "built", "build": "reused",
+                                      "parity": "reused"}
+
+
+@pytest.mark.skipif(TENSORRT.available, reason="TensorRT is usable here, so the chain builds instead")
+def test_tensorrt_without_tensorrt_names_the_ready_onnx(built_fp16):
+    artifacts, first = built_fp16
+    out = build_cli("--task", "denoise", "--precision", "fp16", "--backend", "tensorrt",
+                    "--artifacts", str(artifacts))
+    assert out.exit_code == 1
+    assert f"The ONNX model {first.onnx} is ready" in out.output
+    assert "pip install tensorrt" in out.output
+    assert TENSORRT.reason in out.output
+    assert "Traceback" not in out.output
+    assert not list((artifacts / "engines").glob("*.engine"))
+
+
+def test_nothing_or_both_to_build_is_a_clear_error(built_fp16):
+    _, first = built_fp16
+    nothing = build_cli()
+    assert nothing.exit_code == 1
+    assert "Nothing to build: pass MODEL.onnx, or --task" in nothing.output
+    both = build_cli(str(first.onnx), "--task", "denoise")
+    assert both.exit_code == 1
+    assert "is already an ONNX model" in both.output
+
+
+def test_parity_resolutions_fit_the_engine_profiles():
+    trt = manifest_for(REQUEST, profiles=[p.to_dict() for p in profiles_from_resolutions(["720p", "1080p"])])
+    # 256x256 is below both profiles' minimum width (320, 480): only the deployment sizes.
+    assert parity_resolutions(trt, [(1280, 720), (1920, 1080)]) == ["1280x720", "1920x1080"]
+    up_to_512 = Profile((1, 3, 64, 64), (1, 3, 512, 512), (1, 3, 512, 512))
+    small = dataclasses.replace(trt, profiles=[up_to_512.to_dict()])
+    assert parity_resolutions(small, [(512, 512), (1280, 720)]) == ["256x256", "512x512"]
+    ort = dataclasses.replace(trt, backend="onnxruntime", profiles=[])
+    assert parity_resolutions(ort, [(1920, 1080)]) == ["256x256"]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not TENSORRT.available, reason=f"needs a CUDA GPU and TensorRT: {TENSORRT.reason}")
+def test_tensorrt_chain_rebuilds_only_the_engine_for_new_resolutions(tmp_path):
+    request = dataclasses.replace(request_for(tmp_path), backend="tensorrt")
+    first = run_chain(dataclasses.replace(request, engine=dataclasses.replace(
+        request.engine, resolutions=((512, 512),))), mirnet_network)
+    assert statuses(first) == ALL_BUILT
+    assert first.manifest.parity["resolutions"] == ["256x256", "512x512"]
+    assert first.parity_passed
+    wider = run_chain(dataclasses.replace(request, engine=dataclasses.replace(
+        request.engine, resolutions=((512, 512), (1280, 720)))), mirnet_network)
+    assert statuses(wider) == {"export": "reused", "fp16": "reused", "build": "built", "parity": "built"}
+    assert wider.engine != first.engine
+    assert len(wider.manifest.profiles) == 2

@@ -1,0 +1,127 @@
+"""`make gpu-check`: its refusal on this CPU machine, its plan, and how it runs steps and reports them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from engines.gpu_check import GpuCheck, Step, StepFailed, gpu_check, plan, run_step, write_summary
+from engines.probe import probe_tensorrt
+from mirnet_ref.images import write_image
+from mirnet_ref.weights import default_weights
+
+TENSORRT = probe_tensorrt()
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def check_in(folder: Path) -> GpuCheck:
+    folder.mkdir(parents=True, exist_ok=True)
+    return GpuCheck("denoise", default_weights("denoise"), folder, folder / "artifacts")
+
+
+def python_step(name: str, code: str, *args: str, **options) -> Step:
+    return Step(name, "test step", (sys.executable, "-c", code, *args), **options)
+
+
+@pytest.mark.skipif(TENSORRT.available, reason="TensorRT is usable here: gpu-check would run")
+def test_stops_at_once_without_a_gpu(tmp_path):
+    report = tmp_path / "report"
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "engines.gpu_check", "--report", str(report)],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 1
+    assert time.perf_counter() - started < 30  # the probe, not a build: ~2 s here
+    assert "Error: gpu-check verifies the TensorRT paths and needs a CUDA GPU" in done.stderr
+    assert TENSORRT.reason in done.stderr
+    assert "pip install tensorrt" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not report.exists()
+
+
+def test_dry_run_lists_every_step_without_a_gpu(tmp_path):
+    report = tmp_path / "report"
+    out = CliRunner().invoke(gpu_check, ["--dry-run", "--report", str(report)])
+    assert out.exit_code == 0, out.output
+    assert "-m pytest -m gpu" in out.output
+    for precision in PRECISIONS:
+        assert f"--precision {precision} --backend tensorrt --res 720p,1080p" in out.output
+        assert f"mirnet_trt --engine {{engine_{precision}}}" in out.output
+    assert "--backend tensorrt --precision fp32,fp16,int8 --res 720p,1080p,4k" in out.output
+    assert "cmake -S engines/cpp" in out.output
+    assert not report.exists()
+
+
+def test_plan_order_dependencies_and_executables(tmp_path):
+    steps = plan(check_in(tmp_path))
+    names = [step.name for step in steps]
+    assert names == ["pytest-gpu", "engine-fp32", "engine-fp16", "engine-int8", "latency", "cpp-configure",
+                     "cpp-build", "cpp-ctest", "input-image", "cpp-run-fp32", "cpp-run-fp16", "cpp-run-int8"]
+    for step in steps:
+        assert all(names.index(need) < names.index(step.name) for need in step.needs)
+        if step.command and step.command[0].startswith("/"):
+            assert Path(step.command[0]).is_file(), step.command[0]  # python, mirnet, mirnet-bench
+    assert steps[names.index("cpp-run-int8")].needs == ("engine-int8", "cpp-build", "input-image")
+
+
+def test_a_failed_step_is_logged_and_its_dependents_skipped(tmp_path):
+    check = check_in(tmp_path)
+    failing = python_step("broken", "import sys; print('boom', file=sys.stderr); sys.exit(3)")
+    check.outcomes["broken"] = outcome = run_step(check, failing)
+    assert (outcome.status, outcome.note) == ("failed", "exit status 3; see broken.log")
+    assert "boom" in (tmp_path / "broken.log").read_text()
+    dependent = run_step(check, python_step("after", "pass", needs=("broken",)))
+    assert (dependent.status, dependent.note) == ("skipped", "needs broken")
+
+
+def test_engine_paths_flow_from_json_into_later_commands(tmp_path):
+    check = check_in(tmp_path)
+    engine = str(tmp_path / "denoise.fp16.engine")
+    printing = python_step("engine-fp16", "import json; print(json.dumps({'engine': " + repr(engine) + "}))",
+                           json_stdout=True)
+    check.outcomes["engine-fp16"] = produced = run_step(check, printing)
+    assert produced.status == "passed"
+    assert json.loads((tmp_path / "engine-fp16.json").read_text()) == {"engine": engine}
+    assert check.engines() == {"engine_fp16": engine}
+    user = python_step("user", "import sys; print('got', sys.argv[1])", "{engine_fp16}",
+                       needs=("engine-fp16",))
+    assert run_step(check, user).status == "passed"
+    assert f"got {engine}" in (tmp_path / "user.log").read_text()
+
+
+def test_summary_says_what_passed_and_failed(tmp_path):
+    check = check_in(tmp_path)
+    for step in (python_step("good", "pass"), python_step("bad", "raise SystemExit(2)")):
+        check.outcomes[step.name] = run_step(check, step)
+    summary = write_summary(check, "a test machine", started=datetime(2026, 11, 24))
+    text = summary.read_text()
+    assert "**1 of 2 steps passed**" in text
+    assert "| good | passed |" in text
+    assert "| bad | failed |" in text
+    report = json.loads((tmp_path / "summary.json").read_text())
+    assert [(s["name"], s["status"]) for s in report["steps"]] == [("good", "passed"), ("bad", "failed")]
+
+
+@pytest.mark.slow
+def test_cpp_output_is_judged_against_pytorch(tmp_path):
+    """The check behind cpp-run-<prec>, fed images in place of mirnet_trt's: 20 s (PyTorch at 720p)."""
+    check = check_in(tmp_path)
+    steps = {step.name: step for step in plan(check)}
+    assert run_step(check, steps["input-image"]).status == "passed"
+    reference = check.reference_output
+    exact, noisy = tmp_path / "exact.png", tmp_path / "noisy.png"
+    write_image(exact, reference, bit_depth=16)
+    noise = np.random.default_rng(0).normal(0, 0.02, reference.shape)
+    write_image(noisy, np.clip(reference + noise, 0, 1), bit_depth=16)
+    judge = steps["cpp-run-fp32"].check
+    note = judge(check, {"precision": "fp32", "output": str(exact), "gpu_ms_median": 1.5})
+    assert note.startswith("PSNR vs PyTorch FP32 1")  # 16-bit rounding only: ~100 dB, threshold 80
+    with pytest.raises(StepFailed, match=r"FP32 3\d\.\d dB, below the fp16 threshold 40.0 dB"):
+        judge(check, {"precision": "fp16", "output": str(noisy), "gpu_ms_median": 1.5})
