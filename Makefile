@@ -18,7 +18,7 @@ PREC ?= fp16
 BACKEND ?= auto
 RES ?= 720p
 
-.PHONY: help setup test cpp-test test-slow check demo demo-weights bench bench-pytest clean
+.PHONY: help setup test cpp-test test-slow check demo demo-weights engine gpu-check bench bench-pytest clean
 
 help:  ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -48,9 +48,17 @@ test-slow: $(STAMP)  ## the tests marked slow (minutes on 2 cores)
 check: $(STAMP)  ## ruff lint and format check
 	$(VENV)/bin/ruff check .
 
-demo: $(STAMP)  ## what the toolkit does on this machine: model facts, the demo models vs classical baselines
+DEMO_OUT := demo-output
+
+demo: $(STAMP)  ## the denoise demo end to end: FP32/FP16/INT8 engines with parity, latency at 256/512, a restored photo in demo-output/
+	@mkdir -p $(DEMO_OUT)
 	$(VENV)/bin/mirnet info full --res 256,1080p
-	for task in denoise enhance sr; do $(VENV)/bin/mirnet eval --task $$task || exit 1; done
+	$(VENV)/bin/mirnet eval --task denoise
+	for prec in fp32 fp16 int8; do $(VENV)/bin/mirnet build --task denoise --precision $$prec || exit 1; done
+	$(VENV)/bin/mirnet-bench --model mirnet_ref/weights/denoise.pth --res 256,512 --precision fp32,fp16,int8 \
+		--min-iters 5 --min-seconds 1 --json $(DEMO_OUT)/latency.json --md $(DEMO_OUT)/latency.md \
+		--csv $(DEMO_OUT)/latency.csv --plot $(DEMO_OUT)/latency.png
+	$(PY) -m mirnet_deploy.demo --bench $(DEMO_OUT)/latency.json --output-dir $(DEMO_OUT)
 
 # Demo weights: the `small` preset trained on the built-in training photographs.
 # Deviations from the authors' recipe, for 2 CPU cores: 64x64 patches, batch 8,
@@ -68,6 +76,12 @@ demo-weights: $(STAMP)  ## train the three demo models (about 20-30 minutes each
 demo-weights-%: $(STAMP)
 	$(VENV)/bin/mirnet train --task $* $(DEMO_TRAIN) --iterations $(DEMO_ITERS_$*) \
 		--output build/train/$* --publish mirnet_ref/weights/$*.pth
+
+engine: $(STAMP)  ## the whole chain from the task's weights: make engine TASK=denoise PREC=fp32|fp16|int8 [BACKEND=auto|tensorrt|ort RES=720p,1080p]
+	$(VENV)/bin/mirnet build --task $(TASK) --precision $(PREC) --backend $(BACKEND) --res $(RES)
+
+gpu-check: $(STAMP)  ## on a GPU with TensorRT: gpu tests, FP32/FP16/INT8 engines + parity, latency, C++ runner -> reports/
+	$(PY) -m engines.gpu_check --task $(TASK)
 
 BENCH_MODEL ?= small
 BENCH_BACKEND ?= all-available

@@ -106,6 +106,8 @@ def median_cpu_ms(model_path: str | Path, batch: np.ndarray, runs: int = 3) -> f
 @click.option("--no-budget", is_flag=True, help="Quantize every layer (plain calibration, no search).")
 @click.option("--keep", "keep_nodes", multiple=True, metavar="NODE",
               help="With --no-budget: keep this node in high precision (repeatable).")
+@click.option("--op-type", "op_types", multiple=True, metavar="OP",
+              help="Quantize only these op types (repeatable; default: the target's DEFAULT_OP_TYPES).")
 @click.option("--subpixel/--no-subpixel", default=None,
               help="Rewrite stride-2 ConvTranspose as Conv + DepthToSpace first (default: on for cpu).")
 @click.option("--eval-samples", type=click.IntRange(min=1), default=DEFAULT_EVAL_SAMPLES, show_default=True,
@@ -116,7 +118,8 @@ def median_cpu_ms(model_path: str | Path, batch: np.ndarray, runs: int = 3) -> f
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def quantize(onnx_path: str, target: str, calibration: str | None, task: str | None, method: str,
              high_precision: str, budget_db: float, no_budget: bool, keep_nodes: tuple[str, ...],
-             subpixel: bool | None, eval_samples: int, cache_dir: str, output: str, as_json: bool) -> None:
+             op_types: tuple[str, ...], subpixel: bool | None, eval_samples: int, cache_dir: str, output: str,
+             as_json: bool) -> None:
     """Quantize an FP32 ONNX model to INT8 Q/DQ for TensorRT or for CPUs, within a PSNR budget.
 
     By default the whole network is quantized, its task PSNR drop against FP32 measured on
@@ -147,7 +150,8 @@ def quantize(onnx_path: str, target: str, calibration: str | None, task: str | N
             raise UserError(f"{onnx_path} records no task: pass --task or a --calib set.")
         calibration = str(default_calibration_set(task))
     common = {"target": target, "calibration": calibration, "method": method,
-              "high_precision": high_precision, "cache_dir": cache_dir, "subpixel": subpixel}
+              "high_precision": high_precision, "cache_dir": cache_dir, "subpixel": subpixel,
+              "op_types": op_types or None}
     if no_budget:
         report = quantize_onnx(onnx_path, output, exclude_nodes=keep_nodes, **common).to_dict()
         search = None

@@ -1,0 +1,120 @@
+"""The last step of `make demo`: one held-out photograph restored side by side, and the summary.
+
+    python -m mirnet_deploy.demo --bench demo-output/latency.json
+
+The Makefile runs the pipeline's own verbs first (`mirnet build --task denoise` per precision,
+`mirnet-bench`), so a user sees exactly the commands they would type. This module asks the
+same chain for the engines (every step is cached, so nothing is rebuilt), records their
+parity in `engines.json`, composes the picture (noisy | restored | clean, each labelled with
+its PSNR) and points at the reports.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import cv2
+import numpy as np
+
+DEMO_IMAGE = "chelsea"  # held out from training and calibration
+DEMO_SEED = 2020
+GAP = 8  # white pixels between the panels
+
+
+def _label(panel: np.ndarray, text: str) -> np.ndarray:
+    """`text` in white on a dark band at the top left of a float RGB panel (8-bit: OpenCV draws on uint8)."""
+    labelled = np.ascontiguousarray(np.round(np.clip(panel, 0, 1) * 255), dtype=np.uint8)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    (width, height), baseline = cv2.getTextSize(text, font, 0.5, 1)
+    labelled[: height + baseline + 8, : width + 10] //= 3
+    cv2.putText(labelled, text, (5, height + 4), font, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+    return labelled.astype(np.float32) / 255
+
+
+def side_by_side(model_path: Path, output: Path) -> dict[str, float | str]:
+    """Restore the noisy demo photograph with the model file (engine or ONNX); write the comparison PNG."""
+    from engines.runners import open_runner
+    from mirnet_ref.datasets import builtin_images
+    from mirnet_ref.degradations import degrade_pair, make_degradation
+    from mirnet_ref.images import write_image
+    from mirnet_ref.metrics import psnr
+
+    photo = dict(builtin_images("heldout"))[DEMO_IMAGE]
+    noisy, clean = degrade_pair(make_degradation("denoise"), photo, np.random.default_rng(DEMO_SEED))
+    with open_runner(model_path) as runner:
+        restored = runner.run(noisy.transpose(2, 0, 1)[None].astype(np.float32))[0].transpose(1, 2, 0)
+    restored = np.clip(restored, 0.0, 1.0)
+    scores = {"noisy_psnr_db": psnr(noisy, clean), "restored_psnr_db": psnr(restored, clean)}
+    gap = np.ones((clean.shape[0], GAP, 3), np.float32)
+    panels = [_label(noisy, f"noisy {scores['noisy_psnr_db']:.2f} dB"), gap,
+              _label(restored, f"restored {scores['restored_psnr_db']:.2f} dB"), gap, _label(clean, "clean")]
+    write_image(output, np.concatenate(panels, axis=1))
+    return {**scores, "image": DEMO_IMAGE, "model": str(model_path), "output": str(output)}
+
+
+def _latency_lines(bench_json: Path) -> list[str]:
+    report = json.loads(bench_json.read_text())
+    lines = []
+    for row in report["results"]:
+        if row.get("p50_ms") is not None:
+            lines.append(f"    {row['backend']:>6} {row['precision']:>5} {row['resolution']:>9}: "
+                         f"p50 {row['p50_ms']:8.1f} ms, {row['mp_per_s']:.3f} MP/s, "
+                         f"peak host {row['peak_host_mb']:.0f} MB")
+    return lines
+
+
+def engines(precisions: tuple[str, ...]) -> dict[str, dict]:
+    """The denoise demo's engine per precision, from the chain `mirnet build --task` runs (cached)."""
+    from engines.chain import ChainRequest, EngineSettings, run_chain
+    from export.cli import mirnet_network
+    from mirnet_ref.weights import default_weights
+
+    found = {}
+    for precision in precisions:
+        request = ChainRequest("denoise", default_weights("denoise"), precision,
+                               engine=EngineSettings(progress=False))
+        result = run_chain(request, mirnet_network)
+        found[precision] = {"engine": str(result.engine), "backend": result.backend,
+                            "steps": {step.name: step.status for step in result.steps},
+                            "parity": result.manifest.parity}
+    return found
+
+
+@click.command()
+@click.option("--precisions", default="fp32,fp16,int8", show_default=True,
+              help="Engines to collect; the last one restores the demo photograph.")
+@click.option("--bench", "bench_json", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="mirnet-bench JSON report to summarize.")
+@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("demo-output"),
+              show_default=True)
+def main(precisions: str, bench_json: Path | None, output_dir: Path) -> None:
+    """Write demo-output/engines.json and denoise_side_by_side.png; print where every report is."""
+    from mirnet_deploy.atomic import atomic_write_text
+
+    built = engines(tuple(precisions.split(",")))
+    atomic_write_text(output_dir / "engines.json", json.dumps(built, indent=2) + "\n")
+    model_path = Path(list(built.values())[-1]["engine"])
+    result = side_by_side(model_path, output_dir / "denoise_side_by_side.png")
+    click.echo("\n=== mirnet-deploy demo: summary ===")
+    for precision, engine in built.items():
+        rows = (engine["parity"] or {}).get("results", [])
+        parity = ", ".join(f"{row['resolution']} {row['psnr_vs_reference_db']:.1f} dB vs PyTorch, "
+                           f"task drop {row['task_drop_db']:+.3f} dB" for row in rows)
+        verdict = "pass" if (engine["parity"] or {}).get("passed") else "FAIL"
+        click.echo(f"  {precision:>4} engine ({engine['backend']}): parity {verdict} ({parity})")
+        click.echo(f"       {engine['engine']}")
+    click.echo(f"  engines and their parity: {output_dir / 'engines.json'}")
+    click.echo(f"  {result['image']} (held out), Gaussian noise sigma 25: "
+               f"noisy {result['noisy_psnr_db']:.2f} dB -> restored {result['restored_psnr_db']:.2f} dB "
+               f"by {model_path.name}")
+    click.echo(f"  side by side (noisy | restored | clean): {result['output']}")
+    if bench_json:
+        click.echo(f"  latency ({bench_json}; also .md, .csv, .png beside it):")
+        for line in _latency_lines(bench_json):
+            click.echo(line)
+
+
+if __name__ == "__main__":
+    main()
