@@ -1,5 +1,7 @@
 """The INT8 quality table: every demo model, both Q/DQ targets, plain calibration and PSNR budget.
 
+Models already in `--folder` are reused (delete them to re-quantize).
+
     python -m bench.int8_report --md reports/int8.md
 
 For each task: the FP32 export of the demo weights, the task's default calibration set,
@@ -15,6 +17,7 @@ import json
 from pathlib import Path
 
 import click
+import onnx
 
 from mirnet_deploy.atomic import atomic_write_text
 from mirnet_deploy.resolutions import parse_resolutions
@@ -41,6 +44,7 @@ def task_rows(task: str, resolutions: list[tuple[int, int]], budget_db: float, f
     from calibration.quantize import quantize_onnx
     from engines.runners import OrtRunner, TorchRunner, as_polygraphy_runner
     from export.graph import DeploymentGraph
+    from export.onnx_file import read_metadata
 
     from .cli import parity_cases
     from .parity import run_parity
@@ -54,7 +58,10 @@ def task_rows(task: str, resolutions: list[tuple[int, int]], budget_db: float, f
         for mode in ("plain", "budget"):
             path = folder / f"{fp32.stem.removesuffix('.fp32')}.int8-{target}-{mode}.onnx"
             click.echo(f"{task}: {target} target, {mode} ...", err=True)
-            if mode == "plain":
+            if path.is_file():  # made by an earlier run: the layers it kept are in its metadata
+                kept = json.loads(read_metadata(onnx.load(path, load_external_data=False))["quantization"])[
+                    "excluded_nodes"]
+            elif mode == "plain":
                 kept = quantize_onnx(fp32, path, target=target, calibration=calibration).excluded_nodes
             else:
                 kept = search_mixed_precision(fp32, path, target=target, calibration=calibration,
