@@ -73,7 +73,8 @@ def test_time_runs_separates_first_run_and_warmup_and_meets_both_minimums():
     assert max(timing.samples_ms) < 50.0
     assert len(calls) == 1 + 2 + 4
     long = time_runs(lambda: time.sleep(0.002), warmup=0, min_iters=1, min_seconds=0.03)
-    assert sum(long.samples_ms) >= 30.0
+    # the loop runs until 30 ms of wall time have passed; the time between samples is not in them
+    assert sum(long.samples_ms) >= 0.8 * 30.0
     assert len(long.samples_ms) >= 2
 
 
