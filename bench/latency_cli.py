@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from engines.cache import precision_family
 from mirnet_deploy.errors import UserError
+from mirnet_deploy.host_allocator import HOST_ALLOCATOR_POLICIES, configure_host_allocator
 from mirnet_deploy.resolutions import format_resolution, parse_resolutions
 from mirnet_ref.weights import TASKS
 
@@ -52,6 +53,10 @@ _OUTPUT = click.Path(dir_okay=False, path_type=Path)
               help="Run in tiles of this edge (a multiple of the model's size multiple, 4 for MIRNet).")
 @click.option("--overlap", type=click.IntRange(min=0), default=32, show_default=True,
               help="Tile overlap in pixels (with --tile).")
+@click.option("--host-allocator", type=click.Choice(HOST_ALLOCATOR_POLICIES), default="retain",
+              show_default=True,
+              help="retain: glibc keeps freed memory (mirnet's default; PyTorch eager otherwise page-faults "
+                   "its activations in on every run); system: the C library's defaults, to compare.")
 @click.option("--task", type=click.Choice(TASKS), default="denoise", show_default=True,
               help="Task of a preset or checkpoint: the INT8 calibration set is degraded for it.")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_CACHE_DIR,
@@ -64,8 +69,9 @@ _OUTPUT = click.Path(dir_okay=False, path_type=Path)
               help="Render the table and reports of an earlier --json run instead of measuring.")
 def mirnet_bench(model_text: str, res: str, backend_text: str, precision_text: str | None, batch: int,
                  warmup: int, min_iters: int, min_seconds: float, threads: int | None, tile: int | None,
-                 overlap: int, task: str, cache_dir: Path, json_path: Path | None, csv_path: Path | None,
-                 md_path: Path | None, plot_path: Path | None, from_json: Path | None) -> None:
+                 overlap: int, host_allocator: str, task: str, cache_dir: Path, json_path: Path | None,
+                 csv_path: Path | None, md_path: Path | None, plot_path: Path | None,
+                 from_json: Path | None) -> None:
     """Benchmark a model's latency, throughput and memory per backend, precision and resolution.
 
     Each configuration runs in a fresh process, so its peak host memory is its own. The first
@@ -100,9 +106,10 @@ def mirnet_bench(model_text: str, res: str, backend_text: str, precision_text: s
             raise UserError(f"--res {res!r} names no resolution: pass e.g. 256,720p,1920x1080.")
         artifacts = Artifacts(model, cache_dir, log=lambda message: click.echo(message, err=True))
         click.echo("Measuring the CPU's float32 matmul peak ...", err=True)
-        environment = capture_environment(threads, cpu_peak(threads))
+        allocator = configure_host_allocator(host_allocator)  # here too: the peak runs in this process
+        environment = capture_environment(threads, cpu_peak(threads), host_allocator=allocator)
         settings = {"batch": batch, "warmup": warmup, "min_iters": min_iters, "min_seconds": min_seconds,
-                    "threads": threads, "tile": tile, "overlap": overlap}
+                    "threads": threads, "tile": tile, "overlap": overlap, "host_allocator": host_allocator}
         results = _run_all(model, artifacts, backends, precisions, resolutions, settings, environment)
     click.echo(format_table(results, environment, skipped))
     _write_reports(results, environment, skipped, json_path, csv_path, md_path, plot_path)

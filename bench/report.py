@@ -178,7 +178,8 @@ def to_markdown(results: Sequence[BenchResult], environment: dict[str, Any],
     versions = ", ".join(f"{k} {v}" for k, v in environment["versions"].items() if v)
     lines = [f"### {_header(environment, model)}", "",
              f"- command: `{environment['command']}`", f"- measured: {environment['timestamp']}",
-             f"- libraries: {versions}", f"- GPU: {environment['cuda']}", ""]
+             f"- libraries: {versions}", f"- GPU: {environment['cuda']}",
+             f"- host allocator: {environment.get('host_allocator') or 'not recorded'}", ""]
     headers = [name for name, _ in COLUMNS]
     lines += ["| " + " | ".join(headers) + " |", "|" + " --- |" * len(headers)]
     for r in results:

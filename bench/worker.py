@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mirnet_deploy.errors import UserError
+from mirnet_deploy.host_allocator import configure_host_allocator
 
 from .backends import GPU_BACKENDS, ORT_PROVIDERS
 from .latency import time_runs
@@ -49,6 +50,7 @@ class Job:
     size_multiple: int = 1  # tiles are multiples of it
     scale: int = 1  # output / input size
     seed: int = 0  # of the random input
+    host_allocator: str = "retain"  # mirnet_deploy.host_allocator policy, applied before anything is loaded
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -146,6 +148,7 @@ def random_batch(job: Job, channels: int) -> np.ndarray:
 
 def measure(job: Job) -> Measurement:
     """Run the job in this process (the worker's body; tests call it directly to skip the spawn)."""
+    configure_host_allocator(job.host_allocator)
     import torch
 
     if job.threads:

@@ -13,6 +13,7 @@ import click
 
 from . import __version__
 from .errors import UserError
+from .host_allocator import configure_host_allocator
 
 #: subcommand name -> "module:attribute" of its click command.
 SUBCOMMANDS: dict[str, str] = {
@@ -57,3 +58,4 @@ def main() -> None:
 
     Run `mirnet COMMAND --help` for each verb's options and examples.
     """
+    configure_host_allocator("retain")  # PyTorch's eager runs would page-fault their tensors in again
