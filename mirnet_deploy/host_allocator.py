@@ -4,13 +4,13 @@ glibc's malloc serves blocks above its mmap threshold (dynamic, at most 32 MiB) 
 `mmap` and unmaps them on `free`, and gives the heap's top back to the kernel above 128 KiB.
 PyTorch's CPU allocator mallocs and frees every tensor, so each eager forward pass of MIRNet
 maps, zero-fills and unmaps its large activations again: on our 2-core VM, the `small` preset
-at 1920x1080 took 44 s per run that way and 11 s with freed memory kept (per-megapixel cost
-then flat from 256x256 to 1080p). PyTorch's CPU tuning guide suggests jemalloc or tcmalloc for
-the same reason; `mallopt` gets it without a preloaded library.
+at 1920x1080 took 44 s per run that way and 11-16 s with freed memory kept. PyTorch's CPU
+tuning guide suggests jemalloc or tcmalloc for the same reason; `mallopt` needs no preloading.
 
-Peak resident memory is unchanged (it is set by the largest live set); memory freed after the
-peak stays with the process instead of going back to the kernel, which is what a process that
-runs the model again wants. ONNX Runtime and TensorRT keep their own arenas and are unaffected.
+The price is memory: blocks freed and not reused stay resident, so the peak grows (`full`
+at 512x512, PyTorch eager: 84 s and 1,558 MiB peak with glibc's defaults, 34 s and 2,042 MiB
+retained, `mirnet-bench --host-allocator`). ONNX Runtime and TensorRT keep their own arenas and
+are barely affected. `mirnet-bench --host-allocator system` measures the untuned process.
 """
 
 from __future__ import annotations
