@@ -21,6 +21,7 @@ from bench.models import Artifacts, Unsupported, gmacs, resolve_model
 from bench.report import BenchResult, format_table, load_json, to_markdown, write_csv, write_json
 from bench.worker import Job, WorkerFailed, measure, run_fresh
 from mirnet_deploy.errors import UserError
+from mirnet_deploy.host_allocator import configure_host_allocator
 
 #: The fields the issue requires in every JSON record.
 REQUIRED_FIELDS = ("backend", "precision", "model", "resolution", "batch", "first_ms", "p50_ms", "p90_ms",
@@ -207,6 +208,7 @@ def test_real_run_of_the_small_preset(artifacts, tmp_path):
     data = json.loads(out["json"].read_text())
     assert data["environment"]["threads"] == 1
     assert data["environment"]["cpu_peak"]["gmacs_per_s"] > 1
+    assert data["environment"]["host_allocator"] == configure_host_allocator("retain")  # the default
     rows = {(r["backend"], r["precision"]): r for r in data["results"]}
     assert rows["torch", "fp16"]["status"] == "unsupported"
     for key in (("torch", "fp32"), ("ort", "fp32"), ("ort", "fp16")):
