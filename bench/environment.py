@@ -61,8 +61,7 @@ def _memory_total_mb() -> float | None:
         return None
 
 
-def capture_environment(threads: int, peak: dict[str, Any] | None, *, host_allocator: str | None = None
-                        ) -> dict[str, Any]:
+def capture_environment(threads: int, peak: dict[str, Any] | None) -> dict[str, Any]:
     """Machine, versions, GPU and TensorRT probes, thread setting and the measured CPU peak, as plain data."""
     cuda = probe_cuda()
     tensorrt = probe_tensorrt(cuda)
@@ -78,7 +77,6 @@ def capture_environment(threads: int, peak: dict[str, Any] | None, *, host_alloc
         "usable_cpus": usable,
         "memory_total_mb": _memory_total_mb(),
         "threads": threads,  # every backend's, and the peak's
-        "host_allocator": host_allocator,  # mirnet_deploy.host_allocator: what every worker ran with
         "versions": {"torch": torch.__version__, "onnxruntime": ort.__version__, "onnx": onnx.__version__,
                      "numpy": np.__version__, "tensorrt": tensorrt.version},
         "onnxruntime_providers": ort.get_available_providers(),

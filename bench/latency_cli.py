@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import replace
+from itertools import product
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from tqdm import tqdm
 
 from engines.cache import precision_family
 from mirnet_deploy.errors import UserError
-from mirnet_deploy.host_allocator import HOST_ALLOCATOR_POLICIES, configure_host_allocator
+from mirnet_deploy.host_allocator import HOST_ALLOCATOR_POLICIES
 from mirnet_deploy.resolutions import format_resolution, parse_resolutions
 from mirnet_ref.weights import TASKS
 
@@ -53,10 +54,10 @@ _OUTPUT = click.Path(dir_okay=False, path_type=Path)
               help="Run in tiles of this edge (a multiple of the model's size multiple, 4 for MIRNet).")
 @click.option("--overlap", type=click.IntRange(min=0), default=32, show_default=True,
               help="Tile overlap in pixels (with --tile).")
-@click.option("--host-allocator", type=click.Choice(HOST_ALLOCATOR_POLICIES), default="retain",
-              show_default=True,
+@click.option("--host-allocator", "allocator_text", default="retain", show_default=True,
               help="retain: glibc keeps freed memory (mirnet's default; PyTorch eager otherwise page-faults "
-                   "its activations in on every run); system: the C library's defaults, to compare.")
+                   "its activations in on every run); system: the C library's defaults. Comma-separated "
+                   "to compare them side by side.")
 @click.option("--task", type=click.Choice(TASKS), default="denoise", show_default=True,
               help="Task of a preset or checkpoint: the INT8 calibration set is degraded for it.")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_CACHE_DIR,
@@ -69,7 +70,7 @@ _OUTPUT = click.Path(dir_okay=False, path_type=Path)
               help="Render the table and reports of an earlier --json run instead of measuring.")
 def mirnet_bench(model_text: str, res: str, backend_text: str, precision_text: str | None, batch: int,
                  warmup: int, min_iters: int, min_seconds: float, threads: int | None, tile: int | None,
-                 overlap: int, host_allocator: str, task: str, cache_dir: Path, json_path: Path | None,
+                 overlap: int, allocator_text: str, task: str, cache_dir: Path, json_path: Path | None,
                  csv_path: Path | None, md_path: Path | None, plot_path: Path | None,
                  from_json: Path | None) -> None:
     """Benchmark a model's latency, throughput and memory per backend, precision and resolution.
@@ -97,6 +98,7 @@ def mirnet_bench(model_text: str, res: str, backend_text: str, precision_text: s
         from .environment import capture_environment, cpu_peak
 
         threads = threads or torch.get_num_threads()  # the same count for PyTorch, ONNX Runtime and the peak
+        allocators = _allocators(allocator_text)
         backends, unavailable = resolve_backends(backend_text)
         skipped = [{"backend": a.backend, "reason": a.reason} for a in unavailable]
         model = resolve_model(model_text, task)
@@ -106,11 +108,11 @@ def mirnet_bench(model_text: str, res: str, backend_text: str, precision_text: s
             raise UserError(f"--res {res!r} names no resolution: pass e.g. 256,720p,1920x1080.")
         artifacts = Artifacts(model, cache_dir, log=lambda message: click.echo(message, err=True))
         click.echo("Measuring the CPU's float32 matmul peak ...", err=True)
-        allocator = configure_host_allocator(host_allocator)  # here too: the peak runs in this process
-        environment = capture_environment(threads, cpu_peak(threads), host_allocator=allocator)
+        environment = capture_environment(threads, cpu_peak(threads))
         settings = {"batch": batch, "warmup": warmup, "min_iters": min_iters, "min_seconds": min_seconds,
-                    "threads": threads, "tile": tile, "overlap": overlap, "host_allocator": host_allocator}
-        results = _run_all(model, artifacts, backends, precisions, resolutions, settings, environment)
+                    "threads": threads, "tile": tile, "overlap": overlap}
+        results = _run_all(model, artifacts, backends, allocators, precisions, resolutions, settings,
+                           environment)
     click.echo(format_table(results, environment, skipped))
     _write_reports(results, environment, skipped, json_path, csv_path, md_path, plot_path)
     if any(r.status == "error" for r in results):
@@ -128,32 +130,41 @@ def _precisions(text: str | None, model: BenchModel) -> list[str]:
     return names
 
 
-def _run_all(model: BenchModel, artifacts: Artifacts, backends: list[str], precisions: list[str],
-             resolutions: list[tuple[int, int]], settings: dict[str, Any],
+def _allocators(text: str) -> list[str]:
+    names = list(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
+    unknown = [name for name in names if name not in HOST_ALLOCATOR_POLICIES]
+    if unknown or not names:
+        raise UserError(f"Unknown host allocator {', '.join(unknown) or repr(text)}: choose from "
+                        f"{', '.join(HOST_ALLOCATOR_POLICIES)}, comma-separated.")
+    return names
+
+
+def _run_all(model: BenchModel, artifacts: Artifacts, backends: list[str], allocators: list[str],
+             precisions: list[str], resolutions: list[tuple[int, int]], settings: dict[str, Any],
              environment: dict[str, Any]) -> list[BenchResult]:
-    """Each backend x precision x resolution: the files first (exports, conversions, engines), then timing."""
+    """Each backend x host allocator x precision x resolution: the files first (exports, conversions,
+    engines), then timing. Records what each worker's allocator was in `environment`."""
     batch, tile = settings["batch"], settings["tile"]
     macs = {r: gmacs(model, r, batch) for r in resolutions}
     rows: list[BenchResult] = []
     jobs: dict[int, Job] = {}
-    for backend in backends:
-        for precision in precisions:
-            for resolution in resolutions:
-                row = BenchResult(model=model.label, backend=backend, precision=precision,
-                                  resolution=format_resolution(resolution), batch=batch, status="ok",
-                                  threads=settings["threads"], tile=tile,
-                                  overlap=settings["overlap"] if tile else None)
-                try:
-                    artifact = artifacts.for_run(backend, precision, resolution, batch, tile)
-                except Unsupported as why:
-                    row = replace(row, status="unsupported", reason=str(why))
-                except UserError as error:
-                    row = replace(row, status="error", reason=str(error))
-                else:
-                    jobs[len(rows)] = Job(backend, str(artifact), resolution, **settings,
-                                          size_multiple=model.size_multiple, scale=model.scale)
-                rows.append(row)
+    for backend, allocator, precision, resolution in product(backends, allocators, precisions, resolutions):
+        row = BenchResult(model=model.label, backend=backend, precision=precision,
+                          resolution=format_resolution(resolution), batch=batch, status="ok",
+                          threads=settings["threads"], tile=tile, host_allocator=allocator,
+                          overlap=settings["overlap"] if tile else None)
+        try:
+            artifact = artifacts.for_run(backend, precision, resolution, batch, tile)
+        except Unsupported as why:
+            row = replace(row, status="unsupported", reason=str(why))
+        except UserError as error:
+            row = replace(row, status="error", reason=str(error))
+        else:
+            jobs[len(rows)] = Job(backend, str(artifact), resolution, **settings, host_allocator=allocator,
+                                  size_multiple=model.size_multiple, scale=model.scale)
+        rows.append(row)
     peak = environment["cpu_peak"]["gmacs_per_s"]
+    environment["host_allocators"] = {}
     progress = tqdm(jobs.items(), desc="configurations", unit="config", file=sys.stderr)
     for index, job in progress:
         progress.set_postfix_str(f"{rows[index].backend} {rows[index].precision} {rows[index].resolution}")
@@ -163,6 +174,8 @@ def _run_all(model: BenchModel, artifacts: Artifacts, backends: list[str], preci
             rows[index] = replace(rows[index], status="error", reason=str(failure))
         else:
             rows[index] = _measured(rows[index], measurement, model, job, macs[job.resolution], peak)
+            allocators_seen = environment["host_allocators"]
+            allocators_seen[measurement.host_allocator] = measurement.host_allocator_description
     return rows
 
 
@@ -182,7 +195,8 @@ def _measured(row: BenchResult, m: Measurement, model: BenchModel, job: Job, gma
         return None if value is None else float(f"{value:.6g}")
 
     return replace(
-        row, device=m.device, runner=m.runner, output_mp=job.batch * output_pixels / 1e6,
+        row, device=m.device, runner=m.runner, host_allocator=m.host_allocator,
+        output_mp=job.batch * output_pixels / 1e6,
         first_ms=rounded(m.first_ms), p50_ms=rounded(stats.p50_ms), p90_ms=rounded(stats.p90_ms),
         p99_ms=rounded(stats.p99_ms), mean_ms=rounded(stats.mean_ms), std_ms=rounded(stats.std_ms),
         min_ms=rounded(stats.min_ms), iterations=stats.iterations,

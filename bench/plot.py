@@ -29,17 +29,24 @@ PRECISION_STYLES = {"fp32": ("-", "o"), "fp16": ("--", "s"), "int8": (":", "^")}
 
 
 def _series(results: Sequence[BenchResult]) -> dict[tuple, list[BenchResult]]:
-    """Measured rows grouped by (backend, precision, tile, overlap), each sorted by size."""
+    """Measured rows grouped by (backend, host allocator, precision, tile, overlap), sorted by size."""
     groups: dict[tuple, list[BenchResult]] = {}
     for r in results:
         if r.status == "ok":
-            groups.setdefault((r.backend, r.precision, r.tile, r.overlap), []).append(r)
+            groups.setdefault((r.backend, r.host_allocator, r.precision, r.tile, r.overlap), []).append(r)
     return {key: sorted(rows, key=lambda r: r.output_mp) for key, rows in groups.items()}
 
 
-def _label(backend: str, precision: str, tile: int | None, overlap: int | None) -> str:
+def _label(backend: str, allocator: str, precision: str, tile: int | None, overlap: int | None) -> str:
     label = f"{BACKEND_LABELS.get(backend, backend)} · {precision.upper()}"
+    label += " · system malloc" if allocator == "system" else ""
     return label + (f" · tiles {tile} (overlap {overlap})" if tile else "")
+
+
+def _faded(color: str) -> str:
+    """`color` (#rrggbb) blended halfway to white."""
+    channels = [int(color[i : i + 2], 16) for i in (1, 3, 5)]
+    return "#" + "".join(f"{(c + 255) // 2:02x}" for c in channels)
 
 
 def plot_latency(results: Sequence[BenchResult], environment: dict[str, Any],
@@ -53,15 +60,17 @@ def plot_latency(results: Sequence[BenchResult], environment: dict[str, Any],
     ax = fig.subplots()
     ax.set_xscale("log")  # before the ticks: setting a scale resets the locators
     ax.set_yscale("log")
-    for (backend, precision, tile, overlap), rows in series.items():
+    for (backend, allocator, precision, tile, overlap), rows in series.items():
         mp = [r.output_mp for r in rows]
         color = BACKEND_COLORS.get(backend, "#7f7f7f")
         linestyle, marker = PRECISION_STYLES.get(precision, ("-", "o"))
         if tile:  # tiled runs: dash-dot, hollow markers
             linestyle = "-."
+        if allocator == "system":  # the untuned allocator: the same colour, faded
+            color = _faded(color)
         ax.plot(mp, [r.p50_ms for r in rows], linestyle=linestyle, marker=marker, color=color, linewidth=1.8,
                 markersize=6, markerfacecolor="white" if tile else color,
-                label=_label(backend, precision, tile, overlap))
+                label=_label(backend, allocator, precision, tile, overlap))
         ax.fill_between(mp, [r.p50_ms for r in rows], [r.p90_ms for r in rows], color=color, alpha=0.15,
                         linewidth=0)
     _slope_one_guide(ax, series)

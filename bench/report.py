@@ -34,6 +34,7 @@ FIELD_NOTES = {
     "peak_host_mb": "absolute peak resident memory (VmHWM, MiB) of the fresh process that ran the row",
     "host_baseline_mb": "that process's resident memory after importing PyTorch and ONNX Runtime",
     "peak_host_delta_mb": "peak_host_mb - host_baseline_mb: what the model, its input and the runs added",
+    "host_allocator": "retain: glibc keeps freed memory (mirnet's default); system: the C library's defaults",
     "peak_gpu_mb": "peak device memory above the CUDA context, sampled every 2 ms (device-wide)",
     "h2d_ms/compute_ms/d2h_ms": "CUDA-event medians of one run's copy in, execution, copy out (GPU only)",
 }
@@ -79,6 +80,7 @@ class BenchResult:
     d2h_ms: float | None = None
     split_note: str | None = None
     artifact: str | None = None
+    host_allocator: str = "retain"  # mirnet_deploy.host_allocator policy the row ran with
 
 
 FIELDS = tuple(f.name for f in fields(BenchResult))
@@ -111,7 +113,7 @@ def _gpu_split(r: BenchResult) -> str:
 
 
 COLUMNS: list[tuple[str, Callable[[BenchResult], str]]] = [
-    ("backend", lambda r: r.backend),
+    ("backend", lambda r: r.backend + (" (system malloc)" if r.host_allocator == "system" else "")),
     ("precision", lambda r: r.precision),
     ("resolution", lambda r: r.resolution + (f" tile {r.tile}/{r.overlap}" if r.tile else "")),
     ("batch", lambda r: str(r.batch)),
@@ -155,6 +157,11 @@ def _skipped_lines(skipped: Sequence[dict[str, str]]) -> list[str]:
     return [f"skipped {s['backend']}: {s['reason']}" for s in skipped]
 
 
+def _allocators_text(environment: dict[str, Any]) -> str:
+    allocators = environment.get("host_allocators") or {}
+    return "; ".join(f"{policy}: {text}" for policy, text in allocators.items()) or "not recorded"
+
+
 def format_table(results: Sequence[BenchResult], environment: dict[str, Any],
                  skipped: Sequence[dict[str, str]] = ()) -> str:
     """The terminal table: aligned columns; a row that did not run shows its status and reason."""
@@ -179,7 +186,7 @@ def to_markdown(results: Sequence[BenchResult], environment: dict[str, Any],
     lines = [f"### {_header(environment, model)}", "",
              f"- command: `{environment['command']}`", f"- measured: {environment['timestamp']}",
              f"- libraries: {versions}", f"- GPU: {environment['cuda']}",
-             f"- host allocator: {environment.get('host_allocator') or 'not recorded'}", ""]
+             f"- host allocator: {_allocators_text(environment)}", ""]
     headers = [name for name, _ in COLUMNS]
     lines += ["| " + " | ".join(headers) + " |", "|" + " --- |" * len(headers)]
     for r in results:

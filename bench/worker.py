@@ -77,6 +77,8 @@ class Measurement:
     compute_ms: float | None = None
     d2h_ms: float | None = None
     split_note: str | None = None
+    host_allocator: str = "system"  # the policy in effect (mirnet_deploy.host_allocator)
+    host_allocator_description: str = ""
 
 
 class WorkerFailed(Exception):
@@ -148,7 +150,7 @@ def random_batch(job: Job, channels: int) -> np.ndarray:
 
 def measure(job: Job) -> Measurement:
     """Run the job in this process (the worker's body; tests call it directly to skip the spawn)."""
-    configure_host_allocator(job.host_allocator)
+    allocator = configure_host_allocator(job.host_allocator)
     import torch
 
     if job.threads:
@@ -175,7 +177,9 @@ def measure(job: Job) -> Measurement:
     return Measurement(first_ms=timing.first_ms, samples_ms=timing.samples_ms, runner=name,
                        device=_device_name(job.backend), host_baseline_mb=round(baseline_mb, 1),
                        peak_host_mb=round(peak_mb, 1),
-                       peak_gpu_mb=round(sampler.peak_mb, 1) if gpu else None, **extra)
+                       peak_gpu_mb=round(sampler.peak_mb, 1) if gpu else None,
+                       host_allocator=allocator.policy, host_allocator_description=allocator.description,
+                       **extra)
 
 
 def _failure(completed: subprocess.CompletedProcess, payload: dict | None) -> str:

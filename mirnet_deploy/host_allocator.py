@@ -18,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import platform
+from dataclasses import dataclass
 
 #: `retain`: glibc keeps freed blocks (the default of every mirnet verb and of mirnet-bench);
 #: `system`: the C library's own behavior, to measure what an untuned process gets.
@@ -29,30 +30,41 @@ _MMAP_THRESHOLD = 1 << 30  # blocks up to 1 GiB come from the heap and are reuse
 _TRIM_THRESHOLD = 2**31 - 1  # the heap's free top is kept up to 2 GiB
 _TOP_PAD = 64 << 20  # grow the heap 64 MiB at a time
 
-_applied: str | None = None
 
 
-def configure_host_allocator(policy: str = "retain") -> str:
-    """Apply `policy` to this process's C allocator; returns one line saying what is in effect.
+@dataclass(frozen=True)
+class HostAllocator:
+    """What a process runs with: `policy` is the one in effect (`system` where `retain` could not
+    be set), `description` says which allocator and thresholds."""
 
-    Idempotent; `system` changes nothing. Off glibc (macOS, musl) `retain` is not available and
-    the line says so: those allocators keep freed memory differently and are left as they are.
+    policy: str
+    description: str
+
+
+_retained: HostAllocator | None = None
+
+
+def configure_host_allocator(policy: str = "retain") -> HostAllocator:
+    """Apply `policy` to this process's C allocator and say what is in effect.
+
+    Idempotent; `system` changes nothing (after `retain`, `retain` stays in effect). Off glibc
+    (macOS, musl) `retain` is not available: those allocators are left as they are.
     """
-    global _applied
+    global _retained
     if policy not in HOST_ALLOCATOR_POLICIES:
         choices = ", ".join(HOST_ALLOCATOR_POLICIES)
         raise ValueError(f"host allocator policy {policy!r}: choose from {choices}")
     libc_name, libc_version = platform.libc_ver()
     if libc_name != "glibc":
-        return f"system allocator ({platform.system()} {libc_name or 'libc'}; 'retain' needs glibc)"
-    if policy == "system":
-        return _applied or f"glibc {libc_version} malloc, default thresholds"
-    if _applied is None:
+        return HostAllocator("system", f"{platform.system()} {libc_name or 'C library'} allocator "
+                                       f"('retain' needs glibc)")
+    if _retained is None and policy == "retain":
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         settings = ((_M_MMAP_THRESHOLD, _MMAP_THRESHOLD), (_M_TRIM_THRESHOLD, _TRIM_THRESHOLD),
                     (_M_TOP_PAD, _TOP_PAD))
         if not all(libc.mallopt(parameter, value) == 1 for parameter, value in settings):
-            return f"glibc {libc_version} malloc, default thresholds (mallopt refused the settings)"
-        _applied = (f"glibc {libc_version} malloc retaining freed memory (mmap threshold 1 GiB, "
-                    f"trim threshold 2 GiB)")
-    return _applied
+            return HostAllocator("system", f"glibc {libc_version} malloc, default thresholds "
+                                           f"(mallopt refused the settings)")
+        _retained = HostAllocator("retain", f"glibc {libc_version} malloc retaining freed memory "
+                                            f"(mmap threshold 1 GiB, trim threshold 2 GiB)")
+    return _retained or HostAllocator("system", f"glibc {libc_version} malloc, default thresholds")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import platform
 import re
 import subprocess
 import sys
@@ -208,7 +209,9 @@ def test_real_run_of_the_small_preset(artifacts, tmp_path):
     data = json.loads(out["json"].read_text())
     assert data["environment"]["threads"] == 1
     assert data["environment"]["cpu_peak"]["gmacs_per_s"] > 1
-    assert data["environment"]["host_allocator"] == configure_host_allocator("retain")  # the default
+    default = configure_host_allocator("retain")  # the default policy
+    assert data["environment"]["host_allocators"] == {default.policy: default.description}
+    assert {r["host_allocator"] for r in data["results"] if r["status"] == "ok"} == {default.policy}
     rows = {(r["backend"], r["precision"]): r for r in data["results"]}
     assert rows["torch", "fp16"]["status"] == "unsupported"
     for key in (("torch", "fp32"), ("ort", "fp32"), ("ort", "fp16")):
@@ -227,6 +230,24 @@ def test_real_run_of_the_small_preset(artifacts, tmp_path):
         assert len(list(csv.DictReader(handle))) == 4
     assert "| torch | fp16 | 64x64 | 1 | unsupported: PyTorch eager" in out["md"].read_text()
     assert out["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the retain policy needs glibc")
+def test_host_allocators_are_compared_side_by_side(artifacts, tmp_path):
+    out = tmp_path / "b.json"
+    result = CliRunner().invoke(mirnet_bench, [
+        "--model", "small", "--res", "64", "--backend", "torch", "--host-allocator", "retain,system",
+        "--warmup", "0", "--min-iters", "1", "--min-seconds", "0", "--threads", "1",
+        "--cache-dir", str(artifacts.cache_dir), "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert [r["host_allocator"] for r in data["results"]] == ["retain", "system"]
+    assert "retaining freed memory" in data["environment"]["host_allocators"]["retain"]
+    assert "default thresholds" in data["environment"]["host_allocators"]["system"]
+    assert "torch (system malloc)" in result.output
+    bad = CliRunner().invoke(mirnet_bench, ["--host-allocator", "jemalloc", "--backend", "torch"])
+    assert bad.exit_code != 0
+    assert "Unknown host allocator jemalloc" in str(bad.exception or bad.output)
 
 
 def test_asking_for_a_missing_backend_is_one_paragraph():
