@@ -179,19 +179,21 @@ class TiledRunner(Runner):
         self.runner.close()
 
 
-def seam_psnr(runner: Runner, image: np.ndarray, tile: int, overlap: int = DEFAULT_OVERLAP,
-              scale: int = 1) -> float:
-    """PSNR (dB) of the tiled against the untiled output of `runner` on one HxWx3 image.
+def seam_psnr(runner: Runner, image: np.ndarray, tile: int, overlaps: Sequence[int] = (DEFAULT_OVERLAP,),
+              scale: int = 1) -> dict[int, float]:
+    """PSNR (dB) of the tiled against the untiled output of `runner` on one HxWx3 image, per overlap.
 
     Both outputs are clamped to [0, 1], as delivered images are: this measures what tiling
-    costs a user, seams and the loss of global context (attention pooling) together.
+    costs a user, seams and the loss of global context (attention pooling) together. The
+    untiled output is computed once for all overlaps (at 4K it is the expensive part).
     """
     batch = np.ascontiguousarray(image.transpose(2, 0, 1)[None], np.float32)
-    untiled = to_numpy(runner.run(batch))
-    # The wrapper is left open: closing it would close `runner`, which the caller owns.
-    tiled = TiledRunner(runner, tile=tile, overlap=overlap, scale=scale).run(batch)
 
     def delivered(output: np.ndarray) -> np.ndarray:
         return np.clip(output[0].transpose(1, 2, 0), 0.0, 1.0)
 
-    return psnr(delivered(tiled), delivered(untiled))
+    untiled = delivered(to_numpy(runner.run(batch)))
+    # The wrappers are left open: closing one would close `runner`, which the caller owns.
+    return {overlap: psnr(delivered(TiledRunner(runner, tile=tile, overlap=overlap, scale=scale).run(batch)),
+                          untiled)
+            for overlap in overlaps}
