@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 import numpy as np
-import onnx
 
 from mirnet_deploy.errors import UserError
 from mirnet_deploy.resolutions import format_resolution, parse_resolutions
@@ -65,13 +64,17 @@ def parity(artifact: str, checkpoint: str | None, res: str, images: int, precisi
       mirnet parity --onnx denoise.fp16.onnx --res 256,720p,1080p
       mirnet parity --onnx model.onnx --checkpoint model_denoising.pth --json
     """
+    from engines.infer import artifact_metadata
     from engines.runners import TorchRunner, as_polygraphy_runner, open_runner
     from export.cli import mirnet_network
     from export.graph import DeploymentGraph
-    from export.onnx_file import read_metadata
     from mirnet_ref.weights import default_weights
 
-    metadata = read_metadata(onnx.load(artifact, load_external_data=False))
+    metadata = artifact_metadata(Path(artifact))
+    if not metadata:
+        raise UserError(f"{artifact} carries no mirnet metadata (task, scale, precision), and for an engine "
+                        "the ONNX model its manifest names is gone: run parity on the ONNX model, or rebuild "
+                        "the engine from it.")
     task = metadata.get("task", "denoise")
     precision = precision or metadata.get("precision", "fp32").split("-")[0]
     checkpoint_path = Path(checkpoint) if checkpoint else default_weights(task)

@@ -102,7 +102,7 @@ def _open_artifact(path: Path, task: str | None, backend: str, threads: int | No
         select_backend("tensorrt", path)  # explains what to install when TensorRT cannot run here
         raise UserError(f"TensorRT runs built engines: `mirnet build {path} --backend tensorrt`, then pass "
                         f"the engine it prints with --model.")
-    metadata = _artifact_metadata(path)
+    metadata = artifact_metadata(path)
     declared = metadata.get("task")
     if task and declared and task != declared:
         raise UserError(f"{path.name} was exported for task {declared!r}, not {task!r}: drop --task (the "
@@ -112,8 +112,9 @@ def _open_artifact(path: Path, task: str | None, backend: str, threads: int | No
                        int(metadata.get("scale", "1")), int(metadata.get("size_multiple", "4")), config)
 
 
-def _artifact_metadata(path: Path) -> dict[str, str]:
-    """The artifact's ONNX `metadata_props`; an engine's are those of the ONNX its manifest names."""
+def artifact_metadata(path: Path) -> dict[str, str]:
+    """The artifact's ONNX `metadata_props`; an engine's are those of the ONNX its manifest names
+    ({} when that file is gone)."""
     if path.suffix in ENGINE_SUFFIXES:
         path = Path(load_manifest(path).onnx_path)
         if not path.is_file():

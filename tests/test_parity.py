@@ -106,3 +106,19 @@ def test_parity_cli_json_on_an_export(tmp_path):
     mismatch = runner.invoke(main, ["parity", "--onnx", str(onnx_path), "--checkpoint", str(other)])
     assert mismatch.exit_code != 0
     assert "was exported from a checkpoint" in mismatch.output
+
+    # An engine is judged by the metadata of the ONNX its manifest names (the plan is opaque): the
+    # same checkpoint check fires before TensorRT would be needed, and a vanished ONNX is explained.
+    from engines.manifest import EngineManifest, write_manifest
+
+    engine = tmp_path / "small.engine"
+    engine.write_bytes(b"a serialized plan")
+    write_manifest(EngineManifest(engine.name, "tensorrt", "10.3.0", "fp32", str(onnx_path), "0" * 64, [], {},
+                                  1.0, "2026-01-01T00:00:00+00:00", "k"), engine)
+    on_engine = runner.invoke(main, ["parity", "--onnx", str(engine), "--checkpoint", str(other)])
+    assert on_engine.exit_code != 0
+    assert "was exported from a checkpoint" in on_engine.output
+    onnx_path.unlink()
+    orphan = runner.invoke(main, ["parity", "--onnx", str(engine), "--checkpoint", str(checkpoint)])
+    assert orphan.exit_code != 0
+    assert "the ONNX model its manifest names is gone" in orphan.output
