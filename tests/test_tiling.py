@@ -4,6 +4,7 @@ profile and memory-budget limits, and the seam PSNR of MIRNet (global attention)
 from __future__ import annotations
 
 import itertools
+import json
 
 import numpy as np
 import pytest
@@ -180,3 +181,23 @@ def test_seam_psnr_of_the_denoise_demo_model():
           f"overlap 32 {measured[32]:.2f} dB")
     assert measured[32] >= 40.0
     assert measured[32] > measured[0] + 6.0, "the blended overlap should hide the seams a butt joint shows"
+
+
+def test_seam_report_command(tmp_path):
+    """`python -m bench.seam_report`: one row per overlap, the same numbers in the table and the JSON."""
+    from click.testing import CliRunner
+
+    from bench.seam_report import main
+
+    json_path = tmp_path / "seams.json"
+    result = CliRunner().invoke(main, ["--task", "denoise", "--res", "96x64", "--tile", "48",
+                                       "--overlaps", "0,16", "--json", str(json_path)])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(json_path.read_text())
+    assert [(r["resolution"], r["tile"], r["overlap"]) for r in rows] == [("96x64", 48, 0), ("96x64", 48, 16)]
+    for row in rows:
+        assert 30.0 < row["psnr_tiled_vs_untiled_db"] < 200.0
+        assert f"| {row['overlap']} | {row['psnr_tiled_vs_untiled_db']:.2f} |" in result.output
+    bad = CliRunner().invoke(main, ["--overlaps", "0,x"])
+    assert bad.exit_code != 0
+    assert "comma-separated list of integers" in bad.output
