@@ -19,8 +19,9 @@ from pathlib import Path
 import click
 import onnx
 
-from mirnet_deploy.atomic import atomic_write_text
 from mirnet_deploy.resolutions import parse_resolutions
+
+from .report import publish_rows
 
 DEFAULT_FOLDER = Path("artifacts") / "int8-report"
 
@@ -109,11 +110,7 @@ def main(tasks: str, res: str, budget_db: float, folder: Path, md_path: str | No
     resolutions = parse_resolutions(res)
     rows = [row for task in tasks.split(",") for row in task_rows(task, resolutions, budget_db, folder)]
     table = to_markdown(rows, budget_db)
-    click.echo(table)
-    if md_path:
-        atomic_write_text(md_path, table)
-    if json_path:
-        atomic_write_text(json_path, json.dumps(rows, indent=2) + "\n")
+    publish_rows(table, rows, md_path, json_path)
 
 
 if __name__ == "__main__":

@@ -240,3 +240,15 @@ def load_json(path: str | os.PathLike) -> tuple[list[BenchResult], dict[str, Any
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UserError(f"{path} is not a readable mirnet-bench JSON report ({type(exc).__name__}: {exc}): "
                         "pass a file written by `mirnet-bench --json`.") from None
+
+
+def publish_rows(table: str, rows: Sequence[dict[str, Any]], md_path: str | os.PathLike | None,
+                 json_path: str | os.PathLike | None) -> None:
+    """Print a quality report's Markdown table; write it and its rows as JSON where asked."""
+    import click
+
+    click.echo(table)
+    if md_path:
+        atomic_write_text(md_path, table)
+    if json_path:
+        atomic_write_text(json_path, json.dumps(list(rows), indent=2) + "\n")

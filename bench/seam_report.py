@@ -11,15 +11,15 @@ about 10 GB of activations on the CPU) and is made once per resolution for all o
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 import numpy as np
 
-from mirnet_deploy.atomic import atomic_write_text
 from mirnet_deploy.errors import UserError
 from mirnet_deploy.resolutions import parse_resolutions
+
+from .report import publish_rows
 
 #: The seed of the degradation applied to every input (any fixed value; 2020 as the tests use).
 SEED = 2020
@@ -90,11 +90,7 @@ def main(task: str | None, checkpoint: Path | None, model: Path | None, backend:
     except UserError as error:
         raise click.ClickException(str(error)) from None
     table = to_markdown(rows)
-    click.echo(table)
-    if md_path:
-        atomic_write_text(md_path, table)
-    if json_path:
-        atomic_write_text(json_path, json.dumps(rows, indent=2) + "\n")
+    publish_rows(table, rows, md_path, json_path)
 
 
 if __name__ == "__main__":
