@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+import click
+
 from mirnet_deploy.atomic import atomic_write_text
 from mirnet_deploy.errors import UserError
 
@@ -245,8 +247,6 @@ def load_json(path: str | os.PathLike) -> tuple[list[BenchResult], dict[str, Any
 def publish_rows(table: str, rows: Sequence[dict[str, Any]], md_path: str | os.PathLike | None,
                  json_path: str | os.PathLike | None) -> None:
     """Print a quality report's Markdown table; write it and its rows as JSON where asked."""
-    import click
-
     click.echo(table)
     if md_path:
         atomic_write_text(md_path, table)

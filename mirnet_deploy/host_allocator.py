@@ -4,13 +4,15 @@ glibc's malloc serves blocks above its mmap threshold (dynamic, at most 32 MiB) 
 `mmap` and unmaps them on `free`, and gives the heap's top back to the kernel above 128 KiB.
 PyTorch's CPU allocator mallocs and frees every tensor, so each eager forward pass of MIRNet
 maps, zero-fills and unmaps its large activations again: on our 2-core VM, the `small` preset
-at 1920x1080 took 44 s per run that way and 11-16 s with freed memory kept. PyTorch's CPU
-tuning guide suggests jemalloc or tcmalloc for the same reason; `mallopt` needs no preloading.
+at 1920x1080 took 32.2 s per run that way and 9.8 s with freed memory kept (README,
+Performance). PyTorch's CPU tuning guide suggests jemalloc or tcmalloc for the same reason;
+`mallopt` needs no preloading.
 
 The price is memory: blocks freed and not reused stay resident, so the peak grows (`full`
-at 512x512, PyTorch eager: 84 s and 1,558 MiB peak with glibc's defaults, 34 s and 2,042 MiB
-retained, `mirnet-bench --host-allocator`). ONNX Runtime and TensorRT keep their own arenas and
-are barely affected. `mirnet-bench --host-allocator system` measures the untuned process.
+at 512x512, PyTorch eager: 57.2 s and 1,654 MiB peak with glibc's defaults, 26.9 s and
+2,090 MiB retained, `mirnet-bench --host-allocator retain,system`). ONNX Runtime and TensorRT
+keep their own arenas and are barely affected. `mirnet-bench --host-allocator system` measures
+the untuned process.
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
 _MMAP_THRESHOLD = 1 << 30  # blocks up to 1 GiB come from the heap and are reused
 _TRIM_THRESHOLD = 2**31 - 1  # the heap's free top is kept up to 2 GiB
 _TOP_PAD = 64 << 20  # grow the heap 64 MiB at a time
-
 
 
 @dataclass(frozen=True)
