@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from mirnet_deploy.atomic import atomic_write_bytes
 from mirnet_deploy.errors import CheckpointError
 
-from .model import MIRNet, MIRNetConfig, blur_kernel
+from .model import MIRNetConfig, blur_kernel
 
 StateDict = dict[str, torch.Tensor]
 
@@ -101,7 +102,7 @@ def infer_config(state: StateDict) -> MIRNetConfig:
             "Not a MIRNet checkpoint: no 4-D 'conv_in.weight' and 'conv_out.weight' "
             f"(found {len(state)} tensors, first keys: {_listing(list(state))}"
             + (f"; conv keys: {_listing(found)}" if found else "")
-            + "). MIRNet-v2 or other networks need their own model entry."
+            + ")."
         )
     n_feat, in_channels, kernel_size, _ = conv_in.shape
     rrgs = _indices(state, r"body\.(\d+)\.body\.\d+\.blocks\.")
@@ -131,7 +132,7 @@ def _config_text(config: MIRNetConfig) -> str:
     return ", ".join(f"{k}={v}" for k, v in config.as_dict().items())
 
 
-def _alias_groups(model: MIRNet) -> dict[str, str]:
+def _alias_groups(model: nn.Module) -> dict[str, str]:
     """Every state_dict key that shares its tensor with an earlier key -> that first key."""
     first_key_of: dict[int, str] = {}
     aliases: dict[str, str] = {}
@@ -144,7 +145,7 @@ def _alias_groups(model: MIRNet) -> dict[str, str]:
     return aliases
 
 
-def check_state_dict(model: MIRNet, state: StateDict, contradictions: str = "") -> None:
+def check_state_dict(model: nn.Module, state: StateDict, contradictions: str = "") -> None:
     """Raise CheckpointError unless `state` fits `model` key for key and shape for shape.
 
     Alias keys and `filt` buffers may be absent (our model supplies them); when
@@ -174,18 +175,19 @@ def check_state_dict(model: MIRNet, state: StateDict, contradictions: str = "") 
                 "from the file. Offending tensors: " + "; ".join(problems) + "."
             )
         raise CheckpointError(
-            "Checkpoint does not fit MIRNet("
+            f"Checkpoint does not fit {type(model).__name__}("
             + _config_text(model.config)
             + "): "
             + "; ".join(problems)
-            + ". It is not a MIRNet checkpoint of this architecture."
+            + f". It is not a {type(model).__name__} checkpoint of this architecture."
         )
     for key, first in aliases.items():
         if key in state and first in state and not torch.equal(state[key], state[first]):
             diff = (state[key].double() - state[first].double()).abs().max().item()
             raise CheckpointError(
-                f"Aliased key {key} disagrees with {first} (max |difference| {diff:.3g}): in MIRNet "
-                "they are one shared tensor, so this checkpoint was edited or not saved from MIRNet."
+                f"Aliased key {key} disagrees with {first} (max |difference| {diff:.3g}): in "
+                f"{type(model).__name__} they are one shared tensor, so this checkpoint was edited or "
+                "not saved from it."
             )
     for key, value in state.items():
         if key.endswith(".filt"):
@@ -197,23 +199,28 @@ def check_state_dict(model: MIRNet, state: StateDict, contradictions: str = "") 
                 )
 
 
-def model_from_state_dict(state: StateDict, **explicit: Any) -> MIRNet:
-    """Build MIRNet with the inferred architecture (explicit arguments win) and load `state`."""
+def model_from_state_dict(state: StateDict, arch: str | None = None, **explicit: Any) -> nn.Module:
+    """Recognise the family (registry), build it with the inferred architecture (explicit
+    arguments win; an explicit `arch` must match the tensors) and load `state`."""
+    # Imported here: the registry sits above this module (it names `infer_config`).
+    from .registry import check_arguments, recognise
+
     explicit = {k: v for k, v in explicit.items() if v is not None}
-    unknown = set(explicit) - set(MIRNetConfig().as_dict())
-    if unknown:
-        raise CheckpointError(f"Unknown MIRNet arguments: {', '.join(sorted(unknown))}.")
-    inferred = infer_config(state).as_dict()
+    family = recognise(state, arch)
+    check_arguments(family, explicit)
+    inferred = family.infer_config(state).as_dict()
     contradictions = "; ".join(
         f"Explicit {k}={v!r} contradicts the checkpoint, whose tensors give {k}={inferred[k]!r}"
         for k, v in explicit.items()
         if inferred[k] != v
     )
-    config = replace(infer_config(state), **explicit)
+    config = replace(family.infer_config(state), **explicit)
     try:
-        model = MIRNet.from_config(config)
+        model = family.build(config)
     except ValueError as error:
-        raise CheckpointError(f"Invalid MIRNet configuration ({_config_text(config)}): {error}") from None
+        raise CheckpointError(
+            f"Invalid {family.title} configuration ({_config_text(config)}): {error}"
+        ) from None
     check_state_dict(model, state, contradictions)
     complete = dict(model.state_dict())
     complete.update({k: v for k, v in state.items()})
@@ -224,17 +231,18 @@ def model_from_state_dict(state: StateDict, **explicit: Any) -> MIRNet:
     return model.eval()
 
 
-def load_model(path: str | os.PathLike, **explicit: Any) -> MIRNet:
-    """Load an official-format (or bare, or `module.`-prefixed) checkpoint into a new MIRNet."""
-    return model_from_state_dict(read_state_dict(path), **explicit)
+def load_model(path: str | os.PathLike, arch: str | None = None, **explicit: Any) -> nn.Module:
+    """Load an official-format (or bare, or `module.`-prefixed, or BasicSR) checkpoint of any
+    registered family into a new model."""
+    return model_from_state_dict(read_state_dict(path), arch, **explicit)
 
 
-def official_state_dict(model: MIRNet) -> StateDict:
+def official_state_dict(model: nn.Module) -> StateDict:
     """All keys in the official order (797 for `full`), aliases included, detached on CPU."""
     return {k: v.detach().cpu() for k, v in model.state_dict().items()}
 
 
-def save_checkpoint(model: MIRNet, path: str | os.PathLike, **extra: Any) -> Path:
+def save_checkpoint(model: nn.Module, path: str | os.PathLike, **extra: Any) -> Path:
     """Write `{'state_dict': ..., **extra}` atomically, loadable by the authors' code.
 
     Shared tensors are written once (torch keeps storage sharing), so aliases cost no space.

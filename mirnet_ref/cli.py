@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, replace
+from functools import partial
 from pathlib import Path
 
 import click
@@ -14,39 +15,33 @@ from tqdm import tqdm
 from mirnet_deploy.resolutions import format_resolution, parse_resolutions
 
 from .baselines import BASELINES
-from .checkpoint import infer_config, load_model, read_state_dict, save_checkpoint
+from .checkpoint import load_model, read_state_dict, save_checkpoint
 from .complexity import count_macs, learned_macs
 from .data_sources import LAYOUTS, evaluation_pairs, training_sampler
 from .degradations import Degradation, make_degradation
 from .images import from_tensor, to_tensor
 from .inference import restore
 from .metrics import psnr, ssim
-from .model import BlurDownsample, MIRNet, MIRNetConfig, count_parameters
+from .model import MIRNetConfig, count_parameters
 from .presets import PRESETS, preset_config
+from .registry import FAMILIES, ModelConfig, family_named, family_of_config, recognise
 from .train import TrainConfig, Trainer
 from .weights import TASKS, default_weights
 
 
-def _blur_macs(module: BlurDownsample, x: torch.Tensor, output: torch.Tensor) -> int:
-    """The fixed depthwise 3x3 blur: 9 MACs per output element."""
-    return output.numel() * 9
-
-
-def describe(config: MIRNetConfig, resolutions: list[tuple[int, int]], batch: int = 1) -> dict:
-    """Configuration, parameter count and MACs per resolution, as plain data."""
+def describe(config: ModelConfig, resolutions: list[tuple[int, int]], batch: int = 1) -> dict:
+    """Family, configuration, matching presets, parameter count and MACs per resolution, as plain data."""
+    family = family_of_config(config)
+    build = partial(family.build, config)
     with torch.device("meta"):
-        model = MIRNet.from_config(config)
+        model = build()
         parameters = count_parameters(model)
         keys = len(model.state_dict())
     multiple = config.size_multiple
     costs = []
     for width, height in resolutions:
         padded_w, padded_h = -(-width // multiple) * multiple, -(-height // multiple) * multiple
-        totals = count_macs(
-            lambda: MIRNet.from_config(config),
-            (batch, config.in_channels, padded_h, padded_w),
-            {BlurDownsample: _blur_macs},
-        )
+        totals = count_macs(build, (batch, config.in_channels, padded_h, padded_w), family.mac_counters)
         learned = learned_macs(totals)
         costs.append(
             {
@@ -60,7 +55,9 @@ def describe(config: MIRNetConfig, resolutions: list[tuple[int, int]], batch: in
             }
         )
     return {
+        "family": family.name,
         "config": config.as_dict(),
+        "presets": family.matching_presets(config),
         "parameters": parameters,
         "state_dict_keys": keys,
         "size_multiple": config.size_multiple,
@@ -68,8 +65,19 @@ def describe(config: MIRNetConfig, resolutions: list[tuple[int, int]], batch: in
     }
 
 
+def _info_source(source: str, model: str | None) -> tuple[ModelConfig, str]:
+    """A preset of the `--model` family (MIRNet when not given), or a checkpoint of any family."""
+    presets = family_named(model or "mirnet").presets
+    if source in presets and not Path(source).is_file():
+        return presets[source], f"preset {source}"
+    state = read_state_dict(source)
+    return recognise(state, model).infer_config(state), f"checkpoint {Path(source).name}"
+
+
 @click.command()
 @click.argument("source")
+@click.option("--model", type=click.Choice(sorted(FAMILIES)),
+              help="Model family of a preset name [mirnet]; for a checkpoint, the family it must hold.")
 @click.option(
     "--res",
     "res",
@@ -79,30 +87,33 @@ def describe(config: MIRNetConfig, resolutions: list[tuple[int, int]], batch: in
 )
 @click.option("--batch", default=1, show_default=True, type=click.IntRange(min=1))
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def info(source: str, res: str, batch: int, as_json: bool) -> None:
-    """Show the architecture, parameters and multiply-accumulates of SOURCE.
+def info(source: str, model: str | None, res: str, batch: int, as_json: bool) -> None:
+    """Show the family, architecture, parameters and multiply-accumulates of SOURCE.
 
-    SOURCE is a preset name (full, small) or a checkpoint file (official format,
-    bare state dict, with or without `module.` prefixes); a checkpoint's
-    architecture is inferred from its tensors.
+    SOURCE is a preset name of the --model family (MIRNet: full, small; MPRNet:
+    deblur, denoise, derain; MIRNet-v2: denoise, enhance, sr_x2, sr_x3, sr_x4,
+    defocus) or a checkpoint file of any family (official format, BasicSR
+    `params`, bare state dict, with or without `module.` prefixes): its family
+    is recognised from its keys and its architecture inferred from its tensors.
 
     \b
     Examples:
       mirnet info full --res 256,1080p
-      mirnet info model_denoising.pth --res 4k --json
+      mirnet info deblur --model mprnet
+      mirnet info model_deblurring.pth --res 4k --json
     """
-    if source in PRESETS:
-        config, origin = preset_config(source), f"preset {source}"
-    else:
-        config, origin = infer_config(read_state_dict(source)), f"checkpoint {Path(source).name}"
+    config, origin = _info_source(source, model)
     result = {"source": origin, **describe(config, parse_resolutions(res), batch)}
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
-    click.echo(f"MIRNet from {origin}")
+    family = family_named(result["family"])
+    click.echo(f"{family.title} from {origin}")
     click.echo("  " + ", ".join(f"{k}={v}" for k, v in result["config"].items()))
+    presets = ", ".join(result["presets"]) or "none (configuration inferred from the tensors)"
+    click.echo(f"  official preset(s) with these tensors: {presets}")
     click.echo(f"  parameters: {result['parameters']:,} (deduplicated, as the authors count)")
-    click.echo(f"  state_dict keys: {result['state_dict_keys']} (aliases and blur buffers included)")
+    click.echo(f"  state_dict keys: {result['state_dict_keys']} (aliases and fixed buffers included)")
     click.echo(f"  input H, W padded to a multiple of {result['size_multiple']}")
     click.echo(
         f"  {'resolution':>11} {'batch':>5} {'GMAC':>11} {'MAC/pixel':>11}  (learned convs; "

@@ -4,7 +4,10 @@ Convention (MIRNET_SPEC.md §11, fvcore's): a convolution costs
 out_elements x (C_in / groups) x kH x kW; a transposed convolution is charged
 per *input* element (C_out / groups x kH x kW each), which is the work really
 done. thop charges it per output pixel (4x), which is where the 785 G figure
-quoted for MIRNet comes from. Works for any nn.Module built from standard layers.
+quoted for MIRNet comes from. Fixed operations are counted as fvcore does:
+4 per bilinear output element, 1 per adaptive-pool input element; the sum of
+everything is the "fvcore-like total" of the MPRNet / MIRNet-v2 key files.
+Works for any nn.Module built from standard layers.
 """
 
 from __future__ import annotations
@@ -16,9 +19,12 @@ import torch
 from torch import nn
 
 
-def _conv_category(module: nn.Conv2d) -> str:
+def _conv_category(module: nn.Conv2d, output: torch.Tensor) -> str:
+    """The kind names of the reference key files: conv3x3, conv3x3_groups4, conv1x1_on_pooled_1x1."""
     kh, kw = module.kernel_size
-    return f"conv{kh}x{kw}"
+    groups = f"_groups{module.groups}" if module.groups > 1 else ""
+    pooled = "_on_pooled_1x1" if output.shape[-2:] == (1, 1) else ""
+    return f"conv{kh}x{kw}{groups}{pooled}"
 
 
 def count_macs(
@@ -42,9 +48,13 @@ def count_macs(
             totals["conv_transpose"] += x.numel() * module.out_channels // module.groups * kh * kw
         elif isinstance(module, nn.Conv2d):
             kh, kw = module.kernel_size
-            totals[_conv_category(module)] += output.numel() * module.in_channels // module.groups * kh * kw
+            totals[_conv_category(module, output)] += (
+                output.numel() * module.in_channels // module.groups * kh * kw
+            )
         elif isinstance(module, nn.Upsample):
             totals["bilinear"] += 4 * output.numel()
+        elif isinstance(module, nn.AdaptiveAvgPool2d):
+            totals["adaptive_avg_pool"] += x.numel()
         else:
             for kind, counter in extra_counters.items():
                 if isinstance(module, kind):
@@ -52,7 +62,7 @@ def count_macs(
 
     with torch.device("meta"):
         model = build().eval()
-        watched = (nn.Conv2d, nn.ConvTranspose2d, nn.Upsample, *extra_counters)
+        watched = (nn.Conv2d, nn.ConvTranspose2d, nn.Upsample, nn.AdaptiveAvgPool2d, *extra_counters)
         handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, watched)]
         try:
             with torch.no_grad():
@@ -64,5 +74,5 @@ def count_macs(
 
 
 def learned_macs(totals: Counter) -> int:
-    """MACs of the learned convolutions (the 479.4 G of MIRNet at 256x256)."""
+    """MACs of the learned convolutions (the 479.4 G of MIRNet at 256x256; `conv_macs` of the key files)."""
     return sum(v for k, v in totals.items() if k.startswith("conv"))

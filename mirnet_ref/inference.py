@@ -1,11 +1,13 @@
-"""Restore images of any size with a MIRNet: reflect-pad bottom/right, run, crop, clamp.
+"""Restore images of any size with a model of any family: reflect-pad, run, crop, clamp.
 
 MIRNet only accepts H and W that are multiples of 2^(height-1) (4 by default):
-the blur downsampler rounds up while the upsamplers exactly double. The
-authors' later code pads bottom/right by reflection and crops back; we do the
-same. Reflection of a 1-3 pixel image cannot be done in one `F.pad` call
-(reflect needs pad < size), so padding uses the periodic mirror extension,
-which equals repeated reflection and works from 1 pixel up.
+the blur downsampler rounds up while the upsamplers exactly double; MPRNet
+needs multiples of 8, MIRNet-v2 of 4 (`config.size_multiple`). The authors'
+test scripts pad bottom/right by reflection, run, keep the output inference
+uses (MPRNet's final stage) and crop back; we do the same. Reflection of a
+1-3 pixel image cannot be done in one `F.pad` call (reflect needs pad < size),
+so padding uses the periodic mirror extension, which equals repeated
+reflection and works from 1 pixel up.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import torch
 from torch import nn
 
 from mirnet_deploy.errors import ImageError
+
+from .registry import inference_module
 
 
 def reflect_indices(size: int | torch.Tensor, padded: int | torch.Tensor,
@@ -72,5 +76,5 @@ def restore(model: nn.Module, image: torch.Tensor, size_multiple: int | None = N
     height, width = batch.shape[-2:]
     param = next(model.parameters())
     padded = pad_to_multiple(batch.to(device=param.device, dtype=param.dtype), multiple)
-    out = model(padded)[..., :height, :width].clamp_(0.0, 1.0).to(image.dtype)
+    out = inference_module(model)(padded)[..., :height, :width].clamp_(0.0, 1.0).to(image.dtype)
     return out[0] if single else out

@@ -13,11 +13,30 @@ numerics) is the authors', but two models are independent.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import inspect
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, make_dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+class ConfiguredModel(nn.Module):
+    """A network built from its authors' constructor arguments, kept as `self.config`."""
+
+    config: Any
+
+    @classmethod
+    def from_config(cls, config: Any) -> Any:
+        return cls(**config.as_dict())
+
+    @property
+    def size_multiple(self) -> int:
+        """H and W of the input must be multiples of this."""
+        return self.config.size_multiple
+
 
 #: The fixed anti-aliasing kernel of the downsamplers, outer([1,2,1],[1,2,1]) / 16.
 BLUR_KERNEL_1D = (1.0, 2.0, 1.0)
@@ -25,8 +44,32 @@ BLUR_KERNEL_1D = (1.0, 2.0, 1.0)
 REDUCTION = 8
 
 
+class ConstructorArguments:
+    """Mixin for the frozen dataclasses that hold a model's constructor arguments."""
+
+    def as_dict(self) -> dict:
+        """The arguments by name, for `Model(**config.as_dict())` and JSON."""
+        return asdict(self)  # type: ignore[call-overload]
+
+
+def constructor_config(model_class: type, **members: Any) -> type:
+    """A frozen dataclass `<Model>Config` of `model_class.__init__`'s arguments and defaults.
+
+    The authors' constructor signature is then the one statement of a configuration;
+    `members` adds properties such as `in_channels` and `size_multiple`.
+    """
+    arguments = list(inspect.signature(model_class.__init__).parameters.values())[1:]
+    return make_dataclass(
+        f"{model_class.__name__}Config",
+        [(a.name, a.annotation, field(default=a.default)) for a in arguments],
+        bases=(ConstructorArguments,),
+        namespace={"__module__": model_class.__module__, **members},
+        frozen=True,
+    )
+
+
 @dataclass(frozen=True)
-class MIRNetConfig:
+class MIRNetConfig(ConstructorArguments):
     """Constructor arguments of the official MIRNet (`stride` is the stream channel factor)."""
 
     in_channels: int = 3
@@ -39,9 +82,6 @@ class MIRNetConfig:
     height: int = 3
     width: int = 2
     bias: bool = False
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
     @property
     def size_multiple(self) -> int:
@@ -73,12 +113,17 @@ class BlurDownsample(nn.Module):
 class SKFF(nn.Module):
     """Selective kernel feature fusion: softmax across inputs, separately per channel."""
 
-    def __init__(self, in_channels: int, height: int = 3, reduction: int = REDUCTION):
+    def __init__(
+        self, in_channels: int, height: int = 3, reduction: int = REDUCTION, act: nn.Module | None = None
+    ):
+        """`act` follows the squeeze (MIRNet: a PReLU of its own; MIRNet-v2: LeakyReLU 0.2)."""
         super().__init__()
         self.height = height
         d = max(int(in_channels / reduction), 4)
         self.avg_pool = nn.AdaptiveAvgPool2d(1)
-        self.conv_du = nn.Sequential(nn.Conv2d(in_channels, d, 1, padding=0, bias=False), nn.PReLU())
+        self.conv_du = nn.Sequential(
+            nn.Conv2d(in_channels, d, 1, padding=0, bias=False), act if act is not None else nn.PReLU()
+        )
         self.fcs = nn.ModuleList(
             [nn.Conv2d(d, in_channels, kernel_size=1, stride=1, bias=False) for _ in range(height)]
         )
@@ -195,14 +240,24 @@ class ResidualUpSample(nn.Module):
         return self.top(x) + self.bot(x)
 
 
-class DownSample(nn.Module):
-    """log2(scale) chained ResidualDownSamples, doubling channels at each step."""
+#: Builds one resampling step from its input channel count (the factor is the model's).
+ResampleStep = Callable[[int], nn.Module]
 
-    def __init__(self, in_channels: int, scale_factor: int, stride: int = 2):
+
+class DownSample(nn.Module):
+    """log2(scale) chained down steps, multiplying channels by `stride` at each step.
+
+    `step` defaults to MIRNet's ResidualDownSample; MIRNet-v2 passes its own (factor 1.5).
+    """
+
+    def __init__(
+        self, in_channels: int, scale_factor: int, stride: float = 2, step: ResampleStep | None = None
+    ):
         super().__init__()
+        step = step or ResidualDownSample
         steps = []
         for _ in range(scale_factor.bit_length() - 1):
-            steps.append(ResidualDownSample(in_channels))
+            steps.append(step(in_channels))
             in_channels = int(in_channels * stride)
         self.body = nn.Sequential(*steps)
 
@@ -211,13 +266,16 @@ class DownSample(nn.Module):
 
 
 class UpSample(nn.Module):
-    """log2(scale) chained ResidualUpSamples, halving channels at each step."""
+    """log2(scale) chained up steps, dividing channels by `stride` (floor) at each step."""
 
-    def __init__(self, in_channels: int, scale_factor: int, stride: int = 2):
+    def __init__(
+        self, in_channels: int, scale_factor: int, stride: float = 2, step: ResampleStep | None = None
+    ):
         super().__init__()
+        step = step or ResidualUpSample
         steps = []
         for _ in range(scale_factor.bit_length() - 1):
-            steps.append(ResidualUpSample(in_channels))
+            steps.append(step(in_channels))
             in_channels = int(in_channels // stride)
         self.body = nn.Sequential(*steps)
 
@@ -282,22 +340,29 @@ class MSRB(nn.Module):
         return out + x
 
 
-class RRG(nn.Module):
-    """Recursive residual group: MSRB x n_MSRB, a 3x3 conv (never biased), plus the input."""
+class ResidualGroup(nn.Module):
+    """`blocks`, then a same-size conv, plus the input: the residual group all three families use
+    (MIRNet's and MIRNet-v2's RRG, MPRNet's ORB); state_dict names `body.{i}`."""
 
-    def __init__(
-        self, n_feat: int, n_MSRB: int, height: int, width: int, stride: int, bias: bool, act: nn.PReLU
-    ):
+    def __init__(self, blocks: list[nn.Module], n_feat: int, kernel_size: int = 3, bias: bool = False):
         super().__init__()
-        blocks: list[nn.Module] = [MSRB(n_feat, height, width, stride, bias, act) for _ in range(n_MSRB)]
-        blocks.append(nn.Conv2d(n_feat, n_feat, kernel_size=3, padding=1, bias=False))
-        self.body = nn.Sequential(*blocks)
+        tail = nn.Conv2d(n_feat, n_feat, kernel_size, padding=kernel_size // 2, bias=bias)
+        self.body = nn.Sequential(*blocks, tail)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x) + x
 
 
-class MIRNet(nn.Module):
+class RRG(ResidualGroup):
+    """Recursive residual group: MSRB x n_MSRB, a 3x3 conv (never biased), plus the input."""
+
+    def __init__(
+        self, n_feat: int, n_MSRB: int, height: int, width: int, stride: int, bias: bool, act: nn.PReLU
+    ):
+        super().__init__([MSRB(n_feat, height, width, stride, bias, act) for _ in range(n_MSRB)], n_feat)
+
+
+class MIRNet(ConfiguredModel):
     """MIRNet with the official constructor. No clamp inside: callers clamp to [0, 1]."""
 
     def __init__(
@@ -335,14 +400,6 @@ class MIRNet(nn.Module):
         self.conv_out = nn.Conv2d(
             n_feat, out_channels, kernel_size=kernel_size, padding=(kernel_size - 1) // 2, bias=bias
         )
-
-    @classmethod
-    def from_config(cls, config: MIRNetConfig) -> MIRNet:
-        return cls(**config.as_dict())
-
-    @property
-    def size_multiple(self) -> int:
-        return self.config.size_multiple
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv_out(self.body(self.conv_in(x))) + x

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -23,10 +25,10 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
-@pytest.fixture(scope="session")
-def golden() -> dict:
-    """The golden npz as a dict: config, ordered keys, aliases, state dict, inputs, outputs."""
-    with np.load(REFERENCE_DIR / "mirnet_official_golden_small.npz", allow_pickle=False) as z:
+@functools.cache
+def load_golden(filename: str) -> dict:
+    """A golden npz as a dict: config, ordered keys, aliases, state dict, inputs, outputs."""
+    with np.load(REFERENCE_DIR / filename, allow_pickle=False) as z:
         meta = json.loads(str(z["__meta_json__"]))
         arrays = {k: z[k] for k in z.files if k != "__meta_json__"}
     keys = meta["state_dict_keys_in_order"]
@@ -39,6 +41,22 @@ def golden() -> dict:
     }
 
 
+@functools.cache
+def load_official_keys(filename: str) -> dict:
+    return json.loads((REFERENCE_DIR / filename).read_text())
+
+
+@pytest.fixture(scope="session")
+def golden() -> dict:
+    return load_golden("mirnet_official_golden_small.npz")
+
+
 @pytest.fixture(scope="session")
 def official_keys() -> dict:
-    return json.loads((REFERENCE_DIR / "mirnet_official_keys.json").read_text())
+    return load_official_keys("mirnet_official_keys.json")
+
+
+@pytest.fixture(scope="session")
+def reference() -> SimpleNamespace:
+    """The reference files of every family by name: `reference.golden(npz)`, `reference.keys(json)`."""
+    return SimpleNamespace(golden=load_golden, keys=load_official_keys)
