@@ -67,7 +67,14 @@ def lint(model: Path, as_json: bool) -> None:
 @click.option(
     "--checkpoint",
     type=click.Path(path_type=Path),
-    help="A MIRNet checkpoint (official or ours); the architecture is inferred from its tensors.",
+    help="A MIRNet, MPRNet or MIRNet-v2 checkpoint (official or ours); the family is recognised "
+    "from its keys, the architecture inferred from its tensors.",
+)
+@click.option(
+    "--arch",
+    metavar="FAMILY",
+    help="mirnet, mprnet or mirnetv2: the family the checkpoint must hold (an error if its tensors "
+    "say otherwise).",
 )
 @click.option(
     "--output", "-o", type=click.Path(path_type=Path), required=True, help="The .onnx file to write."
@@ -109,6 +116,7 @@ def lint(model: Path, as_json: bool) -> None:
 def export(
     task: str | None,
     checkpoint: Path | None,
+    arch: str | None,
     output: Path,
     precision: str,
     opset: int,
@@ -117,7 +125,7 @@ def export(
     subpixel_upsample: bool,
     as_json: bool,
 ) -> None:
-    """Export a MIRNet checkpoint to ONNX, lint it for TensorRT and verify it against PyTorch.
+    """Export a checkpoint (MIRNet, MPRNet, MIRNet-v2) to ONNX, lint it for TensorRT and verify it.
 
     The graph takes float32 NCHW RGB in [0, 1] named `input`, with dynamic batch, height and
     width (any size: it reflect-pads to the model's size multiple and crops back), and returns
@@ -130,11 +138,12 @@ def export(
       mirnet export --task denoise --output build/onnx/denoise.fp32.onnx
       mirnet export --task denoise --precision fp16 --output build/onnx/denoise.fp16.onnx
       mirnet export --checkpoint model_best.pth --task enhance -o enhance.onnx --json
+      mirnet export --checkpoint model_deblurring.pth -o mprnet_deblur.onnx   # MPRNet's final stage
       mirnet export --task sr --scale 4 -o sr_x4.onnx      # takes the low-resolution image
       mirnet export --task denoise --subpixel-upsample -o denoise.subpixel.fp32.onnx  # for INT8
     """
     task = _checked_task(task, checkpoint, precision, scale, fp32_nodes)
-    network, spec = mirnet_network(checkpoint or default_weights(task), task)
+    network, spec = mirnet_network(checkpoint or default_weights(task), task, arch)
     verification = _export_verified(
         network, spec, output, precision, opset, scale, fp32_nodes, subpixel_upsample
     )
@@ -173,16 +182,18 @@ def _checked_task(
     return task
 
 
-def mirnet_network(checkpoint: Path, task: str) -> tuple[nn.Module, ModelSpec]:
-    """The CLI boundary: a MIRNet checkpoint becomes a generic network and its spec."""
+def mirnet_network(checkpoint: Path, task: str, arch: str | None = None) -> tuple[nn.Module, ModelSpec]:
+    """The CLI boundary: a checkpoint of any registered family (recognised by its keys; `arch`
+    must agree) becomes a generic network with one output (the one inference uses) and its spec."""
     from mirnet_ref.checkpoint import file_sha256, load_model
+    from mirnet_ref.registry import family_of_config, inference_module
 
     from .spec import ModelSpec
 
-    model = load_model(checkpoint)
+    model = load_model(checkpoint, arch)
     config = model.config
     spec = ModelSpec(
-        name="MIRNet",
+        name=family_of_config(config).title,
         task=task,
         in_channels=config.in_channels,
         out_channels=config.out_channels,
@@ -190,7 +201,7 @@ def mirnet_network(checkpoint: Path, task: str) -> tuple[nn.Module, ModelSpec]:
         config=config.as_dict(),
         checkpoint_sha256=file_sha256(checkpoint),
     )
-    return model, spec
+    return inference_module(model), spec
 
 
 def export_verified_fp32(

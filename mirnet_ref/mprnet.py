@@ -237,6 +237,7 @@ class MPRNet(ConfiguredModel):
 MPRNetConfig = constructor_config(
     MPRNet,
     in_channels=property(lambda config: config.in_c),
+    out_channels=property(lambda config: config.out_c),
     size_multiple=property(lambda config: MPRNET_SIZE_MULTIPLE),
 )
 
