@@ -17,7 +17,8 @@ from functools import partial
 import torch
 from torch import nn
 
-from .model import SKFF, ConfiguredModel, DownSample, ResidualGroup, UpSample, constructor_config
+from .configuration import ConfiguredModel, constructor_config
+from .model import SKFF, DownSample, ResidualGroup, UpSample
 
 #: H and W must be multiples of this: two levels of 2x2 pooling (ceil mode), then x2 upsampling.
 MIRNETV2_SIZE_MULTIPLE = 4

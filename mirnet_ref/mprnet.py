@@ -18,7 +18,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .model import ChannelAttention, ConfiguredModel, ResidualGroup, constructor_config
+from .configuration import ConfiguredModel, constructor_config
+from .model import ChannelAttention, ResidualGroup
 
 #: H and W must be multiples of this: a split in halves, then two 0.5x resizes per patch.
 MPRNET_SIZE_MULTIPLE = 8

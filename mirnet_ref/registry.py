@@ -187,9 +187,9 @@ def recognise(state: StateDict, arch: str | None = None) -> ModelFamily:
     family = found[0]
     if arch is not None and family_named(arch) is not family:
         raise CheckpointError(
-            f"Explicit --arch {arch} contradicts the checkpoint, whose tensors are {family.title}'s "
-            f"(keys like {next(k for k in state if family.signature.match(k))}); drop --arch to use "
-            "the family the file holds."
+            f"Explicit model family {arch} (--arch/--model) contradicts the checkpoint, whose tensors "
+            f"are {family.title}'s (keys like {next(k for k in state if family.signature.match(k))}); "
+            "drop the option to use the family the file holds."
         )
     return family
 

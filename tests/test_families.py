@@ -172,7 +172,8 @@ def test_each_checkpoint_family_is_recognised(case, tmp_path):
 def test_explicit_arch_contradicting_the_tensors_is_refused(case):
     other = "mirnet" if case["family"] != "mirnet" else "mprnet"
     title = FAMILIES[case["family"]].title
-    with pytest.raises(CheckpointError, match=rf"Explicit --arch {other} contradicts.*{title}'s"):
+    refusal = rf"Explicit model family {other} \(--arch/--model\) contradicts.*{title}'s"
+    with pytest.raises(CheckpointError, match=refusal):
         load_model(case["path"], arch=other)
     with pytest.raises(CheckpointError, match=r"Explicit n_feat=32 contradicts.*n_feat=1[36]"):
         load_model(case["path"], n_feat=32)
