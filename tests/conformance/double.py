@@ -130,7 +130,14 @@ def parse_overloads(name: str, doc: str | None, *, drop_self: bool) -> list[Over
 # The generated TensorRT module
 
 
-class DoubleEnum(enum.Enum):
+class DoubleEnumMeta(enum.EnumMeta):
+    def __getattr__(cls, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        raise AttributeError(f"{cls._label}: tensorrt.{cls.__name__} has no member {name!r}")
+
+
+class DoubleEnum(enum.Enum, metaclass=DoubleEnumMeta):
     """A pybind11 enum member: compared by identity, `int()`-able, with `.name` and `.value`."""
 
     def __int__(self) -> int:
@@ -343,6 +350,7 @@ class TensorRTDouble:
         if real not in self.enums:
             members = {name: int(value) for name, value in real.__members__.items()}
             self.enums[real] = DoubleEnum(real.__name__, members)
+            self.enums[real]._label = self.label
             self.classes.setdefault(real.__name__, self.enums[real])
         return self.enums[real]
 

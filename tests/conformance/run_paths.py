@@ -62,6 +62,11 @@ class Paths:
         self.fake, self.models, self.work = fake, models, work
         self.engines: dict[str, Path] = {}
 
+    def engine(self, precision: str) -> Path:
+        if precision not in self.engines:
+            raise AssertionError(f"needs the {precision} engine of cli_build_fp32_fp16_int8, which failed")
+        return self.engines[precision]
+
     def _cli_build(self, precision: str) -> dict[str, Any]:
         from mirnet_deploy.cli import main
 
@@ -109,7 +114,7 @@ class Paths:
         from engines.runners import TensorRTRunner
         from mirnet_deploy.errors import UserError
 
-        with TensorRTRunner(self.engines["fp32"]) as runner:
+        with TensorRTRunner(self.engine("fp32")) as runner:
             assert len(runner.profiles) == 2, runner.profiles
             for shape in SHAPES:
                 batch = np.random.default_rng(0).random(shape, dtype=np.float32)
@@ -127,7 +132,7 @@ class Paths:
     def check_unclosed_runner_is_finalized(self) -> str:
         from engines.runners import TensorRTRunner
 
-        runner = TensorRTRunner(self.engines["fp16"])
+        runner = TensorRTRunner(self.engine("fp16"))
         runner.run(np.zeros(SHAPES[0], np.float32))
         del runner
         gc.collect()
@@ -140,7 +145,7 @@ class Paths:
 
         self.fake.extra_inputs = 1
         try:
-            message = raised(UserError, lambda: TensorRTRunner(self.engines["fp32"]))
+            message = raised(UserError, lambda: TensorRTRunner(self.engine("fp32")))
         finally:
             self.fake.extra_inputs = 0
         assert "2 inputs" in message, message
@@ -152,7 +157,7 @@ class Paths:
         from engines.runners.cuda_memory import CudaError
 
         small = np.full(SHAPES[3], 0.25, np.float32)
-        with TensorRTRunner(self.engines["fp32"]) as runner:
+        with TensorRTRunner(self.engine("fp32")) as runner:
             runner.run(small)
             self.fake.memory_limit = small.nbytes
             try:
@@ -167,7 +172,7 @@ class Paths:
         from engines.runners import TensorRTRunner
         from mirnet_deploy.errors import UserError
 
-        with TensorRTRunner(self.engines["fp32"]) as runner:
+        with TensorRTRunner(self.engine("fp32")) as runner:
             self.fake.refuse_addresses = True
             try:
                 message = raised(RuntimeError, lambda: runner.run(np.zeros(SHAPES[0], np.float32)))
