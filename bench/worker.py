@@ -180,7 +180,7 @@ def measure(job: Job) -> Measurement:
         batch = random_batch(job, channels)
         timing = time_runs(lambda: runner.run(batch), warmup=job.warmup, min_iters=job.min_iters,
                            min_seconds=job.min_seconds)
-        if gpu and job.backend in GPU_BACKENDS and job.tile is None:
+        if gpu and job.tile is None:  # the GPU backends, and PyTorch on a CUDA device
             from .gpu import event_split
 
             extra = event_split(runner, batch, len(timing.samples_ms))

@@ -99,8 +99,7 @@ def probe_cuda() -> CudaProbe:
     try:
         cudart = import_cudart()
     except ImportError:
-        return CudaProbe(False, 0, (), None, "no CUDA device found: cuda-python is not installed "
-                                             "(`pip install cuda-python`), so no GPU can be queried")
+        return CudaProbe(False, 0, (), None, _without_cuda_python())
     try:
         driver = _driver_version(cudart)
         err, count = cudart.cudaGetDeviceCount()
@@ -116,6 +115,16 @@ def probe_cuda() -> CudaProbe:
     listed = ", ".join(f"{d.name} (compute capability {d.compute_capability}, {d.memory_mib} MiB)"
                        for d in devices)
     return CudaProbe(True, len(devices), devices, driver, f"{len(devices)} CUDA device(s): {listed}")
+
+
+def _without_cuda_python() -> str:
+    """Why no device can be queried without cuda-python: no driver at all, or the bindings to install."""
+    driver = find_driver()
+    if driver is None:
+        return ("no CUDA device found: this machine has no NVIDIA driver (libcuda.so.1 cannot be loaded and "
+                "there is no nvidia-smi)")
+    return (f"no CUDA device can be queried: cuda-python is not installed (the driver runs CUDA "
+            f"{driver.cuda_text}: `pip install -e '.[{cuda_extra(driver)}]'`)")
 
 
 def cuda_bindings_version() -> str:
