@@ -90,7 +90,7 @@ demo-weights-%: $(STAMP)
 engine: $(STAMP)  ## the whole chain from the task's weights: make engine TASK=denoise PREC=fp32|fp16|int8 [BACKEND=auto|tensorrt|ort RES=720p,1080p]
 	$(VENV)/bin/mirnet build --task $(TASK) --precision $(PREC) --backend $(BACKEND) --res $(RES)
 
-gpu-check: $(STAMP)  ## on a GPU with TensorRT: gpu tests, FP32/FP16/INT8 engines + parity, latency, C++ runner -> reports/
+gpu-check: $(STAMP)  ## prints its plan; on a GPU: PyTorch CUDA parity + latency, C++ core; with TensorRT: engines + parity, latency, C++ runner -> reports/
 	$(PY) -m engines.gpu_check --task $(TASK)
 
 BENCH_MODEL ?= small
