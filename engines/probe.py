@@ -25,9 +25,9 @@ from .nvidia import cuda_extra, find_driver
 TENSORRT_INSTALL_HINT = (
     "TensorRT needs an NVIDIA GPU with its driver, the `tensorrt-cu12` or `tensorrt-cu13` package of the "
     "driver's CUDA major from NVIDIA's index (`pip install tensorrt-cu12 --extra-index-url "
-    "https://pypi.nvidia.com`; on Jetson it comes with JetPack) and cuda-bindings of the same major "
-    "(`pip install -e '.[cuda12]'` or `'.[cuda13]'`); `make setup GPU=1` installs all three to match the "
-    "driver"
+    "https://pypi.nvidia.com`; on Jetson it comes with JetPack) and cuda-python's cuda-bindings of the same "
+    "major (`pip install -e '.[cuda12]'` or `'.[cuda13]'`); `make setup GPU=1` installs all three to match "
+    "the driver"
 )
 
 #: cudaError_t of a runtime newer than the driver (cuda-bindings 13.x on a CUDA 12 driver).

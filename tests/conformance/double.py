@@ -159,7 +159,7 @@ class DoubleObject(metaclass=DoubleMeta):
     _real_name = "object"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:  # pybind11's "No constructor defined!"
-        raise ApiMismatch(f"{self._api.label}: tensorrt.{self._real_name} has no constructor")
+        raise self._api.mismatch(f"tensorrt.{self._real_name} has no constructor")
 
     def __getattr__(self, name: str) -> Any:
         raise AttributeError(f"{self._api.label}: tensorrt.{type(self)._real_name} has no attribute {name!r}")

@@ -310,8 +310,10 @@ class FakeGpu:
         return self._ok(self.runtime.cudaStream_t(handle))
 
     def cudaStreamDestroy(self, stream: Any) -> tuple:
-        return self._ok() if int(stream) in self.streams and not self.streams.remove(int(stream)) else (
-            self._error("cudaErrorInvalidResourceHandle"))
+        if int(stream) not in self.streams:
+            return self._error("cudaErrorInvalidResourceHandle")
+        self.streams.remove(int(stream))
+        return self._ok()
 
     def cudaStreamSynchronize(self, stream: Any) -> tuple:
         return self._ok() if int(stream) in self.streams else self._error("cudaErrorInvalidResourceHandle")
