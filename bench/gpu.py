@@ -134,10 +134,12 @@ def _exact_fp32() -> Iterator[None]:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
-def cuda_parity(checkpoint: Path, task: str, resolution: tuple[int, int], images: int = 2) -> list[dict]:
+def cuda_parity(checkpoint: Path, task: str, resolution: tuple[int, int], images: int = 2, *,
+                device: str = "cuda") -> list[dict]:
     """PSNR (worst image) of PyTorch on the GPU, FP32 / FP16 autocast / BF16 autocast, vs FP32 on the CPU.
 
     On the built-in held-out photographs degraded for the task, at `resolution` (width, height).
+    `device="cpu"` runs the same comparison on the CPU (the tests' way to check it without a GPU).
     """
     import torch
 
@@ -151,9 +153,9 @@ def cuda_parity(checkpoint: Path, task: str, resolution: tuple[int, int], images
     with TorchRunner(copy.deepcopy(model)) as cpu:
         references = [np.clip(cpu.run(case.input)[0].transpose(1, 2, 0), 0, 1) for case in cases]
     rows = []
-    with TorchRunner(model.to("cuda")) as gpu:
+    with TorchRunner(model.to(device)) as gpu:
         for precision, dtype in (("fp32", None), ("fp16", torch.float16), ("bf16", torch.bfloat16)):
-            autocast = torch.autocast("cuda", dtype=dtype or torch.float16, enabled=dtype is not None)
+            autocast = torch.autocast(device, dtype=dtype or torch.float16, enabled=dtype is not None)
             with _exact_fp32(), autocast:
                 outputs = [np.clip(gpu.run(case.input)[0].transpose(1, 2, 0), 0, 1) for case in cases]
             values = [psnr(out, ref) for out, ref in zip(outputs, references, strict=True)]
