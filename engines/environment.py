@@ -16,7 +16,7 @@ from importlib import metadata
 from pathlib import Path
 
 from .nvidia import NVIDIA_INDEX, TORCH_CUDA_INDEX, Driver, cuda_extra, find_driver, jetson_release
-from .probe import cpu_model, cuda_bindings_version, probe_cuda, probe_tensorrt
+from .probe import cpu_model, cuda_bindings_version, import_cudart, probe_cuda, probe_tensorrt
 
 #: CPU flags (as /proc/cpuinfo names them) that change what ONNX Runtime / OpenVINO / PyTorch run fast.
 CPU_FEATURES = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
@@ -85,8 +85,8 @@ def findings() -> list[Finding]:
     bindings = cuda_bindings_version()
     bindings_fix = f"`pip install -e '.[{cuda_extra(driver)}]'`" if driver else BINDINGS_AFTER_DRIVER
     rows.append(Finding("cuda-python", bool(bindings) and cuda.available,
-                        f"cuda-bindings {bindings}" if bindings else "not installed", "" if cuda.available
-                        else bindings_fix))
+                        f"cuda-bindings {bindings}{_runtime_version()}" if bindings else "not installed",
+                        "" if cuda.available else bindings_fix))
     rows.append(Finding("GPU", cuda.available, cuda.reason, "" if cuda.available else
                         (bindings_fix if driver else "a GPU with the NVIDIA driver (above)")))
     rows.append(_torch_finding(driver, jetson))
@@ -97,6 +97,15 @@ def findings() -> list[Finding]:
                         "" if tensorrt.available else tensorrt_install(driver, jetson)))
     rows.append(_onnxruntime_finding(cuda.available))
     return rows
+
+
+def _runtime_version() -> str:
+    """' (CUDA runtime 12.9)': the CUDA runtime cuda-bindings was built for; '' where it cannot say."""
+    try:
+        error, version = import_cudart().cudaRuntimeGetVersion()
+    except Exception:  # bindings without a loadable runtime: the version is then unknown, not an error
+        return ""
+    return f" (CUDA runtime {version // 1000}.{version % 1000 // 10})" if int(error) == 0 and version else ""
 
 
 def _torch_finding(driver: Driver | None, jetson: str | None) -> Finding:
