@@ -23,8 +23,17 @@ RES ?= 720p
 help:  ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-setup: $(STAMP)  ## create .venv with the CPU build of PyTorch and the project (editable, dev extras)
+setup: $(STAMP)  ## create .venv with the CPU build of PyTorch; GPU=1: CUDA PyTorch, TensorRT, cuda-bindings matched to the driver (Jetson: JetPack's)
 
+# GPU=1 reads the NVIDIA driver's CUDA version (engines/nvidia.py, standard library only) and stops
+# at once without a driver; on Jetson the venv uses JetPack's TensorRT and PyTorch (system site packages).
+ifeq ($(GPU),1)
+.PHONY: $(STAMP)
+$(STAMP):
+	$(PYTHON_SYS) -m engines.nvidia --venv $(VENV) --python $(PYTHON_SYS) --torch "$(TORCH_SPEC)"
+	$(PY) -c "import torch; print('torch', torch.__version__, '| CUDA build:', torch.version.cuda is not None)"
+	touch $(STAMP)
+else
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON_SYS) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
@@ -32,6 +41,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	$(PY) -c "import torch; print('torch', torch.__version__, '| CUDA build:', torch.version.cuda is not None)"
 	touch $(STAMP)
+endif
 
 test: $(STAMP) cpp-test  ## ruff, the C++ core's unit tests, then the default Python suite
 	$(VENV)/bin/ruff check .
@@ -80,7 +90,7 @@ demo-weights-%: $(STAMP)
 engine: $(STAMP)  ## the whole chain from the task's weights: make engine TASK=denoise PREC=fp32|fp16|int8 [BACKEND=auto|tensorrt|ort RES=720p,1080p]
 	$(VENV)/bin/mirnet build --task $(TASK) --precision $(PREC) --backend $(BACKEND) --res $(RES)
 
-gpu-check: $(STAMP)  ## on a GPU with TensorRT: gpu tests, FP32/FP16/INT8 engines + parity, latency, C++ runner -> reports/
+gpu-check: $(STAMP)  ## prints its plan; on a GPU: PyTorch CUDA parity + latency, C++ core; with TensorRT: engines + parity, latency, C++ runner -> reports/
 	$(PY) -m engines.gpu_check --task $(TASK)
 
 BENCH_MODEL ?= small

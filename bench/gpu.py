@@ -1,4 +1,4 @@
-"""What a GPU configuration adds to its report: peak device memory, and a CUDA-event timing split.
+"""What a GPU adds to a report: peak device memory, a CUDA-event timing split, PyTorch CUDA parity.
 
 Only imported by a worker whose backend runs on a GPU (the CLI probes first), so nothing here
 runs, or needs CUDA, on a CPU-only machine.
@@ -15,13 +15,18 @@ runs, or needs CUDA, on a CPU-only machine.
   compute includes it. The events are recorded on PyTorch's current stream; the runners wait for
   it before they start and synchronize their own stream before returning, so compute spans the
   runner's whole execution. Needs a CUDA build of PyTorch.
+- PyTorch CUDA parity (`cuda_parity`, run by `make gpu-check`): the model on the GPU in FP32 (TF32
+  off) and under FP16 and BF16 autocast, against the same model in FP32 on the CPU.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import statistics
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -114,3 +119,46 @@ def event_split(runner: Runner, batch: np.ndarray, iterations: int) -> dict[str,
     split["split_note"] = "CUDA events, medians" + (
         "" if split["d2h_ms"] is not None else "; the runner copies its output to the host inside compute")
     return split
+
+
+@contextlib.contextmanager
+def _exact_fp32() -> Iterator[None]:
+    """FP32 convolutions and matmuls without TF32 (PyTorch allows TF32 convolutions by default)."""
+    import torch
+
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def cuda_parity(checkpoint: Path, task: str, resolution: tuple[int, int], images: int = 2, *,
+                device: str = "cuda") -> list[dict]:
+    """PSNR (worst image) of PyTorch on the GPU, FP32 / FP16 autocast / BF16 autocast, vs FP32 on the CPU.
+
+    On the built-in held-out photographs degraded for the task, at `resolution` (width, height).
+    `device="cpu"` runs the same comparison on the CPU (the tests' way to check it without a GPU).
+    """
+    import torch
+
+    from bench.cli import parity_cases
+    from engines.runners import TorchRunner
+    from mirnet_ref.checkpoint import load_model
+    from mirnet_ref.metrics import psnr
+
+    model = load_model(checkpoint).eval()
+    cases = parity_cases(task, [resolution], images, sr_scale=1)
+    with TorchRunner(copy.deepcopy(model)) as cpu:
+        references = [np.clip(cpu.run(case.input)[0].transpose(1, 2, 0), 0, 1) for case in cases]
+    rows = []
+    with TorchRunner(model.to(device)) as gpu:
+        for precision, dtype in (("fp32", None), ("fp16", torch.float16), ("bf16", torch.bfloat16)):
+            autocast = torch.autocast(device, dtype=dtype or torch.float16, enabled=dtype is not None)
+            with _exact_fp32(), autocast:
+                outputs = [np.clip(gpu.run(case.input)[0].transpose(1, 2, 0), 0, 1) for case in cases]
+            values = [psnr(out, ref) for out, ref in zip(outputs, references, strict=True)]
+            rows.append({"precision": precision, "resolution": f"{resolution[0]}x{resolution[1]}",
+                         "images": len(cases), "psnr_vs_cpu_fp32_db": min(values)})
+    return rows

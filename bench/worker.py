@@ -30,6 +30,7 @@ from .backends import GPU_BACKENDS, ORT_PROVIDERS
 from .latency import time_runs
 
 if TYPE_CHECKING:  # the runners import torch: the worker imports them only once it runs a job
+    from engines.manifest import Profile
     from engines.runners import Runner
 
 
@@ -133,13 +134,24 @@ def open_bench_runner(job: Job) -> Runner:
     elif job.backend == "tensorrt":
         runner = TensorRTRunner(job.artifact)
     elif job.backend in ORT_PROVIDERS:
-        runner = OrtRunner(job.artifact, providers=ORT_PROVIDERS[job.backend], threads=job.threads)
+        runner = OrtRunner(job.artifact, providers=ORT_PROVIDERS[job.backend], threads=job.threads,
+                           tensorrt_profile=_run_profile(job))
     else:
         raise UserError(f"Unknown benchmark backend {job.backend!r}.")
     if job.tile is None:
         return runner
     return TiledRunner(runner, tile=job.tile, overlap=job.overlap, scale=job.scale,
                        multiple=job.size_multiple)
+
+
+def _run_profile(job: Job) -> Profile:
+    """The shapes the job runs (whole images, or tiles): what ONNX Runtime's TensorRT provider builds for."""
+    from engines.tensorrt_build import profiles_from_resolutions
+
+    width, height = job.resolution
+    size = (min(job.tile, width), min(job.tile, height)) if job.tile else (width, height)
+    (profile,) = profiles_from_resolutions([size], batch=job.batch, size_multiple=job.size_multiple)
+    return profile
 
 
 def random_batch(job: Job, channels: int) -> np.ndarray:
@@ -168,7 +180,7 @@ def measure(job: Job) -> Measurement:
         batch = random_batch(job, channels)
         timing = time_runs(lambda: runner.run(batch), warmup=job.warmup, min_iters=job.min_iters,
                            min_seconds=job.min_seconds)
-        if gpu and job.backend in GPU_BACKENDS and job.tile is None:
+        if gpu and job.tile is None:  # the GPU backends, and PyTorch on a CUDA device
             from .gpu import event_split
 
             extra = event_split(runner, batch, len(timing.samples_ms))

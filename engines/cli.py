@@ -198,3 +198,21 @@ def _report_chain(result: ChainResult, as_json: bool) -> None:
                         f"FP16, keep the failing layers in FP32 (`mirnet audit-fp16`, `mirnet export "
                         f"--fp32-node`); for INT8, lower --budget-db or calibrate on images closer to "
                         f"deployment.")
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+def doctor(as_json: bool) -> None:
+    """What this machine can run: CPU, NVIDIA driver, GPU, cuda-python, PyTorch, TensorRT, ONNX Runtime.
+
+    For each missing piece, the one command that installs it. Only probes: safe on any machine.
+
+    \b
+    Examples:
+      mirnet doctor
+      mirnet doctor --json
+    """
+    from .environment import findings, findings_as_dicts, format_findings
+
+    rows = findings()
+    click.echo(json.dumps(findings_as_dicts(rows), indent=2) if as_json else format_findings(rows))

@@ -1,21 +1,31 @@
-"""`make gpu-check`: everything that needs a GPU and TensorRT, verified by one command into one report.
+"""`make gpu-check`: everything a GPU can show, verified by one command into one report.
 
-TensorRT cannot run on the CPU machines this toolkit is developed on, so its paths are
-written against the documented APIs and proven here, the day a GPU is available. On a
-machine without one the check stops at once: the probe (`probe.py`) runs first and no
-TensorRT object is created. Otherwise it runs the steps of `plan()` in order:
+TensorRT cannot run on the CPU machines this toolkit is developed on, so its paths are written
+against the documented APIs (and checked against the real bindings' signatures by
+tests/test_tensorrt_conformance.py) and proven here, the day a GPU is available. The plan is
+printed first; on a machine without a CUDA device the check then stops with one reason, before
+anything runs. With a CUDA device but no TensorRT, the PyTorch CUDA steps and the C++ steps run
+and the TensorRT steps are skipped, each with the reason. The steps of `plan()`, in order:
 
-    pytest-gpu       every `gpu`-marked test
-    engine-<prec>    the chain (`mirnet build --task ... --backend tensorrt --res 720p,1080p`): export,
-                     FP16 / INT8, TensorRT build with its precision check, parity vs PyTorch FP32
-    latency          `mirnet-bench` on TensorRT, each precision, 720p / 1080p / 4K
-    cpp-*            engines/cpp configured with TensorRT, mirnet_trt and the core tests built, ctest
-    input-image      a held-out photograph at 720p degraded for the task (16-bit PNG)
-    cpp-run-<prec>   mirnet_trt on each engine and that image, its output vs PyTorch FP32 (PSNR)
+    pytest-gpu          every `gpu`-marked test
+    fp16-audit          `mirnet audit-fp16` at 720p: the FP16 accuracy predicted on the CPU
+    torch-cuda-parity   PyTorch on the GPU (FP32, FP16 and BF16 autocast) vs PyTorch FP32 on the CPU,
+                        held-out photographs at 720p; FP16 compared with the audit's prediction
+    torch-cuda-latency  `mirnet-bench --backend torch` on the GPU at 720p / 1080p / 4K: CUDA-event
+                        copy-in / compute / copy-out split, peak GPU memory
+    engine-<prec>       the chain (`mirnet build --task ... --backend tensorrt --res 720p,1080p`): export,
+                        FP16 / INT8, TensorRT build with its precision check, parity vs PyTorch FP32
+    latency             `mirnet-bench` on TensorRT, each precision, 720p / 1080p / 4K
+    cpp-core-*          engines/cpp's core library and unit tests (no TensorRT needed), ctest
+    cpp-configure       CMake with MIRNET_REQUIRE_TRT=ON: fails, quoting CMake, where the TensorRT C++
+                        SDK is missing (a pip-only TensorRT has no headers)
+    cpp-build           the C++ runner (CPP_RUNNER_TARGET)
+    input-image         a held-out photograph at 720p degraded for the task (16-bit PNG)
+    cpp-run-<prec>      the C++ runner on each engine and that image, its output vs PyTorch FP32 (PSNR)
 
 Each step's output goes to `<step>.log` (and its JSON to `<step>.json`) in the report folder,
-with `summary.md` and `summary.json` saying what passed and what failed. A step whose inputs
-failed is skipped. Exit status 1 unless every step passed.
+with `summary.md` and `summary.json` saying what passed, failed or was skipped, and why. A step
+whose inputs failed is skipped. Exit status 1 unless every step passed.
 """
 
 from __future__ import annotations
@@ -49,8 +59,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 ENGINE_RESOLUTIONS = "720p,1080p"
 LATENCY_RESOLUTIONS = "720p,1080p,4k"
 CPP_BUILD_DIR = Path("build") / "gpu-check-cpp"  # relative to the repository root
+#: The C++ runner's CMake target and executable (one name, so that a rename is one line).
+CPP_RUNNER_TARGET = "mirnet_trt"
 CPP_INPUT = "input-720p.png"
 CPP_INPUT_SIZE = (1280, 720)
+#: What a step needs beyond the CPU: "cuda" (a CUDA device) or "tensorrt" (TensorRT usable on it).
+REQUIREMENTS = ("cuda", "tensorrt")
 
 
 class StepFailed(Exception):
@@ -69,6 +83,7 @@ class Step:
     check: Callable[[GpuCheck, dict[str, Any]], str] | None = None
     json_stdout: bool = False
     needs: tuple[str, ...] = ()
+    requires: str | None = None  # one of REQUIREMENTS
 
 
 @dataclass
@@ -89,6 +104,7 @@ class GpuCheck:
     report: Path
     artifacts: Path
     outcomes: dict[str, Outcome] = field(default_factory=dict)
+    missing: dict[str, str] = field(default_factory=dict)  # requirement -> why this machine lacks it
 
     def passed(self, step: str) -> bool:
         return step in self.outcomes and self.outcomes[step].status == "passed"
@@ -121,7 +137,8 @@ def plan(check: GpuCheck) -> list[Step]:
     """The steps, in order; `--dry-run` prints them, which needs no GPU."""
     return [Step("pytest-gpu", "every gpu-marked test",
                  (sys.executable, "-m", "pytest", "-m", "gpu", "-rA",
-                  f"--junitxml={check.report / 'pytest-gpu.xml'}")),
+                  f"--junitxml={check.report / 'pytest-gpu.xml'}"), requires="cuda"),
+            *_torch_steps(check),
             *(_engine_step(check, precision) for precision in PRECISIONS),
             _latency_step(check),
             *_cpp_steps(check)]
@@ -132,62 +149,104 @@ def _script(name: str) -> str:
     return str(Path(sys.executable).parent / name)
 
 
+def _bench_outputs(check: GpuCheck, stem: str) -> tuple[str, ...]:
+    pairs = [(f"--{flag}", str(check.report / f"{stem}.{suffix}"))
+             for flag, suffix in (("json", "json"), ("md", "md"), ("csv", "csv"), ("plot", "png"))]
+    return tuple(item for pair in pairs for item in pair)
+
+
+def _torch_steps(check: GpuCheck) -> list[Step]:
+    """What a CUDA GPU shows without TensorRT: PyTorch's FP32/FP16/BF16 accuracy and latency on it."""
+    return [
+        Step("fp16-audit", "FP16 accuracy predicted on the CPU (emulation), 720p",
+             (_script("mirnet"), "audit-fp16", "--task", check.task, "--checkpoint", str(check.checkpoint),
+              "--res", "720p", "--json"), json_stdout=True),
+        Step("torch-cuda-parity", "PyTorch on the GPU (FP32, FP16/BF16 autocast) vs PyTorch FP32 on the CPU",
+             action=_torch_cuda_parity, requires="cuda"),
+        Step("torch-cuda-latency", f"PyTorch on the GPU at {LATENCY_RESOLUTIONS}: event split, peak memory",
+             (_script("mirnet-bench"), "--model", str(check.checkpoint), "--task", check.task,
+              "--backend", "torch", "--res", LATENCY_RESOLUTIONS, *_bench_outputs(check, "torch-latency")),
+             requires="cuda"),
+    ]
+
+
 def _engine_step(check: GpuCheck, precision: str) -> Step:
     return Step(f"engine-{precision}",
                 f"{precision} TensorRT engine for {ENGINE_RESOLUTIONS} through the chain, parity vs PyTorch",
                 (_script("mirnet"), "build", "--task", check.task, "--checkpoint", str(check.checkpoint),
                  "--precision", precision, "--backend", "tensorrt", "--res", ENGINE_RESOLUTIONS,
                  "--artifacts", str(check.artifacts), "--json"),
-                check=_engine_note, json_stdout=True)
+                check=_engine_note, json_stdout=True, requires="tensorrt")
 
 
 def _latency_step(check: GpuCheck) -> Step:
     """Latency of the task's weights: mirnet-bench builds one engine per precision and resolution."""
-    outputs = [(f"--{flag}", str(check.report / f"latency.{suffix}"))
-               for flag, suffix in (("json", "json"), ("md", "md"), ("csv", "csv"), ("plot", "png"))]
     return Step("latency", f"latency on TensorRT at {LATENCY_RESOLUTIONS}, each precision",
                 (_script("mirnet-bench"), "--model", str(check.checkpoint), "--task", check.task,
                  "--backend", "tensorrt", "--precision", ",".join(PRECISIONS), "--res", LATENCY_RESOLUTIONS,
-                 "--cache-dir", str(check.artifacts / "bench"), *(item for pair in outputs for item in pair)))
+                 "--cache-dir", str(check.artifacts / "bench"), *_bench_outputs(check, "latency")),
+                requires="tensorrt")
 
 
 def _cpp_steps(check: GpuCheck) -> list[Step]:
-    build_dir = str(CPP_BUILD_DIR)
+    """The core library's tests never depend on TensorRT; the runner's configure insists on it."""
+    core, runner = str(CPP_BUILD_DIR / "core"), str(CPP_BUILD_DIR / "runner")
     width, height = CPP_INPUT_SIZE
+    jobs = str(os.cpu_count() or 2)
     steps = [
-        Step("cpp-configure", "CMake for engines/cpp, with TensorRT and CUDA found",
-             ("cmake", "-S", "engines/cpp", "-B", build_dir, "-DCMAKE_BUILD_TYPE=Release")),
-        Step("cpp-build", "build mirnet_trt and the core tests",
-             ("cmake", "--build", build_dir, "--target", "mirnet_trt", "mirnet_core_tests",
-              "-j", str(os.cpu_count() or 2)), needs=("cpp-configure",)),
-        Step("cpp-ctest", "the C++ core's unit tests",
-             ("ctest", "--test-dir", build_dir, "--output-on-failure"), needs=("cpp-build",)),
+        Step("cpp-core-configure", "CMake for engines/cpp's core library (no TensorRT needed)",
+             ("cmake", "-S", "engines/cpp", "-B", core, "-DCMAKE_BUILD_TYPE=Release")),
+        Step("cpp-core-build", "the core library and its unit tests",
+             ("cmake", "--build", core, "--target", "mirnet_core_tests", "-j", jobs),
+             needs=("cpp-core-configure",)),
+        Step("cpp-ctest", "the C++ core's unit tests", ("ctest", "--test-dir", core, "--output-on-failure"),
+             needs=("cpp-core-build",)),
+        Step("cpp-configure", "CMake with MIRNET_REQUIRE_TRT=ON: TensorRT's C++ SDK and CUDA must be found",
+             ("cmake", "-S", "engines/cpp", "-B", runner, "-DCMAKE_BUILD_TYPE=Release",
+              "-DMIRNET_REQUIRE_TRT=ON"), requires="cuda"),
+        Step("cpp-build", f"build the C++ runner ({CPP_RUNNER_TARGET})",
+             ("cmake", "--build", runner, "--target", CPP_RUNNER_TARGET, "-j", jobs),
+             needs=("cpp-configure",)),
         Step("input-image", f"a held-out photograph at {width}x{height}, degraded for {check.task}",
              action=_write_input_image),
     ]
     for precision in PRECISIONS:
         steps.append(Step(
-            f"cpp-run-{precision}", f"mirnet_trt on the {precision} engine; its output vs PyTorch FP32",
-            (str(CPP_BUILD_DIR / "mirnet_trt"), "--engine", f"{{engine_{precision}}}",
+            f"cpp-run-{precision}", f"{CPP_RUNNER_TARGET} on the {precision} engine; output vs PyTorch FP32",
+            (str(CPP_BUILD_DIR / "runner" / CPP_RUNNER_TARGET), "--engine", f"{{engine_{precision}}}",
              "--input", str(check.report / CPP_INPUT),
-             "--output", str(check.report / f"mirnet_trt-{precision}.png"), "--bit-depth", "16",
+             "--output", str(check.report / f"{CPP_RUNNER_TARGET}-{precision}.png"), "--bit-depth", "16",
              "--warmup", "3", "--iterations", "20", "--json"),
             check=_cpp_output_note, json_stdout=True,
             needs=(f"engine-{precision}", "cpp-build", "input-image")))
     return steps
 
 
-def require_tensorrt() -> str:
-    """What this machine runs TensorRT on; UserError (before any TensorRT object exists) where it cannot."""
+def missing_requirements() -> dict[str, str]:
+    """Requirement -> why this machine lacks it, for each of REQUIREMENTS it lacks (probes only)."""
     cuda = probe_cuda()
     tensorrt = probe_tensorrt(cuda)
+    missing = {}
+    if not cuda.available:
+        missing["cuda"] = cuda.reason
     if not tensorrt.available:
-        raise UserError(f"gpu-check verifies the TensorRT paths and needs a CUDA GPU with TensorRT, which "
-                        f"this machine lacks: {tensorrt.reason}. {TENSORRT_INSTALL_HINT}. Nothing was run. "
-                        f"On a CPU machine `make test` verifies everything else (the gpu-marked tests skip "
-                        f"with this reason); `python -m engines.gpu_check --dry-run` lists what gpu-check "
-                        f"runs.")
-    return f"{tensorrt.reason}; {cuda.reason}; CUDA driver {cuda.driver_version}"
+        missing["tensorrt"] = f"{tensorrt.reason}. {TENSORRT_INSTALL_HINT}"
+    return missing
+
+
+def require_gpu(missing: dict[str, str]) -> str:
+    """What this machine runs the GPU steps on; UserError (before any TensorRT object exists) without
+    a CUDA device, which every GPU step needs."""
+    if "cuda" in missing:
+        raise UserError(f"gpu-check runs its steps on a CUDA GPU, and this machine has none: "
+                        f"{missing['cuda']}. Nothing was run. On a CPU machine `make test` verifies "
+                        f"everything else (the gpu-marked tests skip with this reason, and the TensorRT "
+                        f"API-conformance suite checks the TensorRT code against TensorRT 10.3/10.16/11.4's "
+                        f"bindings).")
+    cuda = probe_cuda()
+    tensorrt = "TensorRT: " + (probe_tensorrt(cuda).reason if "tensorrt" not in missing else
+                               f"not usable ({missing['tensorrt']}); its steps are skipped")
+    return f"{cuda.reason}; CUDA driver {cuda.driver_version}; {tensorrt}"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -195,6 +254,8 @@ def require_tensorrt() -> str:
 
 
 def run_step(check: GpuCheck, step: Step) -> Outcome:
+    if step.requires in check.missing:
+        return Outcome(step.name, "skipped", 0.0, f"needs {step.requires}: {check.missing[step.requires]}")
     missing = [name for name in step.needs if not check.passed(name)]
     if missing:
         return Outcome(step.name, "skipped", 0.0, f"needs {', '.join(missing)}")
@@ -226,13 +287,30 @@ def _run_command(check: GpuCheck, step: Step) -> dict[str, Any]:
         log.flush()
         code = subprocess.run(argv, cwd=REPO_ROOT, stdout=out, stderr=log, check=False).returncode
     if code:
-        raise StepFailed(f"exit status {code}; see {log_path.name}")
+        raise StepFailed(f"exit status {code}: {failure_excerpt(log_path.read_text(encoding='utf-8'))}; "
+                         f"see {log_path.name}")
     if not step.json_stdout:
         return {}
     try:
         return json.loads(json_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise StepFailed(f"{json_path.name} is not the JSON the command prints ({error})") from None
+
+
+def failure_excerpt(log: str) -> str:
+    """The lines of a failed command's log that say why: CMake's first error paragraph, else the last line."""
+    lines = [line.rstrip() for line in log.splitlines()]
+    for index, line in enumerate(lines):
+        if line.startswith("CMake Error"):
+            paragraph = []
+            for following in lines[index + 1:]:
+                if not following.strip() and paragraph:
+                    break
+                if following.strip():
+                    paragraph.append(following.strip())
+            return f"{line} {' '.join(paragraph)}".strip()
+    meaningful = [line for line in lines[1:] if line.strip()]  # the first line is the command
+    return meaningful[-1].strip() if meaningful else "no output"
 
 
 def _engine_note(check: GpuCheck, data: dict[str, Any]) -> str:
@@ -251,8 +329,28 @@ def _write_input_image(check: GpuCheck) -> str:
     return f"{case.name} at {case.resolution}"
 
 
+def _torch_cuda_parity(check: GpuCheck) -> str:
+    """FP32 and FP16 must meet the parity thresholds; BF16 is reported. FP16 is set beside the audit's
+    prediction (fp16-audit): autocast keeps more in FP32 than an FP16 engine, so it is a comparison."""
+    from bench.gpu import cuda_parity
+    from bench.parity import THRESHOLDS
+
+    rows = cuda_parity(check.checkpoint, check.task, CPP_INPUT_SIZE)
+    atomic_write_text(check.report / "torch-cuda-parity.json", json.dumps(rows, indent=2) + "\n")
+    measured = {row["precision"]: row["psnr_vs_cpu_fp32_db"] for row in rows}
+    audit = check.outcomes.get("fp16-audit")
+    predicted = next(iter(audit.data.values()))["psnr_db"] if audit and audit.data else None
+    note = ", ".join(f"{p} {v:.1f} dB" for p, v in measured.items()) + " vs CPU FP32" + (
+        f"; FP16 predicted by the audit {predicted} dB" if predicted is not None else "")
+    for precision in ("fp32", "fp16"):
+        limit = THRESHOLDS[precision]["min_psnr_vs_reference"]
+        if not measured[precision] >= limit:
+            raise StepFailed(f"{note}: {precision} below its threshold {limit} dB")
+    return note
+
+
 def _cpp_output_note(check: GpuCheck, data: dict[str, Any]) -> str:
-    """mirnet_trt's output against PyTorch FP32 on the same (16-bit) input, with the precision's threshold."""
+    """The C++ runner's output vs PyTorch FP32 on the same (16-bit) input, with the precision's threshold."""
     from bench.parity import THRESHOLDS
     from mirnet_ref.images import read_image
     from mirnet_ref.metrics import psnr
@@ -299,12 +397,13 @@ def write_summary(check: GpuCheck, machine: str, started: datetime) -> Path:
               help="Report folder [default: reports/gpu-check-<UTC date and time>].")
 @click.option("--artifacts", type=click.Path(file_okay=False, path_type=Path), default=Path("artifacts"),
               show_default=True, help="ONNX models, calibration sets and engines (cached across runs).")
-@click.option("--dry-run", is_flag=True, help="List the steps and commands; run nothing (needs no GPU).")
+@click.option("--dry-run", is_flag=True, help="List the steps and commands (always listed first), run none.")
 def gpu_check(task: str, checkpoint: Path | None, report: Path | None, artifacts: Path,
               dry_run: bool) -> None:
-    """Verify the TensorRT paths on this GPU machine: gpu tests, engines, parity, latency, C++ runner.
+    """Verify on this GPU machine: PyTorch CUDA parity and latency, TensorRT engines, parity, latency, C++.
 
-    Stops at once, before any TensorRT object exists, where no CUDA GPU with TensorRT is found.
+    Prints the plan, then stops at once, before any TensorRT object exists, where no CUDA device is
+    found. Without TensorRT, its steps are skipped with the reason and the others run.
 
     \b
     Examples:
@@ -318,12 +417,14 @@ def gpu_check(task: str, checkpoint: Path | None, report: Path | None, artifacts
     report = (report or Path("reports") / f"gpu-check-{started:%Y%m%d-%H%M%S}").resolve()
     check = GpuCheck(task, (checkpoint or default_weights(task)).resolve(), report, artifacts.resolve())
     steps = plan(check)
+    for index, step in enumerate(steps, 1):
+        how = " ".join(step.command) if step.command else "(in process)"
+        needs = f" [needs {step.requires}]" if step.requires else ""
+        click.echo(f"{index:>2}. {step.name}{needs}: {step.purpose}\n      {how}")
     if dry_run:
-        for index, step in enumerate(steps, 1):
-            how = " ".join(step.command) if step.command else "(in process)"
-            click.echo(f"{index:>2}. {step.name}: {step.purpose}\n      {how}")
         return
-    machine = require_tensorrt()
+    check.missing = missing_requirements()
+    machine = require_gpu(check.missing)
     report.mkdir(parents=True, exist_ok=True)
     click.echo(f"gpu-check on {machine}; report: {report}", err=True)
     for step in tqdm(steps, desc="gpu-check", unit="step", file=sys.stderr):

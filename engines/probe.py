@@ -13,17 +13,25 @@ import importlib.util
 import platform
 import re
 from dataclasses import dataclass
+from importlib import metadata
 from types import ModuleType
 from typing import NamedTuple
 
 from mirnet_deploy.errors import UserError
 
+from .nvidia import cuda_extra, find_driver
+
 #: What to tell a user who asked for TensorRT on a machine that lacks it.
 TENSORRT_INSTALL_HINT = (
-    "TensorRT needs an NVIDIA GPU with its driver, the `tensorrt` Python package from NVIDIA's "
-    "index (`pip install tensorrt --extra-index-url https://pypi.nvidia.com`; on Jetson it comes "
-    "with JetPack) and cuda-python (`pip install cuda-python`, or `pip install 'mirnet-deploy[gpu]'`)"
+    "TensorRT needs an NVIDIA GPU with its driver, the `tensorrt-cu12` or `tensorrt-cu13` package of the "
+    "driver's CUDA major from NVIDIA's index (`pip install tensorrt-cu12 --extra-index-url "
+    "https://pypi.nvidia.com`; on Jetson it comes with JetPack) and cuda-python's cuda-bindings of the same "
+    "major (`pip install -e '.[cuda12]'` or `'.[cuda13]'`); `make setup GPU=1` installs all three to match "
+    "the driver"
 )
+
+#: cudaError_t of a runtime newer than the driver (cuda-bindings 13.x on a CUDA 12 driver).
+CUDA_ERROR_INSUFFICIENT_DRIVER = 35
 
 #: The oldest TensorRT whose Python API this package uses (strongly typed networks, named I/O tensors).
 MIN_TENSORRT_MAJOR = 10
@@ -91,14 +99,14 @@ def probe_cuda() -> CudaProbe:
     try:
         cudart = import_cudart()
     except ImportError:
-        return CudaProbe(False, 0, (), None, "no CUDA device found: cuda-python is not installed "
-                                             "(`pip install cuda-python`), so no GPU can be queried")
+        return CudaProbe(False, 0, (), None, _without_cuda_python())
     try:
         driver = _driver_version(cudart)
         err, count = cudart.cudaGetDeviceCount()
         if int(err) != 0:
             failure = f"cudaGetDeviceCount failed with {cuda_error_text(cudart, err)}"
-            return CudaProbe(False, 0, (), driver, f"no CUDA device found: {failure}")
+            reason = too_new_for_driver(err) or f"no CUDA device found: {failure}"
+            return CudaProbe(False, 0, (), driver, reason)
         if not count:
             return CudaProbe(False, 0, (), driver, "no CUDA device found: the CUDA driver reports 0 devices")
         devices = tuple(_device_info(cudart, index) for index in range(count))
@@ -107,6 +115,41 @@ def probe_cuda() -> CudaProbe:
     listed = ", ".join(f"{d.name} (compute capability {d.compute_capability}, {d.memory_mib} MiB)"
                        for d in devices)
     return CudaProbe(True, len(devices), devices, driver, f"{len(devices)} CUDA device(s): {listed}")
+
+
+def _without_cuda_python() -> str:
+    """Why no device can be queried without cuda-python: no driver at all, or the bindings to install."""
+    driver = find_driver()
+    if driver is None:
+        return ("no CUDA device found: this machine has no NVIDIA driver (libcuda.so.1 cannot be loaded and "
+                "there is no nvidia-smi)")
+    return (f"no CUDA device can be queried: cuda-python is not installed (the driver runs CUDA "
+            f"{driver.cuda_text}: `pip install -e '.[{cuda_extra(driver)}]'`)")
+
+
+def cuda_bindings_version() -> str:
+    """The installed cuda-bindings (or, before 12.6, cuda-python) version; '' if neither is installed."""
+    for distribution in ("cuda-bindings", "cuda-python"):
+        try:
+            return metadata.version(distribution)
+        except metadata.PackageNotFoundError:
+            continue
+    return ""
+
+
+def too_new_for_driver(error: object) -> str | None:
+    """The reason to give when the CUDA runtime says "insufficient driver" although a driver is there:
+    cuda-bindings of a newer CUDA major than the driver's (13.x on a CUDA 12 driver). None otherwise."""
+    if int(error) != CUDA_ERROR_INSUFFICIENT_DRIVER:
+        return None
+    driver = find_driver()
+    if driver is None:
+        return None
+    bindings = cuda_bindings_version()
+    return (f"cuda-python too new for this driver: cuda-bindings {bindings or '(unknown version)'} needs a "
+            f"newer CUDA than the driver's CUDA {driver.cuda_text} (read from {driver.source}). Install the "
+            f"bindings of the driver's major: `pip install -e '.[{cuda_extra(driver)}]'` "
+            f"(or `make setup GPU=1`)")
 
 
 def probe_tensorrt(cuda: CudaProbe | None = None) -> TensorRTProbe:

@@ -25,6 +25,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from filelock import FileLock
+
 from mirnet_deploy.atomic import atomic_write_bytes
 from mirnet_deploy.errors import UserError
 from mirnet_deploy.resolutions import parse_resolution
@@ -100,22 +102,24 @@ def check_profiles(profiles: Sequence[Profile], onnx_info: OnnxInfo) -> None:
 # Checking the built engine's precision (pure Python, testable without a GPU)
 
 
-def _tensor_type(tensor: dict[str, Any]) -> str | None:
-    """'Half', 'Int8', ... from an inspector tensor entry; None when TensorRT did not say.
+#: Inspector tensor keys that carry the data type, lower-cased: "Format/Datatype" (TensorRT 8.x-10.x,
+#: one string such as "Row major linear FP16 format"), "Datatype" / "DataType" and "Format" (TensorRT 11).
+TYPE_KEYS = ("format/datatype", "datatype", "format")
 
-    TensorRT 8.x-10.x write one "Format/Datatype" string ("Row major linear FP16 format");
-    TensorRT 11 writes separate "Datatype" and "Format" keys.
-    """
-    text = tensor.get("Format/Datatype") or " ".join(str(tensor.get(k, "")) for k in ("Datatype", "Format"))
-    upper = text.upper()
-    if not upper.strip() or "N/A" in upper:
+
+def _tensor_type(tensor: dict[str, Any]) -> str | None:
+    """'Half', 'Int8', ... from an inspector tensor entry; None when TensorRT did not say or said
+    something this parser does not recognise (which must not read as "FP32")."""
+    by_key = {str(key).lower(): str(value) for key, value in tensor.items()}
+    upper = " ".join(by_key.get(key, "") for key in TYPE_KEYS).upper()
+    if "N/A" in upper:
         return None
     for name, needles in (("Int8", ("INT8",)), ("FP8", ("FP8", "FLOAT8", "E4M3", "E5M2")),
                           ("BFloat16", ("BF16", "BFLOAT16")), ("Half", ("HALF", "FP16", "FLOAT16")),
                           ("Float", ("FLOAT", "FP32"))):
         if any(needle in upper for needle in needles):
             return name
-    return "Other"
+    return None
 
 
 def _compute_layers(inspector_json: dict | str) -> list[dict[str, Any]]:
@@ -149,8 +153,9 @@ def check_engine_precision(inspector_json: dict | str, precision: str) -> list[s
                 "ProfilingVerbosity.DETAILED to check its precision"]
     counts = layer_precision_counts(data)
     if set(counts) == {"unknown"}:
-        return ["the engine inspector reported no data types (with dynamic shapes it needs an execution "
-                "context whose input shapes are set)"]
+        return ["the engine inspector reported no data type this check recognises (with dynamic shapes it "
+                "needs an execution context whose input shapes are set; a newer TensorRT may use other "
+                "keys): the precision is unknown, not FP32"]
     family = precision_family(precision)
     listed = ", ".join(f"{n} {t}" for t, n in counts.items())
     if family == "fp16" and not counts.get("Half"):
@@ -323,6 +328,48 @@ def _configure(trt: ModuleType, builder: Any, onnx_info: OnnxInfo, profiles: Seq
     return config
 
 
+def _read_timing_cache(config: Any, cache_file: Path) -> Any:
+    """The timing cache in `cache_file` as TensorRT's object; None where the file is absent or unreadable."""
+    try:
+        data = cache_file.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        print(f"[mirnet] timing cache {cache_file} unreadable ({error}); building without it",
+              file=sys.stderr)
+        return None
+    return config.create_timing_cache(data) if data else None  # None for a corrupt file
+
+
+def attach_timing_cache(config: Any, cache_file: Path) -> None:
+    """Load the timing cache in `cache_file` into `config`; a missing, corrupt or rejected file (another
+    TensorRT or GPU) falls back to a fresh cache, which `save_timing_cache` merges back afterwards."""
+    cache = _read_timing_cache(config, cache_file)
+    if cache is not None and config.set_timing_cache(cache, False):
+        return
+    if cache_file.exists():
+        print(f"[mirnet] timing cache {cache_file} was rejected by TensorRT (corrupt, or from another "
+              f"TensorRT version or GPU); building with a fresh one", file=sys.stderr)
+    fresh = config.create_timing_cache(b"")
+    if fresh is None or not config.set_timing_cache(fresh, False):
+        print("[mirnet] TensorRT refused an empty timing cache; building without one", file=sys.stderr)
+
+
+def save_timing_cache(config: Any, cache_file: Path) -> None:
+    """Merge the build's timings into `cache_file`, under a file lock so that concurrent builds add to
+    each other's timings instead of overwriting them; the file is replaced atomically."""
+    built = config.get_timing_cache()
+    if built is None:
+        print(f"[mirnet] the build had no timing cache; {cache_file} is left as it was", file=sys.stderr)
+        return
+    with FileLock(f"{cache_file}.lock"):
+        on_disk = _read_timing_cache(config, cache_file)  # another build may have saved meanwhile
+        if on_disk is not None and not built.combine(on_disk, False):
+            print(f"[mirnet] could not merge {cache_file} (another TensorRT or GPU); replacing it",
+                  file=sys.stderr)
+        atomic_write_bytes(cache_file, bytes(built.serialize()))
+
+
 def _inspect(trt: ModuleType, logger: Any, plan: Any, onnx_info: OnnxInfo, profile: Profile,
              options: TensorRTOptions) -> str:
     """The engine inspector's JSON, with input shapes set so that data types are reported."""
@@ -348,8 +395,9 @@ def build_tensorrt_engine(onnx_path: str | os.PathLike, output_path: str | os.Pa
     """Build a TensorRT plan from an ONNX model and publish it with its manifest; returns the manifest.
 
     `precision` defaults to the ONNX model's `precision` metadata (fp32 if absent) and is checked
-    against the built engine. The timing cache at `timing_cache_path` is loaded if it exists and
-    saved after the build, which makes rebuilds (other profiles, other precisions) much faster.
+    against the built engine. The timing cache at `timing_cache_path` is loaded if it exists (a
+    rejected one is replaced) and merged back after the build, which makes rebuilds (other profiles,
+    other precisions) much faster.
     """
     options = TensorRTOptions(workspace_mb, optimization_level, version_compatible, hardware_compatibility)
     onnx_info, precision = _resolve(onnx_path, precision, profiles)
@@ -363,8 +411,8 @@ def build_tensorrt_engine(onnx_path: str | os.PathLike, output_path: str | os.Pa
     parser = _parse(trt, network, logger, onnx_info)
     config = _configure(trt, builder, onnx_info, profiles, options)
     cache_file = Path(timing_cache_path) if timing_cache_path else None
-    cached_timings = cache_file.read_bytes() if cache_file and cache_file.is_file() else b""
-    config.set_timing_cache(config.create_timing_cache(cached_timings), False)
+    if cache_file:
+        attach_timing_cache(config, cache_file)
     monitor = _progress_monitor(trt) if progress else None  # must outlive the build
     if monitor is not None:
         config.progress_monitor = monitor
@@ -375,7 +423,7 @@ def build_tensorrt_engine(onnx_path: str | os.PathLike, output_path: str | os.Pa
                         f"{' '.join(logger.errors[-3:]) or 'see the log above'}. Try a larger workspace "
                         f"(--workspace-mb), smaller profiles, or check the model with `mirnet lint`.")
     if cache_file:
-        atomic_write_bytes(cache_file, bytes(config.get_timing_cache().serialize()))
+        save_timing_cache(config, cache_file)
 
     inspector_json = _inspect(trt, logger, plan, onnx_info, profiles[0], options)
     problems = check_engine_precision(inspector_json, precision)

@@ -28,6 +28,7 @@ SUBCOMMANDS: dict[str, str] = {
     "calibrate": "calibration.cli:calibrate",
     "quantize": "calibration.cli:quantize",
     "infer": "engines.infer:infer",
+    "doctor": "engines.cli:doctor",
 }
 
 

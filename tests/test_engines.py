@@ -290,3 +290,20 @@ def test_engine_precision_check_reads_tensorrt_11_keys_and_reports_missing_detai
     dynamic = {"Layers": [_layer("CaskConvolution", unknown, unknown)]}
     assert "execution context" in check_engine_precision(dynamic, "fp16")[0]
 
+
+
+@pytest.mark.parametrize("key", ["DataType", "datatype", "DATATYPE", "Format/DataType"])
+def test_engine_precision_check_reads_data_type_keys_in_any_case(key):
+    """TensorRT 11's documents spell the key `DataType` as well as `Datatype` (defect 8)."""
+    engine = {"Layers": [_layer("CaskConvolution", "Half", "Half", key=key)]}
+    assert layer_precision_counts(engine) == {"Half": 1}
+    assert check_engine_precision(engine, "fp16") == []
+
+
+def test_unrecognised_data_types_read_as_unknown_not_as_fp32():
+    """Types this parser does not know must not become "no FP16 layer" (a wrong verdict), but unknown."""
+    engine = {"Layers": [_layer("CaskConvolution", "Kf16x2 packed", "Kf16x2 packed", key="DataType")]}
+    assert layer_precision_counts(engine) == {"unknown": 1}
+    (problem,) = check_engine_precision(engine, "fp16")
+    assert "precision is unknown" in problem
+    assert "no FP16 layer" not in problem

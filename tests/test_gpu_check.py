@@ -13,12 +13,22 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from engines.gpu_check import GpuCheck, Step, StepFailed, gpu_check, plan, run_step, write_summary
-from engines.probe import probe_tensorrt
+from engines.gpu_check import (
+    CPP_RUNNER_TARGET,
+    GpuCheck,
+    Step,
+    StepFailed,
+    failure_excerpt,
+    gpu_check,
+    plan,
+    run_step,
+    write_summary,
+)
+from engines.probe import probe_cuda
 from mirnet_ref.images import write_image
 from mirnet_ref.weights import default_weights
 
-TENSORRT = probe_tensorrt()
+CUDA = probe_cuda()
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
@@ -31,18 +41,20 @@ def python_step(name: str, code: str, *args: str, **options) -> Step:
     return Step(name, "test step", (sys.executable, "-c", code, *args), **options)
 
 
-@pytest.mark.skipif(TENSORRT.available, reason="TensorRT is usable here: gpu-check would run")
-def test_stops_at_once_without_a_gpu(tmp_path):
+@pytest.mark.skipif(CUDA.available, reason="a CUDA device answers here: gpu-check would run")
+def test_prints_its_plan_then_stops_at_once_without_a_gpu(tmp_path):
     report = tmp_path / "report"
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "engines.gpu_check", "--report", str(report)],
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 1
     assert time.perf_counter() - started < 30  # the probe, not a build: ~2 s here
-    assert "Error: gpu-check verifies the TensorRT paths and needs a CUDA GPU" in done.stderr
-    assert TENSORRT.reason in done.stderr
-    assert "pip install tensorrt" in done.stderr
-    assert "Traceback" not in done.stderr
+    assert " 1. pytest-gpu [needs cuda]: every gpu-marked test" in done.stdout
+    assert "cpp-configure [needs cuda]" in done.stdout
+    (error,) = done.stderr.strip().splitlines()  # one reason, no traceback
+    assert error.startswith("Error: gpu-check runs its steps on a CUDA GPU, and this machine has none: ")
+    assert CUDA.reason in error
+    assert "Nothing was run" in error
     assert not report.exists()
 
 
@@ -51,31 +63,79 @@ def test_dry_run_lists_every_step_without_a_gpu(tmp_path):
     out = CliRunner().invoke(gpu_check, ["--dry-run", "--report", str(report)])
     assert out.exit_code == 0, out.output
     assert "-m pytest -m gpu" in out.output
+    assert "audit-fp16 --task denoise" in out.output
+    assert "--backend torch --res 720p,1080p,4k" in out.output
     for precision in PRECISIONS:
         assert f"--precision {precision} --backend tensorrt --res 720p,1080p" in out.output
-        assert f"mirnet_trt --engine {{engine_{precision}}}" in out.output
+        assert f"{CPP_RUNNER_TARGET} --engine {{engine_{precision}}}" in out.output
     assert "--backend tensorrt --precision fp32,fp16,int8 --res 720p,1080p,4k" in out.output
-    assert "cmake -S engines/cpp" in out.output
+    assert "-DMIRNET_REQUIRE_TRT=ON" in out.output
     assert not report.exists()
 
 
 def test_plan_order_dependencies_and_executables(tmp_path):
     steps = plan(check_in(tmp_path))
     names = [step.name for step in steps]
-    assert names == ["pytest-gpu", "engine-fp32", "engine-fp16", "engine-int8", "latency", "cpp-configure",
-                     "cpp-build", "cpp-ctest", "input-image", "cpp-run-fp32", "cpp-run-fp16", "cpp-run-int8"]
+    assert names == ["pytest-gpu", "fp16-audit", "torch-cuda-parity", "torch-cuda-latency", "engine-fp32",
+                     "engine-fp16", "engine-int8", "latency", "cpp-core-configure", "cpp-core-build",
+                     "cpp-ctest", "cpp-configure", "cpp-build", "input-image", "cpp-run-fp32", "cpp-run-fp16",
+                     "cpp-run-int8"]
     for step in steps:
         assert all(names.index(need) < names.index(step.name) for need in step.needs)
         if step.command and step.command[0].startswith("/"):
             assert Path(step.command[0]).is_file(), step.command[0]  # python, mirnet, mirnet-bench
-    assert steps[names.index("cpp-run-int8")].needs == ("engine-int8", "cpp-build", "input-image")
+    by_name = {step.name: step for step in steps}
+    assert by_name["cpp-run-int8"].needs == ("engine-int8", "cpp-build", "input-image")
+    build = by_name["cpp-build"].command
+    assert build[build.index("--target") + 1] == CPP_RUNNER_TARGET
+    # the core C++ tests depend on nothing TensorRT: never skipped because TensorRT is missing
+    for name in ("cpp-core-configure", "cpp-core-build", "cpp-ctest"):
+        assert by_name[name].requires is None
+        assert "-DMIRNET_REQUIRE_TRT=ON" not in by_name[name].command
+    assert "-DMIRNET_REQUIRE_TRT=ON" in by_name["cpp-configure"].command
+    needing_tensorrt = {s.name for s in steps if s.requires == "tensorrt"}
+    assert needing_tensorrt == {"engine-fp32", "engine-fp16", "engine-int8", "latency"}
+
+
+def test_without_tensorrt_its_steps_are_skipped_with_the_reason(tmp_path):
+    check = check_in(tmp_path)
+    check.missing = {"tensorrt": "the `tensorrt` package is not installed"}
+    skipped = run_step(check, python_step("engine-fp32", "pass", requires="tensorrt"))
+    assert skipped.status == "skipped"
+    assert skipped.note == "needs tensorrt: the `tensorrt` package is not installed"
+    assert run_step(check, python_step("torch", "pass", requires="cuda")).status == "passed"
+
+
+def test_a_failed_cmake_configure_is_reported_with_cmakes_message(tmp_path):
+    """Defect 4: a configure that cannot find TensorRT must fail the step quoting CMake, not pass silently."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.16)\nproject(demo NONE)\n"
+        "option(MIRNET_REQUIRE_TRT \"\" OFF)\n"
+        "if(MIRNET_REQUIRE_TRT)\n  message(FATAL_ERROR \"TensorRT was not found: set TENSORRT_ROOT\")\n"
+        "endif()\n")
+    check = check_in(tmp_path)
+    step = Step("cpp-configure", "test", ("cmake", "-S", str(project), "-B", str(tmp_path / "b"),
+                                          "-DMIRNET_REQUIRE_TRT=ON"))
+    outcome = run_step(check, step)
+    assert outcome.status == "failed"
+    assert "CMake Error at" in outcome.note
+    assert "TensorRT was not found: set TENSORRT_ROOT" in outcome.note
+    assert outcome.note.endswith("see cpp-configure.log")
+
+
+def test_failure_excerpt_quotes_the_last_line_without_a_cmake_error():
+    log = "$ cmd\nbuilding\nerror: no target mirnet_run\n\n"
+    assert failure_excerpt(log) == "error: no target mirnet_run"
+    assert failure_excerpt("$ cmd\n") == "no output"
 
 
 def test_a_failed_step_is_logged_and_its_dependents_skipped(tmp_path):
     check = check_in(tmp_path)
     failing = python_step("broken", "import sys; print('boom', file=sys.stderr); sys.exit(3)")
     check.outcomes["broken"] = outcome = run_step(check, failing)
-    assert (outcome.status, outcome.note) == ("failed", "exit status 3; see broken.log")
+    assert (outcome.status, outcome.note) == ("failed", "exit status 3: boom; see broken.log")
     assert "boom" in (tmp_path / "broken.log").read_text()
     dependent = run_step(check, python_step("after", "pass", needs=("broken",)))
     assert (dependent.status, dependent.note) == ("skipped", "needs broken")

@@ -58,12 +58,17 @@ class PinnedBuffer:
 
 
 def grown(buffer: DeviceBuffer | PinnedBuffer | None, kind: type, nbytes: int) -> Any:
-    """`buffer` if it holds `nbytes`, else a new (larger) one; shapes that shrink reuse memory."""
+    """`buffer` if it holds `nbytes`, else a new (larger) one; shapes that shrink reuse memory.
+
+    The new buffer is allocated before the old one is freed: when the allocation fails
+    (out of memory), the exception leaves `buffer` valid and still owned by the caller.
+    """
     if buffer is not None and buffer.nbytes >= nbytes:
         return buffer
+    bigger = kind(max(nbytes, 1))
     if buffer is not None:
         buffer.free()
-    return kind(max(nbytes, 1))
+    return bigger
 
 
 class Stream:

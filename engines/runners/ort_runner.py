@@ -11,7 +11,8 @@ import onnxruntime as ort
 
 from mirnet_deploy.errors import UserError
 
-from ..manifest import check_manifest, load_manifest, manifest_path
+from ..cache import describe_onnx, precision_family
+from ..manifest import Profile, check_manifest, load_manifest, manifest_path
 from ..ort_build import session_options
 from ..probe import cpu_model, probe_cuda
 from .base import Runner, TensorSpec, to_numpy
@@ -47,6 +48,27 @@ def resolve_providers(choice: str) -> list[str]:
     return PROVIDERS[choice]
 
 
+def tensorrt_provider_options(path: Path, cache_dir: Path, profile: Profile | None = None) -> dict[str, Any]:
+    """Options of ONNX Runtime's TensorRT execution provider for the ONNX model at `path`.
+
+    Engine and timing caches on disk, so that a fresh (benchmark) process loads the engine instead
+    of timing its build; with `profile`, one optimization profile holding the shapes to run, so that
+    a new shape does not trigger a rebuild; FP16 / INT8 kernels allowed only for a graph that declares
+    that precision (TensorRT 10 still reads these weak-typing flags).
+    """
+    onnx_info = describe_onnx(path)
+    family = precision_family(onnx_info.metadata.get("precision", "fp32"))
+    options: dict[str, Any] = {
+        "trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache_dir),
+        "trt_timing_cache_enable": True, "trt_timing_cache_path": str(cache_dir),
+        "trt_fp16_enable": family == "fp16", "trt_int8_enable": family == "int8",
+    }
+    if profile is not None:
+        for key, shape in (("min", profile.min), ("opt", profile.opt), ("max", profile.max)):
+            options[f"trt_profile_{key}_shapes"] = f"{onnx_info.input_name}:{'x'.join(map(str, shape))}"
+    return options
+
+
 def _spec(node: Any) -> TensorSpec:
     shape = tuple(d if isinstance(d, int) and d >= 0 else -1 for d in node.shape)
     return TensorSpec(node.name, ORT_TYPES.get(node.type, node.type), shape)
@@ -57,11 +79,14 @@ class OrtRunner(Runner):
 
     A model with a manifest next to it is checked first (ONNX Runtime version, CPU).
     With the CUDA provider, inputs and outputs go through I/O binding, and a PyTorch
-    CUDA tensor is read in place.
+    CUDA tensor is read in place. With the TensorRT provider, `tensorrt_profile` is the
+    shape range to build for and `tensorrt_cache_dir` (default: `ort-trt-cache/` next to
+    the model) keeps its engines and timing cache (`tensorrt_provider_options`).
     """
 
     def __init__(self, path: str | os.PathLike, *, providers: str = "auto", threads: int | None = None,
-                 name: str | None = None):
+                 name: str | None = None, tensorrt_profile: Profile | None = None,
+                 tensorrt_cache_dir: str | os.PathLike | None = None):
         path = Path(path)
         if manifest_path(path).is_file():
             check_manifest(load_manifest(path), backend="onnxruntime", backend_version=ort.__version__,
@@ -69,8 +94,12 @@ class OrtRunner(Runner):
         if not path.is_file():
             raise UserError(f"ONNX model {path} does not exist.")
         wanted = resolve_providers(providers)
+        configured: list[Any] = list(wanted)
+        if wanted[0] == "TensorrtExecutionProvider":
+            cache_dir = Path(tensorrt_cache_dir) if tensorrt_cache_dir else path.parent / "ort-trt-cache"
+            configured[0] = (wanted[0], tensorrt_provider_options(path, cache_dir, tensorrt_profile))
         try:
-            self._session = ort.InferenceSession(str(path), session_options(threads), providers=wanted)
+            self._session = ort.InferenceSession(str(path), session_options(threads), providers=configured)
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
             raise UserError(f"ONNX Runtime {ort.__version__} could not load {path}: {exc}") from None
         active = self._session.get_providers()

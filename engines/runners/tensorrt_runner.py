@@ -10,6 +10,7 @@ TensorRT 10+/11 named-tensor API: `set_input_shape`, `set_tensor_address`,
 from __future__ import annotations
 
 import os
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,34 @@ from .cuda_memory import DeviceBuffer, PinnedBuffer, Stream, grown, set_device
 #: TensorRT I/O data types this runner feeds (by `trt.DataType` member name) -> NumPy dtype names.
 TRT_TYPES = {"FLOAT": "float32", "HALF": "float16"}
 
+#: TensorRT requires every I/O tensor address to be a multiple of this (IExecutionContext::setTensorAddress).
+IO_ALIGNMENT = 256
+
+BUFFER_SLOTS = ("host_in", "device_in", "device_out", "host_out")
+
 
 def _is_cuda_tensor(x: Any) -> bool:
     return bool(getattr(x, "is_cuda", False)) and hasattr(x, "data_ptr")
+
+
+class _CudaResources:
+    """The runner's stream and I/O buffers; `release()` frees each of them once."""
+
+    def __init__(self) -> None:
+        self.stream = Stream()
+        self.buffers: dict[str, DeviceBuffer | PinnedBuffer | None] = dict.fromkeys(BUFFER_SLOTS)
+
+    def grow(self, slot: str, kind: type, nbytes: int) -> Any:
+        """The slot's buffer, replaced by a larger one when needed (the old one stays if that fails)."""
+        self.buffers[slot] = grown(self.buffers[slot], kind, nbytes)
+        return self.buffers[slot]
+
+    def release(self) -> None:
+        for slot, buffer in self.buffers.items():
+            if buffer is not None:
+                self.buffers[slot] = None
+                buffer.free()
+        self.stream.destroy()
 
 
 class TensorRTRunner(Runner):
@@ -63,13 +89,14 @@ class TensorRTRunner(Runner):
             raise UserError(f"TensorRT {trt.__version__} could not deserialize {engine_path} although its "
                             f"manifest matches; the file may be damaged: rebuild it (`mirnet build`).")
         self._context = self._engine.create_execution_context()
-        self._stream = Stream()
         self.input_spec, self.output_spec = self._io_specs()
         self.profiles = [Profile(*(tuple(s) for s in self._engine.get_tensor_profile_shape(
             self.input_spec.name, index))) for index in range(self._engine.num_optimization_profiles)]
         self._profile = 0  # a new context starts on profile 0
-        self._buffers: dict[str, DeviceBuffer | PinnedBuffer | None] = dict.fromkeys(
-            ("host_in", "device_in", "device_out", "host_out"))
+        # CUDA resources last, once nothing above can raise; freed by close() or, for a runner
+        # never closed, when it is garbage collected (pinned memory is scarce).
+        self._cuda = _CudaResources()
+        self._release = weakref.finalize(self, self._cuda.release)
 
     def _io_specs(self) -> tuple[TensorSpec, TensorSpec]:
         trt, engine = self._trt, self._engine
@@ -103,7 +130,7 @@ class TensorRTRunner(Runner):
         """Switch profile if needed, set the input shape; returns the output shape."""
         index = self._select_profile(shape)
         if index != self._profile:
-            if not self._context.set_optimization_profile_async(index, self._stream.handle):
+            if not self._context.set_optimization_profile_async(index, self._cuda.stream.handle):
                 raise RuntimeError(f"TensorRT refused optimization profile {index}")
             self._profile = index
         if not self._context.set_input_shape(self.input_spec.name, shape):
@@ -111,14 +138,16 @@ class TensorRTRunner(Runner):
         return tuple(self._context.get_tensor_shape(self.output_spec.name))
 
     def _execute(self, input_ptr: int, output_ptr: int) -> None:
-        self._context.set_tensor_address(self.input_spec.name, input_ptr)
-        self._context.set_tensor_address(self.output_spec.name, output_ptr)
-        if not self._context.execute_async_v3(self._stream.handle):
+        for spec, pointer in ((self.input_spec, input_ptr), (self.output_spec, output_ptr)):
+            if pointer % IO_ALIGNMENT:
+                raise UserError(f"The {spec.name!r} tensor's GPU address {pointer:#x} is not a multiple of "
+                                f"{IO_ALIGNMENT} bytes, which TensorRT requires: pass a contiguous tensor "
+                                f"of its own (e.g. `x.clone()`), not a slice into a larger one.")
+            if not self._context.set_tensor_address(spec.name, pointer):
+                raise RuntimeError(f"TensorRT refused the address {pointer:#x} for tensor {spec.name!r} "
+                                   f"(see the TensorRT log above)")
+        if not self._context.execute_async_v3(self._cuda.stream.handle):
             raise RuntimeError("TensorRT execute_async_v3 failed (see the TensorRT log above)")
-
-    def _grow(self, key: str, kind: type, nbytes: int) -> Any:
-        self._buffers[key] = grown(self._buffers[key], kind, nbytes)
-        return self._buffers[key]
 
     def run(self, x: Any) -> Any:
         if _is_cuda_tensor(x):
@@ -127,40 +156,43 @@ class TensorRTRunner(Runner):
         out_shape = self._set_shape(batch.shape)
         out_dtype = np.dtype(self.output_spec.dtype)
         out_bytes = int(np.prod(out_shape)) * out_dtype.itemsize
-        host_in = self._grow("host_in", PinnedBuffer, batch.nbytes)
-        device_in = self._grow("device_in", DeviceBuffer, batch.nbytes)
-        device_out = self._grow("device_out", DeviceBuffer, out_bytes)
-        host_out = self._grow("host_out", PinnedBuffer, out_bytes)
+        cuda = self._cuda
+        host_in = cuda.grow("host_in", PinnedBuffer, batch.nbytes)
+        device_in = cuda.grow("device_in", DeviceBuffer, batch.nbytes)
+        device_out = cuda.grow("device_out", DeviceBuffer, out_bytes)
+        host_out = cuda.grow("host_out", PinnedBuffer, out_bytes)
         host_in.view(batch.shape, batch.dtype)[...] = batch
-        self._stream.copy_to_device(device_in.ptr, host_in.ptr, batch.nbytes)
+        cuda.stream.copy_to_device(device_in.ptr, host_in.ptr, batch.nbytes)
         self._execute(device_in.ptr, device_out.ptr)
-        self._stream.copy_to_host(host_out.ptr, device_out.ptr, out_bytes)
-        self._stream.synchronize()
+        cuda.stream.copy_to_host(host_out.ptr, device_out.ptr, out_bytes)
+        cuda.stream.synchronize()
         return host_out.view(out_shape, out_dtype).copy()
 
     def _run_torch(self, x: Any) -> Any:
-        """Zero-copy: TensorRT reads the tensor's memory and writes into a new CUDA tensor."""
+        """Zero-copy: TensorRT reads the tensor's memory and writes into a new CUDA tensor.
+
+        A tensor that starts inside a larger allocation (a slice of a batch) may sit at an
+        address TensorRT cannot read from; it is copied once into memory of its own.
+        """
         import torch  # x is a torch tensor, so torch is there
 
         self.check_open()
         dtype = getattr(torch, self.input_spec.dtype)
         x = x.detach().to(dtype).contiguous()
+        if x.data_ptr() % IO_ALIGNMENT:
+            x = x.clone()  # PyTorch's allocator returns aligned blocks
         out_shape = self._set_shape(tuple(x.shape))
         out = torch.empty(out_shape, dtype=getattr(torch, self.output_spec.dtype), device=x.device)
         torch.cuda.current_stream(x.device).synchronize()  # x is complete before our stream reads it
         self._execute(x.data_ptr(), out.data_ptr())
-        self._stream.synchronize()
+        self._cuda.stream.synchronize()
         return out
 
     def close(self) -> None:
         if self.closed:
             return
         super().close()
-        for key, buffer in self._buffers.items():
-            if buffer is not None:
-                buffer.free()
-                self._buffers[key] = None
-        self._stream.destroy()
+        self._release()  # the finalizer runs once: here, or at garbage collection
         # Context before engine before runtime: each depends on the next.
         self._context = None
         self._engine = None
