@@ -133,9 +133,8 @@ def quantize(onnx_path: str, target: str, calibration: str | None, task: str | N
       mirnet quantize --onnx denoise.fp32.onnx --target cpu --calib set.npz -o denoise.int8-cpu.onnx
       mirnet quantize --onnx m.onnx --target cpu --no-budget --method percentile -o m.int8.onnx
     """
-    import onnx
-
     from export.onnx_file import read_metadata
+    from export.onnx_read import load_onnx
 
     from .dataset import CalibrationSet
     from .mixed_precision import search_mixed_precision
@@ -144,7 +143,7 @@ def quantize(onnx_path: str, target: str, calibration: str | None, task: str | N
     if keep_nodes and not no_budget:
         raise UserError("--keep chooses layers by hand; it goes with --no-budget (the budget search "
                         "chooses them otherwise).")
-    task = task or read_metadata(onnx.load(onnx_path, load_external_data=False)).get("task")
+    task = task or read_metadata(load_onnx(onnx_path, load_external_data=False)).get("task")
     if calibration is None:
         if task is None:
             raise UserError(f"{onnx_path} records no task: pass --task or a --calib set.")
