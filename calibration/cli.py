@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import statistics
 import time
@@ -11,8 +12,9 @@ import click
 import numpy as np
 
 from mirnet_deploy.errors import UserError
+from mirnet_deploy.locks import artifact_lock
 
-from .dataset import DEFAULT_COUNT, DEFAULT_CROP, MAX_COUNT, CalibrationManifest, manifest_path
+from .dataset import DEFAULT_COUNT, DEFAULT_CROP, MAX_COUNT, manifest_path, read_manifest
 from .mixed_precision import DEFAULT_BUDGET_DB, DEFAULT_EVAL_SAMPLES
 from .quantize import DEFAULT_CACHE_DIR, HIGH_PRECISIONS, METHODS, TARGETS
 
@@ -63,12 +65,14 @@ def default_calibration_set(task: str, folder: Path = DEFAULT_SET_DIR) -> Path:
     from .dataset import build_calibration_set
 
     path = folder / f"{task}-builtin-{DEFAULT_COUNT}x{DEFAULT_CROP}.npz"
-    if path.is_file() and manifest_path(path).is_file():
-        manifest = CalibrationManifest.from_dict(json.loads(manifest_path(path).read_text()))
-        if manifest.task == task and manifest.count == DEFAULT_COUNT and manifest.crop == DEFAULT_CROP:
-            return path
-    click.echo(f"Building the default {task} calibration set {path} ...", err=True)
-    build_calibration_set(task, path, progress=True)
+    with artifact_lock(path):  # concurrent builds make it once
+        if path.is_file() and manifest_path(path).is_file():
+            with contextlib.suppress(UserError):  # a damaged manifest: build the set again
+                manifest = read_manifest(manifest_path(path))
+                if (manifest.task, manifest.count, manifest.crop) == (task, DEFAULT_COUNT, DEFAULT_CROP):
+                    return path
+        click.echo(f"Building the default {task} calibration set {path} ...", err=True)
+        build_calibration_set(task, path, progress=True)
     return path
 
 

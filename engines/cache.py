@@ -24,6 +24,7 @@ import onnx
 
 from export.onnx_read import load_onnx
 from mirnet_deploy.errors import UserError
+from mirnet_deploy.locks import artifact_lock
 from mirnet_ref.checkpoint import file_sha256
 
 from .manifest import EngineManifest, Profile, load_manifest
@@ -190,9 +191,13 @@ class CachedBuild:
 
 def build_or_reuse(request: EngineRequest, cache_dir: str | os.PathLike,
                    build: Callable[[Path], EngineManifest]) -> CachedBuild:
-    """Return the cached engine for `request`, or call `build(path)` to create it in the cache."""
-    cached = cached_engine(request, cache_dir)
-    if cached is not None:
-        return CachedBuild(cached, load_manifest(cached), reused=True)
+    """Return the cached engine for `request`, or call `build(path)` to create it in the cache.
+
+    Under the engine's lock: of concurrent runs asking for the same engine, one builds it.
+    """
     path = Path(cache_dir) / engine_filename(request)
-    return CachedBuild(path, build(path), reused=False)
+    with artifact_lock(path):
+        cached = cached_engine(request, cache_dir)
+        if cached is not None:
+            return CachedBuild(cached, load_manifest(cached), reused=True)
+        return CachedBuild(path, build(path), reused=False)
