@@ -10,13 +10,14 @@ kernel, and fail with a short message naming the offending keys otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
 import re
 import warnings
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -252,7 +253,19 @@ def model_from_state_dict(state: StateDict, **explicit: Any) -> MIRNet:
 
 def load_model(path: str | os.PathLike, **explicit: Any) -> MIRNet:
     """Load an official-format (or bare, or `module.`-prefixed) checkpoint into a new MIRNet."""
-    return model_from_state_dict(read_state_dict(path), **explicit)
+    with naming_file(path):
+        return model_from_state_dict(read_state_dict(path), **explicit)
+
+
+@contextlib.contextmanager
+def naming_file(path: str | os.PathLike) -> Iterator[None]:
+    """Prefix the file's name to a CheckpointError raised by checks that see only tensors."""
+    try:
+        yield
+    except CheckpointError as error:
+        if str(path) in str(error):
+            raise
+        raise CheckpointError(f"Checkpoint {path}: {error}") from None
 
 
 def official_state_dict(model: MIRNet) -> StateDict:

@@ -14,7 +14,7 @@ from tqdm import tqdm
 from mirnet_deploy.resolutions import format_resolution, parse_resolutions
 
 from .baselines import BASELINES
-from .checkpoint import infer_config, load_model, read_state_dict, save_checkpoint
+from .checkpoint import infer_config, load_model, naming_file, read_state_dict, save_checkpoint
 from .complexity import count_macs, learned_macs
 from .data_sources import LAYOUTS, evaluation_pairs, training_sampler
 from .degradations import Degradation, make_degradation
@@ -94,7 +94,8 @@ def info(source: str, res: str, batch: int, as_json: bool) -> None:
     if source in PRESETS:
         config, origin = preset_config(source), f"preset {source}"
     else:
-        config, origin = infer_config(read_state_dict(source)), f"checkpoint {Path(source).name}"
+        with naming_file(source):
+            config, origin = infer_config(read_state_dict(source)), f"checkpoint {Path(source).name}"
     result = {"source": origin, **describe(config, parse_resolutions(res), batch)}
     if as_json:
         click.echo(json.dumps(result, indent=2))
