@@ -21,10 +21,21 @@ import cv2
 import numpy as np
 import onnx
 import torch
+from click.testing import CliRunner
 from onnx import TensorProto, helper
+
+from mirnet_deploy.cli import main
 
 RNG_SEED = 17
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def cli(*args: str) -> tuple[int, str]:
+    """Run `mirnet ARGS`; assert that no exception other than the exit escaped (no traceback)."""
+    result = CliRunner().invoke(main, list(args))
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    assert "Traceback" not in result.output
+    return result.exit_code, result.output
 
 
 def hashes(folder: Path) -> dict[str, str]:
@@ -223,3 +234,27 @@ def edited_manifests(manifest: dict) -> dict[str, tuple[bytes, str]]:
     return {name: (text.encode(), phrase) for name, (text, phrase) in texts.items()} | {
         "not_utf8": (json.dumps(manifest).replace("onnxruntime", "onnxruntim\u00e9").encode("latin-1"),
                      "cannot be read")}
+
+
+def force_fp16_overflow(model: onnx.ModelProto, gain: float = 2.0**17) -> onnx.ModelProto:
+    """The FP16 graph with its output scaled by `gain`, stored as FP16 and scaled back, just before the
+    final cast to FP32: an identity in exact arithmetic, but values above 65504 / gain overflow to Inf
+    when stored, as an FP16 engine's activations do when a layer's range exceeds FP16's. (The scaling
+    is done in FP32 and stored by an explicit Cast: ONNX Runtime's CPU runs FP16 Muls in FP32.)"""
+    cast = next(node for node in model.graph.node if "output" in node.output and node.op_type == "Cast")
+    source = cast.input[0]
+    model.graph.initializer.extend([helper.make_tensor("overflow_gain", TensorProto.FLOAT, [], [gain]),
+                                    helper.make_tensor("overflow_undo", TensorProto.FLOAT, [], [1.0 / gain])])
+    added = [
+        helper.make_node("Cast", [source], ["overflow_fp32"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["overflow_fp32", "overflow_gain"], ["overflow_scaled"]),
+        helper.make_node("Cast", ["overflow_scaled"], ["overflow_stored"], to=TensorProto.FLOAT16),
+        helper.make_node("Cast", ["overflow_stored"], ["overflow_read"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["overflow_read", "overflow_undo"], ["overflow_unscaled"]),
+        helper.make_node("Cast", ["overflow_unscaled"], ["overflow_out"], to=TensorProto.FLOAT16),
+    ]
+    cast.input[0] = "overflow_out"
+    nodes = [node for node in model.graph.node if node is not cast] + added + [cast]
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    return model

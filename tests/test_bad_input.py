@@ -19,28 +19,19 @@ from bad_inputs import (
     bad_checkpoints,
     bad_images,
     bad_onnx_files,
+    cli,
     edited_manifests,
     good_images,
     hashes,
     leftovers,
     scale_model,
 )
-from click.testing import CliRunner
 
 from calibration.dataset import CalibrationSet, build_calibration_set, manifest_path
-from mirnet_deploy.cli import main
 from mirnet_deploy.errors import CheckpointError, ImageError, UserError
 from mirnet_ref.checkpoint import load_model, save_checkpoint
 from mirnet_ref.images import read_image
 from mirnet_ref.presets import build_preset
-
-
-def cli(*args: str) -> tuple[int, str]:
-    """Run `mirnet ARGS`; assert that no exception other than the exit escaped (no traceback)."""
-    result = CliRunner().invoke(main, list(args))
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
-    assert "Traceback" not in result.output
-    return result.exit_code, result.output
 
 
 @pytest.fixture(scope="module")
