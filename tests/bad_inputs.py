@@ -38,6 +38,14 @@ def cli(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+def outcome(call, *args, error: type[Exception]) -> tuple[object | None, str]:
+    """(result, "") or (None, the message of an `error`); any other exception propagates (and fails)."""
+    try:
+        return call(*args), ""
+    except error as raised:
+        return None, str(raised)
+
+
 def hashes(folder: Path) -> dict[str, str]:
     """sha256 of every file under `folder`, to show inputs are left byte-identical."""
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
