@@ -103,6 +103,20 @@ def test_infer_refuses_a_large_image_by_flag_before_decoding(images, scale_onnx,
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+def test_calibrate_names_a_bad_image_in_its_folder_and_writes_nothing(images, tmp_path):
+    folder, bad, _ = images
+    for name in ("empty.png", "bomb.png", "truncated.jpg"):
+        single = tmp_path / name.replace(".", "_")
+        single.mkdir()
+        shutil.copy(folder / name, single / name)
+        code, output = cli("calibrate", "--task", "denoise", "--images", str(single), "--count", "2",
+                           "--crop", "16", "-o", str(tmp_path / "out" / "set.npz"))
+        assert code == 1, output
+        assert name in output, output
+        assert bad[name] in output, output
+        assert not (tmp_path / "out").exists()
+
+
 @pytest.fixture(scope="module")
 def checkpoints(corpus: Path) -> tuple[Path, dict, Path]:
     torch.manual_seed(0)

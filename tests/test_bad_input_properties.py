@@ -70,7 +70,7 @@ def test_damaged_pngs_are_an_image_or_an_image_error(tmp_path_factory, cut, flip
     assert str(path) in message if loaded is None else loaded.pixels.shape[2] == 3
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(text=st.text(max_size=20) | st.from_regex(r"\s*-?\d{1,6}(x-?\d{1,6})?\s*", fullmatch=True))
 def test_resolution_parsing_is_a_size_or_a_user_error(text):
     size, message = outcome(parse_resolution, text, error=UserError)
