@@ -27,6 +27,9 @@ from onnx import TensorProto, helper
 from mirnet_deploy.cli import main
 
 RNG_SEED = 17
+#: Environment of `mirnet` subprocesses: one OpenMP thread, as conftest sets for the suite (two threads
+#: on two shared cores wait on each other, and a 30-iteration training run takes minutes, not seconds).
+SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 

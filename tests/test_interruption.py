@@ -15,10 +15,13 @@ from pathlib import Path
 
 import onnx
 import pytest
+from bad_inputs import SUBPROCESS_ENV
 
 from calibration.dataset import CalibrationSet, manifest_path
 from mirnet_deploy.locks import lock_path
 from mirnet_ref.checkpoint import file_sha256, read_state_dict
+from mirnet_ref.datasets import builtin_images, image_at_resolution
+from mirnet_ref.images import write_image
 from mirnet_ref.weights import default_weights
 
 pytestmark = pytest.mark.slow
@@ -27,14 +30,16 @@ BUILD = ["build", "--task", "denoise", "--precision", "fp32", "--backend", "ort"
 
 
 def mirnet(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    run = subprocess.run([MIRNET, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+    run = subprocess.run([MIRNET, *args], cwd=cwd, capture_output=True, text=True, timeout=600,
+                         env=SUBPROCESS_ENV)
     assert "Traceback" not in run.stdout + run.stderr, run.stderr
     return run
 
 
 def kill_when(args: list[str], cwd: Path, ready: Callable[[], bool], after: float = 0.0) -> None:
     """Start `mirnet ARGS`, SIGKILL it `after` seconds once `ready()` holds; it must still be running."""
-    process = subprocess.Popen([MIRNET, *args], cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen([MIRNET, *args], cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env=SUBPROCESS_ENV)
     deadline = time.monotonic() + 300
     while not ready():
         assert process.poll() is None, "the run ended before the moment to kill it"
@@ -108,9 +113,12 @@ def test_kill_9_during_quantize_then_the_next_run_completes(tmp_path: Path, fp32
 
 
 def test_kill_9_during_train_then_resume_finishes(tmp_path: Path):
-    run_dir = tmp_path / "run"
+    run_dir, validation = tmp_path / "run", tmp_path / "val"
+    for index, (name, photo) in enumerate(builtin_images("heldout")):  # small, so validation is quick
+        write_image(validation / f"{index}_{name}.png", image_at_resolution(photo, 48, 48))
     args = ["train", "--task", "denoise", "--preset", "small", "--iterations", "30", "--val-every", "10",
-            "--batch-size", "2", "--patch-size", "32", "--output", str(run_dir)]
+            "--batch-size", "2", "--patch-size", "32", "--val-data", str(validation),
+            "--output", str(run_dir)]
     kill_when(args, tmp_path, lambda: (run_dir / "model_latest.pth").exists(), after=0.5)
     read_state_dict(run_dir / "model_latest.pth")  # the checkpoint on disk is whole
     run = mirnet(*args, "--resume", cwd=tmp_path)
@@ -122,8 +130,8 @@ def test_kill_9_during_train_then_resume_finishes(tmp_path: Path):
 def test_two_builds_at_once_both_succeed_and_each_artifact_is_built_once(tmp_path: Path):
     artifacts = tmp_path / "artifacts"
     args = [MIRNET, *BUILD, "--artifacts", str(artifacts), "--cache-dir", str(artifacts / "engines")]
-    runs = [subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for _ in range(2)]
+    runs = [subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=SUBPROCESS_ENV) for _ in range(2)]
     outputs = [run.communicate(timeout=600) for run in runs]
     assert [run.returncode for run in runs] == [0, 0], outputs
     for step in ("export", "build", "parity"):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bad_inputs import bad_ihdr_crc, hashes, leftovers, png_bomb, scale_model
+from bad_inputs import SUBPROCESS_ENV, bad_ihdr_crc, hashes, leftovers, png_bomb, scale_model
 
 from mirnet_ref.datasets import builtin_images, image_at_resolution
 from mirnet_ref.images import read_image, write_image
@@ -46,7 +46,7 @@ def test_infer_on_a_folder_of_good_and_bad_files(tmp_path: Path):
     bad = make_user_folder(inputs)
     before = hashes(inputs)
     run = subprocess.run([MIRNET, "infer", "-i", str(inputs), "-o", str(out), "--task", "denoise"],
-                         capture_output=True, text=True, timeout=300)
+                         capture_output=True, text=True, timeout=300, env=SUBPROCESS_ENV)
     assert run.returncode == 1, run.stderr
     assert "Traceback" not in run.stdout + run.stderr
     assert "restored 3 of 8 images" in run.stdout
@@ -81,13 +81,14 @@ def test_a_full_disk_gives_a_clear_error_and_no_half_written_file(small_tmpfs: P
     big = tmp_path / "in" / "big.png"  # noise does not compress: about 1.5 MB as a 16-bit PNG
     write_image(big, np.random.default_rng(0).random((512, 512, 3), np.float32), 16)
     run = subprocess.run([MIRNET, "infer", "-i", str(big), "-o", str(small_tmpfs), "--model", str(model)],
-                         capture_output=True, text=True, timeout=300)
+                         capture_output=True, text=True, timeout=300, env=SUBPROCESS_ENV)
     assert run.returncode == 1
     assert "Traceback" not in run.stdout + run.stderr
     assert f"Cannot write {small_tmpfs / 'big_denoise.png'}: No space left on device" in run.stdout
     assert list(small_tmpfs.iterdir()) == []
     run = subprocess.run([MIRNET, "calibrate", "--task", "denoise", "--count", "8", "--crop", "128", "-o",
-                          str(small_tmpfs / "set.npz")], capture_output=True, text=True, timeout=300)
+                          str(small_tmpfs / "set.npz")], capture_output=True, text=True, timeout=300,
+                         env=SUBPROCESS_ENV)
     assert run.returncode == 1
     assert "Traceback" not in run.stdout + run.stderr
     assert "No space left on device" in run.stderr
