@@ -48,6 +48,7 @@ class ResolutionParity:
     task_psnr_reference_db: float  # mean over images, outputs clamped to [0, 1]
     task_psnr_artifact_db: float
     polygraphy_passed: bool
+    infinite: int = 0  # of the nonfinite values, those that are +-Inf (the rest are NaN)
     passed: bool = False
     failures: list[str] = field(default_factory=list)
 
@@ -66,7 +67,8 @@ def judge(row: ResolutionParity, precision: str) -> ResolutionParity:
     """Fill `passed` and `failures` from the precision's thresholds."""
     limits = THRESHOLDS[precision]
     checks = [
-        (row.nonfinite == 0, f"{row.nonfinite} NaN/Inf values"),
+        (row.nonfinite == 0, f"{row.nonfinite - row.infinite} NaN and {row.infinite} Inf values in the "
+                             f"{precision} output at {row.resolution} (FP16 overflow is the usual cause)"),
         (row.psnr_vs_reference_db >= limits["min_psnr_vs_reference"],
          f"PSNR vs reference {row.psnr_vs_reference_db:.1f} dB < {limits['min_psnr_vs_reference']} dB"),
         (row.max_abs_error <= limits["max_abs_error"],
@@ -97,6 +99,7 @@ def compare(reference_outputs: Sequence[np.ndarray], artifact_outputs: Sequence[
         max_abs_error=float(max(np.nanmax(np.abs(a - r)) for a, r in zip(artifact_outputs,
                                                                        reference_outputs, strict=True))),
         nonfinite=int(sum((~np.isfinite(a)).sum() for a in artifact_outputs)),
+        infinite=int(sum(np.isinf(a).sum() for a in artifact_outputs)),
         task_psnr_reference_db=float(np.mean(task_ref)),
         task_psnr_artifact_db=float(np.mean(task_art)),
         polygraphy_passed=polygraphy_passed,

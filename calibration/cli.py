@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import statistics
 import time
@@ -11,8 +12,9 @@ import click
 import numpy as np
 
 from mirnet_deploy.errors import UserError
+from mirnet_deploy.locks import artifact_lock
 
-from .dataset import DEFAULT_COUNT, DEFAULT_CROP, MAX_COUNT, CalibrationManifest, manifest_path
+from .dataset import DEFAULT_COUNT, DEFAULT_CROP, MAX_COUNT, manifest_path, read_manifest
 from .mixed_precision import DEFAULT_BUDGET_DB, DEFAULT_EVAL_SAMPLES
 from .quantize import DEFAULT_CACHE_DIR, HIGH_PRECISIONS, METHODS, TARGETS
 
@@ -63,12 +65,14 @@ def default_calibration_set(task: str, folder: Path = DEFAULT_SET_DIR) -> Path:
     from .dataset import build_calibration_set
 
     path = folder / f"{task}-builtin-{DEFAULT_COUNT}x{DEFAULT_CROP}.npz"
-    if path.is_file() and manifest_path(path).is_file():
-        manifest = CalibrationManifest.from_dict(json.loads(manifest_path(path).read_text()))
-        if manifest.task == task and manifest.count == DEFAULT_COUNT and manifest.crop == DEFAULT_CROP:
-            return path
-    click.echo(f"Building the default {task} calibration set {path} ...", err=True)
-    build_calibration_set(task, path, progress=True)
+    with artifact_lock(path):  # concurrent builds make it once
+        if path.is_file() and manifest_path(path).is_file():
+            with contextlib.suppress(UserError):  # a damaged manifest: build the set again
+                manifest = read_manifest(manifest_path(path))
+                if (manifest.task, manifest.count, manifest.crop) == (task, DEFAULT_COUNT, DEFAULT_CROP):
+                    return path
+        click.echo(f"Building the default {task} calibration set {path} ...", err=True)
+        build_calibration_set(task, path, progress=True)
     return path
 
 
@@ -133,9 +137,8 @@ def quantize(onnx_path: str, target: str, calibration: str | None, task: str | N
       mirnet quantize --onnx denoise.fp32.onnx --target cpu --calib set.npz -o denoise.int8-cpu.onnx
       mirnet quantize --onnx m.onnx --target cpu --no-budget --method percentile -o m.int8.onnx
     """
-    import onnx
-
     from export.onnx_file import read_metadata
+    from export.onnx_read import load_onnx
 
     from .dataset import CalibrationSet
     from .mixed_precision import search_mixed_precision
@@ -144,7 +147,7 @@ def quantize(onnx_path: str, target: str, calibration: str | None, task: str | N
     if keep_nodes and not no_budget:
         raise UserError("--keep chooses layers by hand; it goes with --no-budget (the budget search "
                         "chooses them otherwise).")
-    task = task or read_metadata(onnx.load(onnx_path, load_external_data=False)).get("task")
+    task = task or read_metadata(load_onnx(onnx_path, load_external_data=False)).get("task")
     if calibration is None:
         if task is None:
             raise UserError(f"{onnx_path} records no task: pass --task or a --calib set.")

@@ -115,6 +115,7 @@ def build_calibration_set(task: str, output: str | os.PathLike, *,
                         "--crop or larger images (crops should be at least as large as the model's "
                         "receptive field, ideally deployment-sized).")
     output = Path(output)
+    manifest_path(output).unlink(missing_ok=True)  # an old manifest must never vouch for a new set
     crops = []
     with atomic_open(output) as handle, zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED) as archive:
         for index in tqdm(range(count), desc="calibration set", unit="crop", disable=not progress):
@@ -135,6 +136,18 @@ def build_calibration_set(task: str, output: str | os.PathLike, *,
     return manifest
 
 
+REBUILD = "Rebuild the set with `mirnet calibrate` (or delete it: the default set is rebuilt on use)."
+
+
+def read_manifest(path: Path) -> CalibrationManifest:
+    """A set's JSON manifest, or a UserError naming it when it is unreadable or edited out of shape."""
+    try:
+        return CalibrationManifest.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError, KeyError, AttributeError) as error:
+        raise UserError(f"The calibration manifest {path} cannot be read ({type(error).__name__}: {error}). "
+                        f"{REBUILD}") from None
+
+
 class CalibrationSet:
     """A calibration set on disk: its manifest, and its samples loaded one at a time."""
 
@@ -147,12 +160,19 @@ class CalibrationSet:
         if not meta.is_file():
             raise UserError(f"{self.path} has no manifest {meta}: it was not made by `mirnet calibrate` "
                             "or the manifest was removed; rebuild the set.")
-        self.manifest = CalibrationManifest.from_dict(json.loads(meta.read_text()))
-        self._archive = np.load(self.path)  # lazy: members are read when indexed
+        self.manifest = read_manifest(meta)
+        try:
+            self._archive = np.load(self.path)  # lazy: members are read when indexed; never unpickles
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+            raise UserError(f"Calibration set {self.path} cannot be read ({error}): it is truncated or not "
+                            f"an .npz made by `mirnet calibrate`. {REBUILD}") from None
+        if not isinstance(self._archive, np.lib.npyio.NpzFile):
+            raise UserError(f"Calibration set {self.path} is a single .npy array, not an .npz archive of "
+                            f"samples. {REBUILD}")
         missing = [i for i in range(self.manifest.count) if f"input_{i:05d}" not in self._archive.files]
         if missing:
             raise UserError(f"{self.path} does not match its manifest: samples {missing[:5]} are missing. "
-                            "Rebuild the set.")
+                            f"{REBUILD}")
 
     @property
     def sha256(self) -> str:
@@ -163,7 +183,15 @@ class CalibrationSet:
 
     def sample(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """(degraded input, clean target) of sample `index`, float32 HxWx3."""
-        return self._archive[f"input_{index:05d}"], self._archive[f"target_{index:05d}"]
+        try:
+            pair = self._archive[f"input_{index:05d}"], self._archive[f"target_{index:05d}"]
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as error:
+            raise UserError(f"Sample {index} of calibration set {self.path} cannot be read ({error}): the "
+                            f"file is damaged. {REBUILD}") from None
+        if any(array.ndim != 3 or array.shape[2] != 3 or not np.isfinite(array).all() for array in pair):
+            raise UserError(f"Sample {index} of calibration set {self.path} is not a finite HxWx3 image. "
+                            f"{REBUILD}")
+        return pair
 
     def inputs(self, limit: int | None = None) -> Iterator[np.ndarray]:
         """Model inputs as 1x3xHxW float32 batches, one sample in memory at a time."""

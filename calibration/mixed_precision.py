@@ -29,6 +29,7 @@ import onnx
 import onnxruntime as ort
 from tqdm import tqdm
 
+from export.onnx_read import load_onnx
 from mirnet_ref.metrics import psnr
 
 from .dataset import CalibrationSet
@@ -178,7 +179,7 @@ def search_mixed_precision(onnx_path: str | os.PathLike, output_path: str | os.P
     evaluator = _Evaluator(calib, eval_samples, threads)
     subpixel = target == "cpu" if subpixel is None else subpixel
     op_types = tuple(op_types or DEFAULT_OP_TYPES[target])
-    prepared, _ = prepare(onnx.load(onnx_path), target, subpixel=subpixel)
+    prepared, _ = prepare(load_onnx(onnx_path), target, subpixel=subpixel)
     evaluator.set_reference(prepared)
 
     def evaluate(excluded: Sequence[str]) -> tuple[QuantizeReport, Evaluation]:

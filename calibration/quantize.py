@@ -181,12 +181,13 @@ def quantize_onnx(onnx_path: str | os.PathLike, output_path: str | os.PathLike, 
     ConvTranspose kernels and the rewrite adds 16/9 of the transposed layers' work).
     """
     from export.onnx_file import read_metadata, set_metadata
+    from export.onnx_read import load_onnx
 
     if method not in METHODS:
         raise UserError(f"Unknown calibration method {method!r}: choose one of {', '.join(METHODS)}.")
     if high_precision not in HIGH_PRECISIONS:
         raise UserError(f"--high-precision is fp16 or fp32, not {high_precision!r}.")
-    source = onnx.load(onnx_path)
+    source = load_onnx(onnx_path)
     metadata = read_metadata(source)
     if metadata.get("precision", "fp32") != "fp32":
         raise UserError(f"{onnx_path} is {metadata['precision']}: quantization starts from the FP32 export "

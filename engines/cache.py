@@ -22,7 +22,9 @@ from typing import Any
 
 import onnx
 
+from export.onnx_read import load_onnx
 from mirnet_deploy.errors import UserError
+from mirnet_deploy.locks import artifact_lock
 from mirnet_ref.checkpoint import file_sha256
 
 from .manifest import EngineManifest, Profile, load_manifest
@@ -55,14 +57,7 @@ def _external_files(model: onnx.ModelProto, folder: Path) -> list[Path]:
 def describe_onnx(path: str | os.PathLike) -> OnnxInfo:
     """Read the graph's I/O, metadata and identity; weights stored outside the file count in the hash."""
     path = Path(path)
-    try:
-        model = onnx.load(path, load_external_data=False)
-    except FileNotFoundError:
-        raise UserError(f"ONNX model {path} does not exist: export one first (`mirnet export`).") from None
-    except Exception as exc:  # onnx raises DecodeError / ValueError flavours for non-ONNX files
-        raise UserError(f"{path} is not a readable ONNX model ({type(exc).__name__}: {exc}).") from None
-    if not model.graph.input or not model.graph.output:
-        raise UserError(f"ONNX model {path} has no graph input or output.")
+    model = load_onnx(path, load_external_data=False)
     digest = file_sha256(path)
     external = _external_files(model, path.parent)
     if external:
@@ -196,9 +191,13 @@ class CachedBuild:
 
 def build_or_reuse(request: EngineRequest, cache_dir: str | os.PathLike,
                    build: Callable[[Path], EngineManifest]) -> CachedBuild:
-    """Return the cached engine for `request`, or call `build(path)` to create it in the cache."""
-    cached = cached_engine(request, cache_dir)
-    if cached is not None:
-        return CachedBuild(cached, load_manifest(cached), reused=True)
+    """Return the cached engine for `request`, or call `build(path)` to create it in the cache.
+
+    Under the engine's lock: of concurrent runs asking for the same engine, one builds it.
+    """
     path = Path(cache_dir) / engine_filename(request)
-    return CachedBuild(path, build(path), reused=False)
+    with artifact_lock(path):
+        cached = cached_engine(request, cache_dir)
+        if cached is not None:
+            return CachedBuild(cached, load_manifest(cached), reused=True)
+        return CachedBuild(path, build(path), reused=False)

@@ -30,11 +30,12 @@ from calibration.mixed_precision import DEFAULT_BUDGET_DB
 from mirnet_deploy import __version__
 from mirnet_deploy.atomic import atomic_write_text
 from mirnet_deploy.errors import UserError
+from mirnet_deploy.locks import artifact_lock
 from mirnet_deploy.resolutions import format_resolution
 from mirnet_ref.checkpoint import file_sha256
 
 from .cache import CachedBuild, describe_onnx, precision_family
-from .manifest import EngineManifest, manifest_path, update_parity
+from .manifest import EngineManifest, load_manifest, manifest_path, update_parity
 from .ort_build import build_ort_cached
 from .runners import select_backend
 from .tensorrt_build import TensorRTOptions, build_tensorrt_cached, profiles_from_resolutions
@@ -182,13 +183,15 @@ def _cached_step(name: str, output: Path, key: dict[str, Any],
     started = time.perf_counter()
     record_path = output.with_name(output.name + STEP_RECORD_SUFFIX)
     key = {**key, "toolkit_version": __version__}
-    record = _read_record(record_path)
-    if record.get("key") == key and output.is_file() and file_sha256(output) == record.get("sha256"):
-        return StepResult(name, "reused", output, time.perf_counter() - started, record["details"])
-    record_path.unlink(missing_ok=True)  # an old record must never vouch for a new file
-    details = make(output)
-    atomic_write_text(record_path, json.dumps({"step": name, "key": key, "sha256": file_sha256(output),
-                                               "details": details}, indent=2) + "\n")
+    with artifact_lock(output):  # a concurrent run making the same file waits, then reuses it
+        record = _read_record(record_path)
+        if record.get("key") == key and output.is_file() and file_sha256(output) == record.get("sha256"):
+            details = record.get("details", {})
+            return StepResult(name, "reused", output, time.perf_counter() - started, details)
+        record_path.unlink(missing_ok=True)  # an old record must never vouch for a new file
+        details = make(output)
+        atomic_write_text(record_path, json.dumps({"step": name, "key": key, "sha256": file_sha256(output),
+                                                   "details": details}, indent=2) + "\n")
     return StepResult(name, "built", output, time.perf_counter() - started, details)
 
 
@@ -285,12 +288,13 @@ def _parity(request: ChainRequest, engine: CachedBuild, backend: str,
     """The engine against PyTorch FP32 on held-out photographs; kept in the manifest, so measured once."""
     started = time.perf_counter()
     resolutions = parity_resolutions(engine.manifest, request.engine.resolutions)
-    manifest, status = engine.manifest, "reused"
-    measured = manifest.parity or {}
-    if measured.get("resolutions") != resolutions or measured.get("images") != PARITY_IMAGES:
-        summary = measure_parity(engine.path, backend, *network(), request.task, resolutions,
-                                 precision_family(manifest.precision), threads=request.engine.threads)
-        manifest, status = update_parity(engine.path, summary), "built"
+    with artifact_lock(manifest_path(engine.path)):  # measured once, also by concurrent runs
+        manifest, status = load_manifest(engine.path), "reused"
+        measured = manifest.parity or {}
+        if measured.get("resolutions") != resolutions or measured.get("images") != PARITY_IMAGES:
+            summary = measure_parity(engine.path, backend, *network(), request.task, resolutions,
+                                     precision_family(manifest.precision), threads=request.engine.threads)
+            manifest, status = update_parity(engine.path, summary), "built"
     step = StepResult("parity", status, manifest_path(engine.path), time.perf_counter() - started,
                       manifest.parity)
     return step, manifest

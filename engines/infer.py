@@ -2,8 +2,9 @@
 
 Modelled on Real-ESRGAN's inference script: a file or a folder in, a folder out, one
 output per input named `<stem><suffix><ext>`, a progress bar, and a summary at the end.
-A bad file (unreadable, corrupt, unsupported channels) is reported and skipped; the exit
-status is 1 if any file failed. Inputs are never overwritten: an output that would land
+A bad file (unreadable, corrupt, truncated, over the declared-size limit, unsupported
+channels, or one the model turns into NaN/Inf) is reported by name and skipped, whatever
+failed; the exit status is 1 if any file failed. Inputs are never overwritten: an output that would land
 on an input is refused before anything runs, and every output is written atomically.
 
 This is the CLI boundary of the engines stage, so the one MIRNet-specific fact it needs,
@@ -27,7 +28,7 @@ from tqdm import tqdm
 from mirnet_deploy.errors import UserError
 from mirnet_deploy.resolutions import format_resolution
 from mirnet_ref.datasets import list_images
-from mirnet_ref.images import read_image, write_image
+from mirnet_ref.images import DEFAULT_MAX_PIXELS, read_image, write_image
 from mirnet_ref.weights import TASKS, default_weights
 
 from .cache import describe_onnx
@@ -72,6 +73,7 @@ class LoadedModel:
     scale: int  # output size / input size
     size_multiple: int
     config: Mapping[str, Any]  # constructor arguments, for the memory estimate; empty if unknown
+    precision: str = "fp32"  # as the ONNX metadata declares it, for messages
 
 
 def open_model(task: str | None, checkpoint: Path | None, model: Path | None, backend: str,
@@ -107,9 +109,26 @@ def _open_artifact(path: Path, task: str | None, backend: str, threads: int | No
     if task and declared and task != declared:
         raise UserError(f"{path.name} was exported for task {declared!r}, not {task!r}: drop --task (the "
                         f"model's metadata names it) or pass the {task} model.")
-    config = json.loads(metadata.get("model_config", "{}"))
-    return LoadedModel(open_runner(path, threads=threads), str(path), declared or task or "restored",
-                       int(metadata.get("scale", "1")), int(metadata.get("size_multiple", "4")), config)
+    try:
+        config = json.loads(metadata.get("model_config", "{}"))
+        scale, multiple = int(metadata.get("scale", "1")), int(metadata.get("size_multiple", "4"))
+    except ValueError:
+        raise UserError(f"The metadata of {path.name} is damaged (model_config, scale or size_multiple "
+                        f"cannot be parsed): re-export the model.") from None
+    runner = open_runner(path, threads=threads)
+    check_image_model(runner, path)
+    return LoadedModel(runner, str(path), declared or task or "restored", scale, multiple,
+                       config if isinstance(config, dict) else {}, metadata.get("precision", "fp32"))
+
+
+def check_image_model(runner: Runner, path: Path) -> None:
+    """Refuse, before any file is read, a model whose input is not an NCHW batch of RGB images."""
+    shape = runner.input_spec.shape
+    if len(shape) != 4 or shape[1] not in (3, -1):
+        runner.close()
+        raise UserError(f"{path.name} takes {runner.input_spec.name!r} of shape {shape} (-1 = any), not an "
+                        f"NCHW batch of RGB images (N x 3 x H x W): it is not an image-restoration model "
+                        f"export of this toolkit.")
 
 
 def artifact_metadata(path: Path) -> dict[str, str]:
@@ -188,18 +207,29 @@ def output_paths(inputs: list[Path], output_dir: Path, suffix: str, ext: str) ->
     return outputs
 
 
-def restore_file(runner: Runner, src: Path, dst: Path) -> dict[str, Any]:
+def restore_file(runner: Runner, src: Path, dst: Path, precision: str = "fp32",
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> dict[str, Any]:
     """Restore one file; 8-bit stays 8-bit, 16-bit and float files are written as 16-bit."""
     started = time.perf_counter()
-    loaded = read_image(src)
+    loaded = read_image(src, max_pixels)
+    height, width = loaded.pixels.shape[:2]
     batch = np.ascontiguousarray(loaded.pixels.transpose(2, 0, 1)[None])
     restored = runner.run(batch)[0].transpose(1, 2, 0)
+    check_finite_output(restored, f"{src.name} ({format_resolution((width, height))}, {precision})")
     bit_depth = 8 if loaded.bit_depth == 8 else 16
     write_image(dst, restored, bit_depth)  # clamps to [0, 1], atomic
-    height, width = loaded.pixels.shape[:2]
     return {"input": str(src), "output": str(dst), "size": format_resolution((width, height)),
             "output_size": format_resolution((restored.shape[1], restored.shape[0])), "bit_depth": bit_depth,
             "seconds": round(time.perf_counter() - started, 3)}
+
+
+def check_finite_output(output: np.ndarray, what: str) -> None:
+    """Refuse a model output holding NaN or Inf: clamping would write it as a plausible-looking image."""
+    nan, inf = int(np.isnan(output).sum()), int(np.isinf(output).sum())
+    if nan or inf:
+        raise UserError(f"The model produced {nan:,} NaN and {inf:,} infinite values for {what}, so "
+                        "nothing was written for it. FP16 overflow is the usual cause: run the FP32 model, "
+                        "or check the FP16 one with `mirnet audit-fp16` and `mirnet parity`.")
 
 
 @click.command()
@@ -230,17 +260,21 @@ def restore_file(runner: Runner, src: Path, dst: Path) -> dict[str, Any]:
               help="Overlap between tiles in pixels, blended with linear ramps.")
 @click.option("--memory-budget-mb", type=click.FloatRange(min=1), default=DEFAULT_MEMORY_BUDGET_MB,
               show_default=True, help="Host memory the model's activations may use per tile (estimated).")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS, show_default=True,
+              help="Largest image accepted, in pixels (width x height) as its header declares them; "
+                   "larger ones are refused before decoding (decompression bombs, memory).")
 @click.option("--suffix", help="Appended to each output's stem (default: _<task>).")
 @click.option("--ext", type=click.Choice(["keep", "png"]), default="keep", show_default=True,
               help="Output format: the input's, or PNG.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def infer(input_path: Path, output_dir: Path, task: str | None, checkpoint: Path | None, model: Path | None,
           backend: str, threads: int | None, sr_scale: int | None, tile: int | None, overlap: int,
-          memory_budget_mb: float, suffix: str | None, ext: str, as_json: bool) -> None:
+          memory_budget_mb: float, max_pixels: int, suffix: str | None, ext: str, as_json: bool) -> None:
     """Restore an image or a folder of images into OUTPUT with any model on any backend.
 
     8-bit inputs give 8-bit outputs; 16-bit PNG/TIFF (and float TIFF) inputs give 16-bit
-    outputs. Outputs are clamped to [0, 1]. Large images are cut
+    outputs. Outputs are clamped to [0, 1]; an output with NaN or Inf is refused, not written.
+    Images whose header declares more than --max-pixels are refused unread. Large images are cut
     into overlapping tiles streamed from host memory (only a tile reaches the model or the
     GPU), within a TensorRT engine's optimization profile. Files that cannot be restored
     are listed at the end and the exit status is 1; the others are still written.
@@ -264,9 +298,11 @@ def infer(input_path: Path, output_dir: Path, task: str | None, checkpoint: Path
     with runner:
         for src in tqdm(inputs, desc="infer", unit="image", disable=as_json):
             try:
-                restored.append(restore_file(runner, src, outputs[src]))
+                restored.append(restore_file(runner, src, outputs[src], loaded.precision, max_pixels))
             except UserError as error:
                 failed.append({"input": str(src), "error": str(error)})
+            except Exception as error:  # a backend's own failure on this file: named, and the run goes on
+                failed.append({"input": str(src), "error": f"unexpected {type(error).__name__}: {error}"})
     summary = {"model": loaded.source, "task": loaded.task, "backend": loaded.runner.name,
                "scale": loaded.scale, "tiling": tiling, "output_dir": str(output_dir), "restored": restored,
                "failed": failed}

@@ -16,7 +16,8 @@ import os
 from collections.abc import Callable
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, NamedTuple
+from types import UnionType
+from typing import Any, NamedTuple, Union, get_args, get_origin, get_type_hints
 
 from mirnet_deploy import __version__
 from mirnet_deploy.atomic import atomic_write_text
@@ -108,15 +109,47 @@ def load_manifest(engine_path: str | os.PathLike) -> EngineManifest:
                         f"{rebuild}") from None
     if not isinstance(data, dict):
         raise UserError(f"The manifest {path} is not a JSON object. {rebuild}")
-    if data.get("format", 0) > MANIFEST_FORMAT:
+    if isinstance(data.get("format"), int) and data["format"] > MANIFEST_FORMAT:
         raise UserError(f"The manifest {path} has format {data['format']}, newer than this toolkit "
                         f"({__version__}) reads ({MANIFEST_FORMAT}). Upgrade mirnet-deploy. {rebuild}")
     required = {f.name for f in fields(EngineManifest) if f.default is MISSING}
     missing = sorted(required - data.keys())
     if missing:
         raise UserError(f"The manifest {path} lacks {', '.join(missing)}. {rebuild}")
-    known = {f.name for f in fields(EngineManifest)}
-    return EngineManifest(**{k: v for k, v in data.items() if k in known})
+    hints = get_type_hints(EngineManifest)
+    known = {name: value for name, value in data.items() if name in hints}
+    wrong = [name for name, value in known.items() if not _conforms(value, hints[name])]
+    if not wrong:
+        wrong = [f"profiles[{i}]" for i, shapes in enumerate(known["profiles"]) if not _valid_profile(shapes)]
+    if wrong:
+        raise UserError(f"The manifest {path} has values of the wrong kind in {', '.join(wrong)} (edited by "
+                        f"hand?). {rebuild}")
+    return EngineManifest(**known)
+
+
+def _conforms(value: Any, hint: Any) -> bool:
+    """Whether a JSON value fits a manifest field's type hint (str, int, float, lists, dicts, unions)."""
+    origin, args = get_origin(hint), get_args(hint)
+    if hint is Any:
+        return True
+    if origin in (Union, UnionType):
+        return any(_conforms(value, option) for option in args)
+    if origin is list:
+        return isinstance(value, list) and all(_conforms(item, args[0]) for item in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(isinstance(key, str) and _conforms(item, args[1])
+                                               for key, item in value.items())
+    if hint in (int, float):  # JSON has one number type; bool is not a number here
+        return isinstance(value, (int, float) if hint is float else int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _valid_profile(profile: dict[str, list[int]]) -> bool:
+    """{min, opt, max}: NCHW shapes of one rank, positive, with min <= opt <= max."""
+    if sorted(profile) != ["max", "min", "opt"] or len({len(shape) for shape in profile.values()}) != 1:
+        return False
+    return all(0 < lo <= opt <= hi for lo, opt, hi in zip(profile["min"], profile["opt"], profile["max"],
+                                                           strict=True))
 
 
 def update_parity(engine_path: str | os.PathLike, parity: dict[str, Any]) -> EngineManifest:

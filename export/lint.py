@@ -38,11 +38,12 @@ from typing import Any, Literal
 
 import numpy as np
 import onnx
-from google.protobuf.message import DecodeError
 from onnx import helper, numpy_helper
 from onnx.external_data_helper import uses_external_data
 
 from mirnet_deploy.errors import UserError
+
+from .onnx_read import load_onnx
 
 #: lint target -> its support table (data, with sources) next to this module.
 SUPPORT_TABLES: dict[str, Path] = {"tensorrt": Path(__file__).with_name("trt_onnx_support.json")}
@@ -163,21 +164,7 @@ def _load_model(model: onnx.ModelProto | str | os.PathLike[str]) -> tuple[onnx.M
     if isinstance(model, onnx.ModelProto):
         return model, model.graph.name or "<in-memory model>"
     path = Path(model)
-    if not path.is_file():
-        raise UserError(
-            f"Cannot lint {path}: there is no such file. Pass the path of an .onnx model, "
-            "for example one written by the export stage."
-        )
-    try:
-        proto = onnx.load(path)
-    except (OSError, DecodeError, ValueError) as error:
-        raise UserError(
-            f"Cannot read {path} as an ONNX model ({error}). Check that it is a complete .onnx "
-            "file and that its external-data file (for example model.onnx.data), if any, lies "
-            "next to it."
-        ) from None
-    if not proto.HasField("graph"):
-        raise UserError(f"{path} is not an ONNX model: it holds no graph. Re-export the model.")
+    proto = load_onnx(path)
     return proto, str(path)
 
 

@@ -25,6 +25,7 @@ from onnxruntime.transformers import float16
 from mirnet_deploy.errors import UserError
 
 from .onnx_file import read_metadata, save_onnx, set_metadata
+from .onnx_read import load_onnx
 
 #: Op types kept FP32 by default (DEPLOY_STACK.md §5): global average pooling and means/sums
 #: over a whole image overflow an FP16 accumulator (~2 M pixels at 1080p; FP16 max 65504),
@@ -46,7 +47,7 @@ def convert_to_fp16(
     that keep computing in FP32. Raises UserError on a non-FP32 source or unknown node names.
     """
     model = onnx.ModelProto()
-    model.CopyFrom(source if isinstance(source, onnx.ModelProto) else onnx.load(source))
+    model.CopyFrom(source if isinstance(source, onnx.ModelProto) else load_onnx(source))
     fp32_ops, fp32_nodes = sorted(set(fp32_ops)), sorted(set(fp32_nodes))
     _check_source(model, fp32_nodes)
     # Stale value_info would survive the conversion with FP16 types even where the converter

@@ -1,18 +1,24 @@
 """Atomic file output: write to a temporary file in the same folder, fsync, rename.
 
 An interrupted build or save therefore leaves either the old file or nothing,
-never a truncated engine, checkpoint or report.
+never a truncated engine, checkpoint or report. A write the file system refuses (full disk,
+quota, read-only or forbidden folder) is a UserError that names the file and says so.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from .errors import UserError
+
+#: errno values that mean "this file system will not take the file", whatever the caller wrote.
+_REFUSED_WRITES = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -23,8 +29,13 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     if mode not in ("wb", "w"):
         raise ValueError("atomic_open writes whole files: mode must be 'wb' or 'w'")
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as error:
+        if error.errno in _REFUSED_WRITES:
+            raise _refused(target, error) from None
+        raise
     try:
         os.chmod(tmp_name, 0o666 & ~_UMASK)  # mkstemp makes 0600; published files get the usual mode
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
@@ -32,10 +43,17 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, target)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
+        if isinstance(error, OSError) and error.errno in _REFUSED_WRITES:
+            raise _refused(target, error) from None
         raise
+
+
+def _refused(target: Path, error: OSError) -> UserError:
+    return UserError(f"Cannot write {target}: {error.strerror}. Nothing was written there (a previous "
+                     "file of that name is unchanged); free space or choose another folder, then rerun.")
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

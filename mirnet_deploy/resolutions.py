@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from .errors import UserError
 
 NAMED_RESOLUTIONS: dict[str, tuple[int, int]] = {
@@ -20,16 +22,12 @@ def parse_resolution(text: str) -> tuple[int, int]:
     key = text.strip().lower()
     if key in NAMED_RESOLUTIONS:
         return NAMED_RESOLUTIONS[key]
-    parts = key.split("x")
-    try:
-        if len(parts) == 1:
-            side = int(parts[0])
-            width, height = side, side
-        elif len(parts) == 2:
-            width, height = int(parts[0]), int(parts[1])
-        else:
-            raise ValueError
-    except ValueError:
+    # ASCII digits only: int() alone also takes "+5", "1_000" and other scripts' digits.
+    match = re.fullmatch(r"(\d+)(?:x(\d+))?", key, flags=re.ASCII)
+    if match:
+        width = int(match.group(1))
+        height = int(match.group(2) or width)
+    else:
         names = ", ".join(NAMED_RESOLUTIONS)
         raise UserError(
             f"Unknown resolution {text!r}: use one of {names}, a side length like 300, "

@@ -10,13 +10,14 @@ kernel, and fail with a short message naming the offending keys otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
-import pickle
 import re
+import warnings
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -51,20 +52,46 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 def read_state_dict(path: str | os.PathLike) -> StateDict:
-    """Read a checkpoint file safely (`weights_only=True`) and return its bare state dict."""
+    """Read a checkpoint file safely (`weights_only=True`) and return its bare state dict.
+
+    Every way the file can fail to load is one CheckpointError naming it; tensors holding NaN or
+    infinity are refused too, since every output of such a model would be NaN.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"Checkpoint {path} does not exist or is not a file.")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        with warnings.catch_warnings():  # its pickle-protocol warning is noise before our own error
+            warnings.simplefilter("ignore", UserWarning)
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # the unpickler raises IndexError, KeyError, ... on junk
         raise CheckpointError(
-            f"Checkpoint {path} could not be read: {first_line[:200]}. The file is truncated, "
-            "corrupt, not a PyTorch file, or holds objects other than tensors (only tensors, "
-            "dicts and numbers are loaded, with weights_only=True). Re-download or re-save it."
+            f"Checkpoint {path} could not be read: {_load_failure(path, error)}. Re-download or re-save it."
         ) from None
-    return unwrap_state_dict(obj, source=str(path))
+    state = unwrap_state_dict(obj, source=str(path))
+    nonfinite = [key for key, tensor in state.items()
+                 if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    if nonfinite:
+        raise CheckpointError(f"Checkpoint {path} holds NaN or infinite values in {len(nonfinite)} of its "
+                              f"{len(state)} tensors "
+                              f"({_listing(nonfinite)}): training diverged or the file was damaged. Use an "
+                              "earlier checkpoint.")
+    return state
+
+
+def _load_failure(path: Path, error: Exception) -> str:
+    """One sentence of ours for torch.load's failures (its own messages run to a paragraph)."""
+    if isinstance(error, OSError) and not isinstance(error, zipfile.BadZipFile):
+        return f"{error.strerror or error}"
+    if path.stat().st_size == 0:
+        return "the file is empty"
+    refused = re.search(r"GLOBAL (\S+)", str(error))
+    if refused:
+        return (f"it holds a Python object ({refused.group(1)}) besides tensors, which would run code when "
+                "loaded; it was refused without running (only tensors, dicts and numbers are loaded)")
+    if isinstance(error, (EOFError, zipfile.BadZipFile)) or "failed finding central directory" in str(error):
+        return "the file is truncated or corrupt (its zip or pickle data ends early)"
+    return "it is not a PyTorch checkpoint (neither a zip archive nor a pickle of tensors)"
 
 
 def unwrap_state_dict(obj: Any, source: str = "checkpoint") -> StateDict:
@@ -234,7 +261,19 @@ def model_from_state_dict(state: StateDict, arch: str | None = None, **explicit:
 def load_model(path: str | os.PathLike, arch: str | None = None, **explicit: Any) -> nn.Module:
     """Load an official-format (or bare, or `module.`-prefixed, or BasicSR) checkpoint of any
     registered family into a new model."""
-    return model_from_state_dict(read_state_dict(path), arch, **explicit)
+    with naming_file(path):
+        return model_from_state_dict(read_state_dict(path), arch, **explicit)
+
+
+@contextlib.contextmanager
+def naming_file(path: str | os.PathLike) -> Iterator[None]:
+    """Prefix the file's name to a CheckpointError raised by checks that see only tensors."""
+    try:
+        yield
+    except CheckpointError as error:
+        if str(path) in str(error):
+            raise
+        raise CheckpointError(f"Checkpoint {path}: {error}") from None
 
 
 def official_state_dict(model: nn.Module) -> StateDict:

@@ -15,7 +15,7 @@ from tqdm import tqdm
 from mirnet_deploy.resolutions import format_resolution, parse_resolutions
 
 from .baselines import BASELINES
-from .checkpoint import load_model, read_state_dict, save_checkpoint
+from .checkpoint import load_model, naming_file, read_state_dict, save_checkpoint
 from .complexity import count_macs, learned_macs
 from .data_sources import LAYOUTS, evaluation_pairs, training_sampler
 from .degradations import Degradation, make_degradation
@@ -70,8 +70,9 @@ def _info_source(source: str, model: str | None) -> tuple[ModelConfig, str]:
     presets = family_named(model or "mirnet").presets
     if source in presets and not Path(source).is_file():
         return presets[source], f"preset {source}"
-    state = read_state_dict(source)
-    return recognise(state, model).infer_config(state), f"checkpoint {Path(source).name}"
+    with naming_file(source):
+        state = read_state_dict(source)
+        return recognise(state, model).infer_config(state), f"checkpoint {Path(source).name}"
 
 
 @click.command()

@@ -14,17 +14,29 @@ every supported file to that form and back:
   not part of the restoration problem (compositing onto a background would invent
   pixels the user never saw). A gray+alpha PNG becomes a grey RGB image.
 * EXIF orientation is not applied; the array is the pixel grid stored in the file.
+
+Reading fails safely: every failure (unreadable file, unknown format, corrupt or truncated data,
+a decoder exception) is an ImageError naming the file. The size is decided before decoding: the
+header's declared width x height is read first (tifffile for TIFF, whose float layouts Pillow does
+not open; Pillow's lazy open, which parses only the header, for the others) and an image over
+`max_pixels` is refused with its dimensions, so a decompression bomb (a few kB declaring tens of
+thousands of pixels per side) never reaches the decoder and peak memory stays bounded.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
+import tifffile
 import torch
+from PIL import Image, UnidentifiedImageError
 
 from mirnet_deploy.atomic import atomic_write_bytes
 from mirnet_deploy.errors import ImageError
@@ -34,6 +46,15 @@ IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".webp", ".bmp")
 # Formats that can hold 16 bits per channel.
 _SIXTEEN_BIT_SUFFIXES = (".png", ".tif", ".tiff")
 _JPEG_QUALITY = 95  # OpenCV's default, stated so that outputs do not depend on its version
+#: The largest image read by default, in declared pixels (width x height): 8192x8192, twice 8K UHD.
+#: Decoding costs up to about 40 bytes per pixel (the decoded codes, float32 RGB and a copy), so
+#: about 2.5 GB at this limit; `mirnet infer --max-pixels` raises or lowers it.
+DEFAULT_MAX_PIXELS = 8192 * 8192
+#: Bytes per pixel of the largest uncompressed layout read (float32 RGBA TIFF): a file bigger than
+#: this many bytes per allowed pixel cannot hold an allowed image, and is refused before it is read.
+_MAX_BYTES_PER_PIXEL = 16
+_TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")
+_JPEG_MAGIC, _JPEG_SCAN, _JPEG_END = b"\xff\xd8", b"\xff\xda", b"\xff\xd9"  # start, scan, end markers
 
 
 @dataclass(frozen=True)
@@ -45,26 +66,98 @@ class LoadedImage:
     bit_depth: int
 
 
-def read_image(path: str | os.PathLike) -> LoadedImage:
-    """Read an image file as float32 RGB in [0, 1]; every failure is an ImageError naming it."""
+def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
+    """Read an image file as float32 RGB in [0, 1]; every failure is an ImageError naming it.
+
+    An image whose header declares more than `max_pixels` pixels is refused before decoding.
+    """
     path = Path(path)
+    data = _read_bounded(path, max_pixels)
+    width, height = declared_size(data, path)
+    if width * height > max_pixels:
+        raise ImageError(
+            f"Image {path} declares {width}x{height} pixels ({width * height:,}), more than the limit of "
+            f"{max_pixels:,} pixels; it was not decoded. Pass a larger --max-pixels if the image is "
+            "genuine (decoding needs up to 40 bytes per pixel), or downscale it."
+        )
+    _check_jpeg_complete(data, path)
+    # imdecode on the bytes rather than imread on the path: the same decoder and flags, but a
+    # missing file and an undecodable one give different messages, and non-ASCII paths work.
     try:
+        decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:
+        raise ImageError(f"Cannot decode image {path}: OpenCV failed ({_last_line(exc)}). The file is "
+                         "corrupt or truncated; re-export or replace it.") from None
+    if decoded is None or decoded.size == 0:
+        raise ImageError(
+            f"Cannot decode image {path}: its header declares {width}x{height} pixels but OpenCV cannot "
+            "decode its data (corrupt or truncated). Re-export or replace the file."
+        )
+    return LoadedImage(_to_rgb(_to_unit_float(decoded, path), path), _bit_depth(decoded))
+
+
+def _read_bounded(path: Path, max_pixels: int) -> bytes:
+    """The file's bytes, unless it cannot be read or is too large to hold an image within the limit."""
+    try:
+        size = path.stat().st_size
+        if size > max_pixels * _MAX_BYTES_PER_PIXEL + (1 << 20):
+            raise ImageError(
+                f"Image {path} is {size:,} bytes, more than any image of at most {max_pixels:,} pixels "
+                "needs; it was not read. Pass a larger --max-pixels if the image is genuine."
+            )
         data = path.read_bytes()
     except OSError as exc:
         raise ImageError(
             f"Cannot read image {path}: {exc.strerror or exc}. Check that the path exists and is "
             "a readable file."
         ) from None
-    # imdecode on the bytes rather than imread on the path: the same decoder and flags, but a
-    # missing file and an undecodable one give different messages, and non-ASCII paths work.
-    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if decoded is None or decoded.size == 0:
+    if not data:
+        raise ImageError(f"Image {path} is empty (0 bytes). Re-export or replace the file.")
+    return data
+
+
+def declared_size(data: bytes, path: Path) -> tuple[int, int]:
+    """(width, height) as the file's header declares it, read without decoding the pixels."""
+    try:
+        if data.startswith(_TIFF_MAGIC):
+            with tifffile.TiffFile(io.BytesIO(data)) as tiff:
+                page = tiff.pages.first
+                return int(page.imagewidth), int(page.imagelength)
+        with _pillow_header_only(), Image.open(io.BytesIO(data)) as image:
+            return image.size
+    except Exception as exc:  # each format plugin raises its own types (SyntaxError, struct.error, ...)
+        cause = ("no supported format recognises it, or its header is corrupt"
+                 if isinstance(exc, UnidentifiedImageError) else _last_line(exc))
         raise ImageError(
-            f"Cannot decode image {path}: OpenCV does not recognise its {len(data)} bytes as an "
-            f"image (corrupt, truncated or not an image file). Supported formats: "
-            f"{', '.join(IMAGE_SUFFIXES)}. Re-export or replace the file."
-        )
-    return LoadedImage(_to_rgb(_to_unit_float(decoded, path), path), _bit_depth(decoded))
+            f"Cannot read image {path}: its {len(data):,} bytes do not start with a valid image header "
+            f"({cause}). Supported formats: {', '.join(IMAGE_SUFFIXES)}. Re-export or replace the file."
+        ) from None
+
+
+def _check_jpeg_complete(data: bytes, path: Path) -> None:
+    """Refuse a JPEG without an end-of-image marker after its first scan: libjpeg decodes a truncated
+    JPEG with a warning and grey rows, and the restoration of that would be silently wrong."""
+    if data.startswith(_JPEG_MAGIC) and data.rfind(_JPEG_END) < data.find(_JPEG_SCAN) + 2:
+        raise ImageError(f"Image {path} is a truncated JPEG: its data ends before the end-of-image marker "
+                         "(an interrupted download or copy). Re-export or replace the file.")
+
+
+@contextlib.contextmanager
+def _pillow_header_only() -> Iterator[None]:
+    """Switch off Pillow's own decompression-bomb refusal while reading a header: its error does not
+    carry the dimensions, and `read_image` applies its own, documented limit to them."""
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
+def _last_line(exc: BaseException) -> str:
+    """The informative line of a library's message (OpenCV's is the last of several)."""
+    text = str(exc).strip()
+    return (text.splitlines()[-1] if text else type(exc).__name__)[:200]
 
 
 def _bit_depth(decoded: np.ndarray) -> int:
@@ -152,7 +245,10 @@ def write_image(path: str | os.PathLike, pixels: np.ndarray, bit_depth: int = 8)
     max_code, dtype = (255, np.uint8) if bit_depth == 8 else (65535, np.uint16)
     codes = np.round(np.clip(pixels, 0.0, 1.0) * max_code).astype(dtype)
     params = [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY] if suffix in (".jpg", ".jpeg") else []
-    ok, encoded = cv2.imencode(suffix, np.ascontiguousarray(codes[:, :, ::-1]), params)
+    try:
+        ok, encoded = cv2.imencode(suffix, np.ascontiguousarray(codes[:, :, ::-1]), params)
+    except cv2.error as exc:
+        raise ImageError(f"OpenCV could not encode {path} as {suffix} ({_last_line(exc)}).") from None
     if not ok:
         raise ImageError(f"OpenCV could not encode {path} as {suffix}; try .png instead.")
     atomic_write_bytes(path, encoded.tobytes())
