@@ -14,7 +14,13 @@ namespace mirnet::detail {
 
 namespace {
 
-std::string openvino_version() { return ov::get_openvino_version().buildNumber; }
+// Release and build number, e.g. "2026.4.1-22982" of "2026.4.1-22982-e213a147257-releases/2026/4",
+// as engines/openvino_build.py records it: compiled models load only on the build that compiled them.
+std::string openvino_version() {
+    const std::string full = ov::get_openvino_version().buildNumber;
+    const std::size_t first = full.find('-');
+    return full.substr(0, first == std::string::npos ? first : full.find('-', first + 1));
+}
 
 OpenVinoInfo describe_runtime(ov::Core& core, const std::string& device) {
     OpenVinoInfo info;
