@@ -19,6 +19,7 @@
 #include <string>
 
 #include "mirnet/engine.hpp"
+#include "mirnet/error.hpp"
 #include "mirnet/image.hpp"
 
 namespace mirnet {
