@@ -196,8 +196,6 @@ void check_profiles(const nvinfer1::ICudaEngine& engine, const Manifest& m) {
     }
 }
 
-std::string cuda_version_text(int v) { return std::to_string(v / 1000) + "." + std::to_string((v % 1000) / 10); }
-
 struct GpuInfo {
     std::string name, cc;
 };
