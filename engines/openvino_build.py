@@ -22,15 +22,7 @@ import openvino as ov
 
 from mirnet_deploy.errors import UserError
 
-from .cache import (
-    CachedBuild,
-    EngineRequest,
-    OnnxInfo,
-    build_or_reuse,
-    describe_onnx,
-    new_manifest,
-    resolve_precision,
-)
+from . import cache
 from .manifest import EngineManifest, publish_engine
 
 DEFAULT_DEVICE = "CPU"
@@ -57,25 +49,25 @@ def device_name(core: ov.Core, device: str) -> str:
     return str(core.get_property(device, "FULL_DEVICE_NAME"))
 
 
-def _request(onnx_info: OnnxInfo, precision: str, device: str, full_name: str,
-             inference_precision: str) -> EngineRequest:
-    return EngineRequest(onnx_sha256=onnx_info.sha256, onnx_stem=onnx_info.path.stem, precision=precision,
-                         backend="openvino", backend_version=openvino_version(), device=full_name,
-                         compute_capability=None,
-                         options={"device": device, "inference_precision": inference_precision})
+def _request(onnx_info: cache.OnnxInfo, precision: str, device: str, full_name: str,
+             inference_precision: str) -> cache.EngineRequest:
+    return cache.EngineRequest(onnx_sha256=onnx_info.sha256, onnx_stem=onnx_info.path.stem,
+                               precision=precision, backend="openvino", backend_version=openvino_version(),
+                               device=full_name, compute_capability=None,
+                               options={"device": device, "inference_precision": inference_precision})
 
 
 def build_openvino_engine(onnx_path: str | os.PathLike, output_path: str | os.PathLike, *,
                           precision: str | None = None, device: str = DEFAULT_DEVICE,
                           inference_precision: str = DEFAULT_INFERENCE_PRECISION) -> EngineManifest:
     """Compile an ONNX model with OpenVINO for `device`; save it atomically with its manifest (returned)."""
-    onnx_info = describe_onnx(onnx_path)
-    precision = resolve_precision(onnx_info, precision)
+    onnx_info = cache.describe_onnx(onnx_path)
+    precision = cache.resolve_precision(onnx_info, precision)
     core = ov.Core()
     full_name = device_name(core, device)
     request = _request(onnx_info, precision, device, full_name, inference_precision)
     properties = compile_properties(inference_precision)
-    manifest = new_manifest(request, onnx_info, Path(output_path), build_options=properties,
+    manifest = cache.new_manifest(request, onnx_info, Path(output_path), build_options=properties,
                             build_seconds=0.0, device=device, device_name=full_name,
                             inference_precision=inference_precision)
 
@@ -99,10 +91,10 @@ def build_openvino_engine(onnx_path: str | os.PathLike, output_path: str | os.Pa
 
 def build_openvino_cached(onnx_path: str | os.PathLike, cache_dir: str | os.PathLike, *,
                           precision: str | None = None, device: str = DEFAULT_DEVICE,
-                          inference_precision: str = DEFAULT_INFERENCE_PRECISION) -> CachedBuild:
+                          inference_precision: str = DEFAULT_INFERENCE_PRECISION) -> cache.CachedBuild:
     """`build_openvino_engine` into `cache_dir`, unless an engine for the same request is there."""
-    onnx_info = describe_onnx(onnx_path)
-    request = _request(onnx_info, resolve_precision(onnx_info, precision), device,
+    onnx_info = cache.describe_onnx(onnx_path)
+    request = _request(onnx_info, cache.resolve_precision(onnx_info, precision), device,
                        device_name(ov.Core(), device), inference_precision)
-    return build_or_reuse(request, cache_dir, lambda path: build_openvino_engine(
+    return cache.build_or_reuse(request, cache_dir, lambda path: build_openvino_engine(
         onnx_path, path, precision=precision, device=device, inference_precision=inference_precision))

@@ -208,11 +208,20 @@ bool check_model(const Manifest& m, const std::optional<std::string>& onnx_sha25
     return stale;
 }
 
-std::string describe_problems(const Manifest& m, const std::vector<std::string>& problems, const std::string& hint) {
+constexpr const char* kRebuildTensorRT =
+    "TensorRT engines are not portable across TensorRT versions or GPUs: rebuild the engine on this device from "
+    "the shipped ONNX (see engines/cpp/README.md, 'Jetson').";
+constexpr const char* kRebuildOpenVino =
+    "OpenVINO compiled models are tied to the OpenVINO version and device that compiled them: rebuild on this "
+    "machine with `mirnet build MODEL.onnx --backend openvino`.";
+
+// "" without problems; else one message listing them, and how to rebuild when the engine is stale.
+std::string describe_problems(const Manifest& m, const std::vector<std::string>& problems, bool stale,
+                              const char* rebuild) {
     if (problems.empty()) return "";
     std::string out = "Engine manifest " + m.source + " does not match this system:";
     for (const std::string& p : problems) out += "\n  - " + p + ".";
-    if (!hint.empty()) out += "\n" + hint;
+    if (stale) out += std::string("\n") + rebuild;
     return out;
 }
 
@@ -453,12 +462,8 @@ std::string check_manifest(const Manifest& m, const RuntimeInfo& rt, const std::
         }
     }
 
-    if (check_model(m, onnx_sha256, precision, problems)) rebuild_hint = true;
-    return describe_problems(m, problems,
-                             rebuild_hint ? "TensorRT engines are not portable across TensorRT versions or GPUs: "
-                                            "rebuild the engine on this device from the shipped ONNX (see "
-                                            "engines/cpp/README.md, 'Jetson')."
-                                          : "");
+    const bool stale = check_model(m, onnx_sha256, precision, problems) || rebuild_hint;
+    return describe_problems(m, problems, stale, kRebuildTensorRT);
 }
 
 std::string check_openvino_manifest(const Manifest& m, const OpenVinoInfo& rt,
@@ -489,12 +494,8 @@ std::string check_openvino_manifest(const Manifest& m, const OpenVinoInfo& rt,
             rebuild_hint = true;
         }
     }
-    if (check_model(m, onnx_sha256, precision, problems)) rebuild_hint = true;
-    return describe_problems(m, problems,
-                             rebuild_hint ? "OpenVINO compiled models are tied to the OpenVINO version and device "
-                                            "that compiled them: rebuild on this machine with `mirnet build "
-                                            "MODEL.onnx --backend openvino`."
-                                          : "");
+    const bool stale = check_model(m, onnx_sha256, precision, problems) || rebuild_hint;
+    return describe_problems(m, problems, stale, kRebuildOpenVino);
 }
 
 std::optional<std::size_t> profile_for_shape(const Manifest& m, int64_t n, int64_t c, int64_t h, int64_t w) {

@@ -90,34 +90,29 @@ TensorNCHW Restorer::run(TensorNCHW input) {
     return output;
 }
 
-void Restorer::restore_rgb8(const uint8_t* src, int width, int height, std::size_t src_stride, uint8_t* dst,
-                            std::size_t dst_stride) {
-    const int s = engine_->scale();
-    check_frame(src, dst, width, height, src_stride, dst_stride, 3 * static_cast<std::size_t>(width),
-                3 * static_cast<std::size_t>(width) * s);
+template <typename T, typename RowToChw, typename ChwToRow>
+void Restorer::restore_interleaved(const T* src, int width, int height, std::size_t src_stride, T* dst,
+                                   std::size_t dst_stride, RowToChw to_planes, ChwToRow to_rows) {
+    const std::size_t row = 3 * sizeof(T) * static_cast<std::size_t>(width);
+    check_frame(src, dst, width, height, src_stride, dst_stride, row, row * engine_->scale());
     times_ = StageTimes{};
     auto started = Clock::now();
-    TensorNCHW input = planes_from_rows(src, width, height, src_stride, hwc_u8_to_chw);
+    TensorNCHW input = planes_from_rows(src, width, height, src_stride, to_planes);
     times_.pre_ms = ms_since(started);
     const TensorNCHW output = run(std::move(input));
     started = Clock::now();
-    rows_from_planes(output, dst, dst_stride, chw_to_hwc_u8);
+    rows_from_planes(output, dst, dst_stride, to_rows);
     times_.post_ms += ms_since(started);
+}
+
+void Restorer::restore_rgb8(const uint8_t* src, int width, int height, std::size_t src_stride, uint8_t* dst,
+                            std::size_t dst_stride) {
+    restore_interleaved(src, width, height, src_stride, dst, dst_stride, hwc_u8_to_chw, chw_to_hwc_u8);
 }
 
 void Restorer::restore_rgb16(const uint16_t* src, int width, int height, std::size_t src_stride, uint16_t* dst,
                              std::size_t dst_stride) {
-    const int s = engine_->scale();
-    check_frame(src, dst, width, height, src_stride, dst_stride, 6 * static_cast<std::size_t>(width),
-                6 * static_cast<std::size_t>(width) * s);
-    times_ = StageTimes{};
-    auto started = Clock::now();
-    TensorNCHW input = planes_from_rows(src, width, height, src_stride, hwc_u16_to_chw);
-    times_.pre_ms = ms_since(started);
-    const TensorNCHW output = run(std::move(input));
-    started = Clock::now();
-    rows_from_planes(output, dst, dst_stride, chw_to_hwc_u16);
-    times_.post_ms += ms_since(started);
+    restore_interleaved(src, width, height, src_stride, dst, dst_stride, hwc_u16_to_chw, chw_to_hwc_u16);
 }
 
 void Restorer::restore_planar(const float* src, int width, int height, float* dst) {

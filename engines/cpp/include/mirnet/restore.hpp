@@ -58,6 +58,9 @@ public:
 
 private:
     TensorNCHW run(TensorNCHW input);  // 1x3xHxW in, 1x3x(H*scale)x(W*scale) out, times infer/post
+    template <typename T, typename RowToChw, typename ChwToRow>
+    void restore_interleaved(const T* src, int width, int height, std::size_t src_stride, T* dst,
+                             std::size_t dst_stride, RowToChw to_planes, ChwToRow to_rows);
 
     std::unique_ptr<Engine> engine_;
     RestoreOptions options_;
