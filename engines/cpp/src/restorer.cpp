@@ -76,8 +76,12 @@ TensorNCHW Restorer::run(TensorNCHW input) {
 
     started = Clock::now();
     const Shape4 shape = plan.input_shape();
-    TensorNCHW output = run_tiles(padded, plan, in.data(), out.data(),
-                                  [&](std::size_t) { engine_->infer(in.data(), shape, out.data()); });
+    times_.engine_ms = 0.0;
+    TensorNCHW output = run_tiles(padded, plan, in.data(), out.data(), [&](std::size_t) {
+        const auto call = Clock::now();
+        engine_->infer(in.data(), shape, out.data());
+        times_.engine_ms += ms_since(call);
+    });
     times_.infer_ms = ms_since(started);
 
     started = Clock::now();

@@ -8,7 +8,8 @@
 // when it is .ppm/.pfm); a bad file is reported and skipped, the exit status is 1 if any failed.
 // Outputs are written atomically (no half-written file). --raw reads raw RGB24 frames from
 // standard input and writes restored frames to standard output. --bench N times N passes per
-// input after one warm-up and prints the median per stage (read, pre, infer, post, write).
+// input after one warm-up and prints the median per stage (read, pre, infer, post, write; infer
+// includes tiling/blending, "engine" is the Engine::infer calls alone).
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
@@ -133,7 +134,7 @@ double median(std::vector<double> v) {
 
 // Per-stage times of the passes over one input.
 struct StageSamples {
-    std::vector<double> read, pre, infer, post, write, total;
+    std::vector<double> read, pre, infer, engine, post, write, total;
 };
 
 int output_depth(const Options& o, const mirnet::Image& image, const std::string& output) {
@@ -159,14 +160,16 @@ void restore_file(mirnet::Restorer& restorer, const Options& o, const std::strin
         s.read.push_back(read_ms);
         s.pre.push_back(t.pre_ms);
         s.infer.push_back(t.infer_ms);
+        s.engine.push_back(t.engine_ms);
         s.post.push_back(t.post_ms);
         s.write.push_back(write_ms);
         s.total.push_back(ms_since(started));
     }
     if (o.bench) {
-        std::printf("bench %s: median of %d ms  read %.2f  pre %.2f  infer %.2f  post %.2f  write %.2f  total %.2f\n",
-                    input.c_str(), o.bench, median(s.read), median(s.pre), median(s.infer), median(s.post),
-                    median(s.write), median(s.total));
+        std::printf("bench %s: median of %d ms  read %.2f  pre %.2f  infer %.2f  (engine %.2f)  post %.2f  "
+                    "write %.2f  total %.2f\n",
+                    input.c_str(), o.bench, median(s.read), median(s.pre), median(s.infer), median(s.engine),
+                    median(s.post), median(s.write), median(s.total));
     } else {
         std::printf("%s -> %s\n", input.c_str(), output.c_str());
     }

@@ -33,6 +33,7 @@ struct RestoreOptions {
 struct StageTimes {
     double pre_ms = 0.0;    // to planar float, padding
     double infer_ms = 0.0;  // the engine calls (summed over tiles), tiling and blending included
+    double engine_ms = 0.0; // the Engine::infer calls alone
     double post_ms = 0.0;   // NaN/Inf check, conversion back
 };
 
