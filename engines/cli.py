@@ -41,8 +41,8 @@ SHOWN_KEPT_LAYERS = 4
               help="With --task: the precision to deploy [default: fp16]. With MODEL.onnx: checked against "
                    "the file's own.")
 @click.option("--backend", type=click.Choice(["auto", "tensorrt", "ort", "openvino"]), default="auto",
-              show_default=True, help="auto: TensorRT when a GPU and TensorRT are usable, else ONNX Runtime "
-                                      "(the faster CPU backend here, README 'OpenVINO or ONNX Runtime').")
+              show_default=True, help="auto: TensorRT when a GPU and TensorRT are usable, else OpenVINO "
+                                      "(faster than ONNX Runtime on CPUs, see the README).")
 @click.option("--ov-device", default="CPU", show_default=True,
               help="OpenVINO: the device to compile for (CPU, or GPU/NPU where OpenVINO sees them).")
 @click.option("--res", default="720p", show_default=True,
@@ -75,8 +75,9 @@ def build(onnx_path: Path | None, task: str | None, checkpoint: Path | None, pre
     """Build an engine with a manifest, or reuse the cached one.
 
     From MODEL.onnx: the precision is the ONNX file's own (FP32, FP16 or Q/DQ INT8
-    graphs); TensorRT builds it as a strongly typed network. Without TensorRT, ONNX
-    Runtime's optimized model plus the same manifest is the engine.
+    graphs); TensorRT builds it as a strongly typed network. Without TensorRT,
+    OpenVINO's compiled model (--backend ort: ONNX Runtime's optimized model) plus
+    the same manifest is the engine.
 
     From --task (what `make engine` runs): export the weights to FP32 ONNX (verified
     against PyTorch), convert to FP16 or quantize to INT8 (calibrated, PSNR budget;
