@@ -18,12 +18,28 @@ PREC ?= fp16
 BACKEND ?= auto
 RES ?= 720p
 
-.PHONY: help setup test cpp-test test-slow check demo demo-weights engine gpu-check bench bench-pytest clean
+.PHONY: help setup cpp-deps test cpp-test test-slow check demo demo-weights engine gpu-check bench bench-pytest clean
 
 help:  ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-setup: $(STAMP)  ## create .venv with the CPU build of PyTorch; GPU=1: CUDA PyTorch, TensorRT, cuda-bindings matched to the driver (Jetson: JetPack's)
+setup: $(STAMP) cpp-deps  ## create .venv (CPU PyTorch; GPU=1: CUDA PyTorch, TensorRT, cuda-bindings matched to the driver; Jetson: JetPack's) and the C++ build's Debian packages
+
+# The Debian packages engines/cpp builds with: installed when make runs as root, otherwise make
+# stops with the exact command. (OpenVINO's C++ side comes with the `openvino` wheel in .venv.)
+CPP_DEBS := cmake g++ libpng-dev nlohmann-json3-dev libgtest-dev
+cpp-deps:  ## the Debian packages of the C++ build (apt-get install when root)
+	@command -v dpkg-query >/dev/null || { echo "cpp-deps: not a Debian system; install CMake, a C++17 compiler, libpng, nlohmann/json and GoogleTest yourself"; exit 0; }; \
+	missing=$$(for p in $(CPP_DEBS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; done | xargs); \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+		echo "cpp-deps: installing $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	else \
+		echo "cpp-deps: engines/cpp needs Debian packages that are missing. Run:" >&2; \
+		echo "  sudo apt-get install -y $$missing" >&2; \
+		exit 1; \
+	fi
 
 # GPU=1 reads the NVIDIA driver's CUDA version (engines/nvidia.py, standard library only) and stops
 # at once without a driver; on Jetson the venv uses JetPack's TensorRT and PyTorch (system site packages).
@@ -47,8 +63,8 @@ test: $(STAMP) cpp-test  ## ruff, the C++ core's unit tests, then the default Py
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest
 
-cpp-test:  ## build engines/cpp (core library; mirnet_trt only where CMake finds TensorRT) and run ctest
-	cmake -S engines/cpp -B build/cpp -DCMAKE_BUILD_TYPE=Release
+cpp-test: $(STAMP) cpp-deps  ## build engines/cpp (libmirnet with OpenVINO, and TensorRT where found; mirnet_run) and run ctest
+	cmake -S engines/cpp -B build/cpp -DCMAKE_BUILD_TYPE=Release -DMIRNET_PYTHON=$(abspath $(PY))
 	cmake --build build/cpp -j2
 	ctest --test-dir build/cpp --output-on-failure
 

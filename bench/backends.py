@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import onnxruntime as ort
 
+from engines.openvino_build import openvino_version
 from engines.probe import TENSORRT_INSTALL_HINT, probe_cuda, probe_tensorrt
 from mirnet_deploy.errors import UserError
 
@@ -17,6 +18,7 @@ from mirnet_deploy.errors import UserError
 BENCH_BACKENDS: dict[str, str] = {
     "torch": "PyTorch eager (FP32), on the GPU when PyTorch has CUDA, else the CPU",
     "ort": "ONNX Runtime, CPU execution provider",
+    "openvino": "OpenVINO, CPU device, f32 inference precision",
     "ort-cuda": "ONNX Runtime, CUDA execution provider",
     "ort-trt": "ONNX Runtime, TensorRT execution provider",
     "tensorrt": "native TensorRT engine",
@@ -60,6 +62,7 @@ def probe_backends() -> dict[str, Availability]:
     return {
         "torch": Availability("torch", True, f"PyTorch {torch.__version__} on the {device}"),
         "ort": Availability("ort", True, f"ONNX Runtime {ort.__version__} CPUExecutionProvider"),
+        "openvino": Availability("openvino", True, f"OpenVINO {openvino_version()} CPU"),
         "ort-cuda": _ort_gpu("ort-cuda", "CUDAExecutionProvider"),
         "ort-trt": _ort_gpu("ort-trt", "TensorrtExecutionProvider"),
         "tensorrt": Availability("tensorrt", tensorrt.available,

@@ -124,7 +124,7 @@ def _device_name(backend: str) -> str:
 
 def open_bench_runner(job: Job) -> Runner:
     """The runner for the job's backend and file, wrapped in a TiledRunner when the job tiles."""
-    from engines.runners import OrtRunner, TensorRTRunner, TorchRunner
+    from engines.runners import OpenVinoRunner, OrtRunner, TensorRTRunner, TorchRunner
     from engines.tiling import TiledRunner
 
     if job.backend == "torch":
@@ -133,6 +133,8 @@ def open_bench_runner(job: Job) -> Runner:
         runner = TorchRunner(load_model(job.artifact).to("cuda" if on_gpu("torch") else "cpu"))
     elif job.backend == "tensorrt":
         runner = TensorRTRunner(job.artifact)
+    elif job.backend == "openvino":
+        runner = OpenVinoRunner(job.artifact)
     elif job.backend in ORT_PROVIDERS:
         runner = OrtRunner(job.artifact, providers=ORT_PROVIDERS[job.backend], threads=job.threads,
                            tensorrt_profile=_run_profile(job))

@@ -32,8 +32,9 @@ from .manifest import EngineManifest, Profile, load_manifest
 #: Precision families; an ONNX may say e.g. ``int8-tensorrt``, whose family is ``int8``.
 PRECISIONS = ("fp32", "fp16", "int8")
 
-#: File name endings per backend: TensorRT plans, and ONNX Runtime's optimized ONNX models.
-ENGINE_SUFFIX = {"tensorrt": ".engine", "onnxruntime": ".ort.onnx"}
+#: File name endings per backend: TensorRT plans, ONNX Runtime's optimized ONNX models, OpenVINO's
+#: exported compiled models.
+ENGINE_SUFFIX = {"tensorrt": ".engine", "onnxruntime": ".ort.onnx", "openvino": ".ovblob"}
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,7 @@ class EngineRequest:
     precision: str
     backend: str  # "tensorrt" | "onnxruntime"
     backend_version: str
-    device: str  # GPU name, or CPU model for ONNX Runtime
+    device: str  # GPU name, or CPU model for ONNX Runtime, or the OpenVINO device's full name
     compute_capability: str | None
     profiles: tuple[Profile, ...] = ()
     options: Mapping[str, Any] = field(default_factory=dict)  # only options that change the engine

@@ -36,6 +36,7 @@ from mirnet_ref.checkpoint import file_sha256
 
 from .cache import CachedBuild, describe_onnx, precision_family
 from .manifest import EngineManifest, load_manifest, manifest_path, update_parity
+from .openvino_build import DEFAULT_DEVICE, build_openvino_cached
 from .ort_build import build_ort_cached
 from .runners import select_backend
 from .tensorrt_build import TensorRTOptions, build_tensorrt_cached, profiles_from_resolutions
@@ -63,6 +64,7 @@ class EngineSettings:
     batch: int = 1
     tensorrt: TensorRTOptions = field(default_factory=TensorRTOptions)
     threads: int | None = None  # ONNX Runtime intra-op threads
+    openvino_device: str = DEFAULT_DEVICE  # OpenVINO: CPU, GPU or NPU
     progress: bool = True
 
 
@@ -73,7 +75,7 @@ class ChainRequest:
     task: str
     checkpoint: Path
     precision: str  # fp32 | fp16 | int8
-    backend: str = "auto"  # auto | tensorrt | ort
+    backend: str = "auto"  # auto | tensorrt | ort | openvino
     artifacts: Path = Path("artifacts")  # onnx/, calibration/ and calibration-cache/ go here
     calibration: Path | None = None  # int8: a calibration set (.npz); None: the task's built-in set
     budget_db: float = DEFAULT_BUDGET_DB  # int8: the task PSNR drop vs FP32 the search must meet
@@ -94,7 +96,7 @@ class StepResult:
 
 @dataclass
 class ChainResult:
-    backend: str  # "tensorrt" | "ort"
+    backend: str  # "tensorrt" | "ort" | "openvino"
     backend_reason: str
     onnx: Path  # the ONNX model the engine was built from
     engine: Path
@@ -156,7 +158,7 @@ def _int8_target(backend: str) -> str:
 
 def build_engine(onnx_path: Path, backend: str, settings: EngineSettings, *,
                  precision: str | None = None) -> CachedBuild:
-    """The cached engine of `onnx_path` for 'tensorrt' (profiles from the resolutions) or 'ort'.
+    """The cached engine of `onnx_path` for 'tensorrt' (profiles from the resolutions), 'openvino' or 'ort'.
 
     `precision`, when given, must be the ONNX model's own (the builders refuse another).
     """
@@ -166,6 +168,9 @@ def build_engine(onnx_path: Path, backend: str, settings: EngineSettings, *,
                                              size_multiple=size_multiple)
         return build_tensorrt_cached(onnx_path, settings.engine_dir, profiles=profiles, precision=precision,
                                      progress=settings.progress, **asdict(settings.tensorrt))
+    if backend == "openvino":
+        return build_openvino_cached(onnx_path, settings.engine_dir, precision=precision,
+                                     device=settings.openvino_device)
     return build_ort_cached(onnx_path, settings.engine_dir, precision=precision, threads=settings.threads)
 
 

@@ -33,7 +33,7 @@ from mirnet_ref.weights import TASKS, default_weights
 
 from .cache import describe_onnx
 from .manifest import load_manifest
-from .runners import BACKENDS, OrtRunner, Runner, TorchRunner, open_runner, select_backend
+from .runners import BACKENDS, OpenVinoRunner, OrtRunner, Runner, TorchRunner, open_runner, select_backend
 from .tiling import DEFAULT_OVERLAP, TiledRunner
 
 if TYPE_CHECKING:
@@ -48,8 +48,8 @@ if TYPE_CHECKING:
 #: scales with n_feat and pixels; FP16 engines need less, so the estimate errs on the safe side.
 MIRNET_PEAK_FEATURE_MAPS = 24
 DEFAULT_MEMORY_BUDGET_MB = 2048
-#: Engines that only TensorRT runs.
-ENGINE_SUFFIXES = (".engine", ".plan")
+#: Engines that only TensorRT runs, and OpenVINO's compiled models.
+ENGINE_SUFFIXES = (".engine", ".plan", ".ovblob")
 
 
 def mirnet_bytes_per_pixel(config: Mapping[str, Any], scale: int = 1) -> float | None:
@@ -97,9 +97,10 @@ def _open_artifact(path: Path, task: str | None, backend: str, threads: int | No
     if backend == "torch":
         raise UserError(f"--backend torch runs the PyTorch reference from a checkpoint, not {path.name}: "
                         f"pass --checkpoint or --task, or drop --backend to run {path.name}.")
-    if backend == "ort" and engine:
-        raise UserError(f"{path.name} is a TensorRT engine, which ONNX Runtime cannot run: pass the ONNX "
-                        f"model it was built from with --backend ort.")
+    own_engine = {"openvino": ".ovblob"}.get(backend)  # ONNX Runtime's optimized models are .onnx
+    if backend in ("ort", "openvino") and engine and path.suffix != own_engine:
+        raise UserError(f"{path.name} is an engine of another backend than {backend}: pass the ONNX model it "
+                        f"was built from with --backend {backend}.")
     if backend == "tensorrt" and not engine:
         select_backend("tensorrt", path)  # explains what to install when TensorRT cannot run here
         raise UserError(f"TensorRT runs built engines: `mirnet build {path} --backend tensorrt`, then pass "
@@ -115,7 +116,7 @@ def _open_artifact(path: Path, task: str | None, backend: str, threads: int | No
     except ValueError:
         raise UserError(f"The metadata of {path.name} is damaged (model_config, scale or size_multiple "
                         f"cannot be parsed): re-export the model.") from None
-    runner = open_runner(path, threads=threads)
+    runner = OpenVinoRunner(path) if backend == "openvino" else open_runner(path, threads=threads)
     check_image_model(runner, path)
     return LoadedModel(runner, str(path), declared or task or "restored", scale, multiple,
                        config if isinstance(config, dict) else {}, metadata.get("precision", "fp32"))
@@ -152,8 +153,8 @@ def _open_checkpoint(checkpoint: Path, task: str, backend: str, threads: int | N
                         f"{checkpoint} -o model.onnx`, `mirnet build model.onnx --backend tensorrt`, then "
                         f"pass the engine with --model.")
     network, spec = mirnet_network(checkpoint, task)
-    if backend == "ort":
-        runner = _exported_ort_runner(network, spec, sr_scale, threads)
+    if backend in ("ort", "openvino"):
+        runner = _exported_runner(network, spec, sr_scale, threads, backend)
     else:
         if threads:
             import torch
@@ -164,14 +165,16 @@ def _open_checkpoint(checkpoint: Path, task: str, backend: str, threads: int | N
                        spec.config)
 
 
-def _exported_ort_runner(network: nn.Module, spec: ModelSpec, sr_scale: int | None,
-                         threads: int | None) -> OrtRunner:
+def _exported_runner(network: nn.Module, spec: ModelSpec, sr_scale: int | None, threads: int | None,
+                     backend: str) -> Runner:
     """Export to a scratch ONNX file; the session holds the model, so the file can go at once."""
     from export.onnx_export import export_onnx
 
-    click.echo("Exporting the checkpoint to ONNX for ONNX Runtime ...", err=True)
+    click.echo(f"Exporting the checkpoint to ONNX for {backend} ...", err=True)
     with tempfile.TemporaryDirectory() as folder:
         path = export_onnx(network, spec, Path(folder) / "model.onnx", sr_scale=sr_scale)
+        if backend == "openvino":
+            return OpenVinoRunner(path)
         return OrtRunner(path, providers="auto", threads=threads)
 
 
@@ -244,10 +247,12 @@ def check_finite_output(output: np.ndarray, what: str) -> None:
               help="A MIRNet checkpoint (official or ours), run by PyTorch or, with --backend ort, by "
                    "ONNX Runtime after an export to a scratch file.")
 @click.option("--model", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="An exported .onnx (ONNX Runtime) or a TensorRT .engine with its manifest; task and "
-                   "scale come from the ONNX metadata.")
+              help="An exported .onnx (ONNX Runtime, or OpenVINO with --backend openvino), a TensorRT "
+                   ".engine or an OpenVINO .ovblob with its manifest; task and scale come from the ONNX "
+                   "metadata.")
 @click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
-              help="auto: PyTorch for checkpoints, ONNX Runtime for .onnx, TensorRT for .engine.")
+              help="auto: PyTorch for checkpoints, ONNX Runtime for .onnx, TensorRT for .engine, OpenVINO "
+                   "for .ovblob.")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads (PyTorch or ONNX Runtime intra-op).")
 @click.option("--scale", "sr_scale", type=click.IntRange(2, 8),
               help="sr checkpoints: upsample bicubically by this factor first, so the input is the "

@@ -28,7 +28,7 @@ from .probe import version_tuple
 MANIFEST_FORMAT = 1
 
 #: How messages name the backends that manifests record.
-BACKEND_NAMES = {"tensorrt": "TensorRT", "onnxruntime": "ONNX Runtime"}
+BACKEND_NAMES = {"tensorrt": "TensorRT", "onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
 
 Shape = tuple[int, ...]  # NCHW
 
@@ -55,7 +55,7 @@ class Profile(NamedTuple):
 @dataclass
 class EngineManifest:
     engine_file: str  # file name of the engine, next to this manifest
-    backend: str  # "tensorrt" | "onnxruntime"
+    backend: str  # "tensorrt" | "onnxruntime" | "openvino"
     backend_version: str
     precision: str  # as the ONNX declares it: fp32, fp16, int8-...
     onnx_path: str
@@ -71,6 +71,9 @@ class EngineManifest:
     cpu_model: str | None = None  # the CPU an ONNX Runtime optimized model is tied to
     layer_precisions: dict[str, int] | None = None  # TensorRT layers per data type, from the inspector
     parity: dict[str, Any] | None = None  # filled by the parity stage
+    device: str | None = None  # OpenVINO: the device compiled for ("CPU", "GPU", "NPU")
+    device_name: str | None = None  # OpenVINO: that device's FULL_DEVICE_NAME, which the model is tied to
+    inference_precision: str | None = None  # OpenVINO: the INFERENCE_PRECISION_HINT compiled with ("f32")
     toolkit_version: str = __version__
     format: int = MANIFEST_FORMAT
 

@@ -17,16 +17,17 @@ def _build(*args: str):
 def test_build_then_reuse(tmp_path):
     onnx_path = toy_onnx(tmp_path / "toy.onnx", "fp16")
     cache = str(tmp_path / "engines")
-    first = _build(str(onnx_path), "--cache-dir", cache, "--json")
+    first = _build(str(onnx_path), "--backend", "ort", "--cache-dir", cache, "--json")
     assert first.exit_code == 0, first.output
     built = json.loads(first.output)
     assert built["backend"] == "ort"
     assert not built["reused"]
     assert built["manifest"]["precision"] == "fp16"
-    second = _build(str(onnx_path), "--cache-dir", cache)
+    second = _build(str(onnx_path), "--backend", "ort", "--cache-dir", cache)
     assert second.exit_code == 0, second.output
     assert f"reused cached engine: {built['engine']}" in second.output
-    other_threads = json.loads(_build(str(onnx_path), "--cache-dir", cache, "--json").output)
+    again = _build(str(onnx_path), "--backend", "ort", "--cache-dir", cache, "--json")
+    other_threads = json.loads(again.output)
     assert other_threads["engine"] == built["engine"]
 
 

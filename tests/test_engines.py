@@ -135,9 +135,9 @@ def test_open_runner_by_suffix(toy, tmp_path):
 # --- backend selection -----------------------------------------------------------------------------
 
 
-def test_auto_selects_onnxruntime_without_a_gpu():
+def test_auto_selects_openvino_without_a_gpu():
     name, reason = select_backend("auto")
-    assert name == "ort"
+    assert name == "openvino"
     assert "no CUDA device found" in reason
     assert "TensorRT" in reason
 

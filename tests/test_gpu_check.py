@@ -171,17 +171,15 @@ def test_summary_says_what_passed_and_failed(tmp_path):
 
 @pytest.mark.slow
 def test_cpp_output_is_judged_against_pytorch(tmp_path):
-    """The check behind cpp-run-<prec>, fed images in place of mirnet_trt's: 20 s (PyTorch at 720p)."""
+    """The check behind cpp-run-<prec>, fed images in place of mirnet_run's: 20 s (PyTorch at 720p)."""
     check = check_in(tmp_path)
     steps = {step.name: step for step in plan(check)}
     assert run_step(check, steps["input-image"]).status == "passed"
     reference = check.reference_output
-    exact, noisy = tmp_path / "exact.png", tmp_path / "noisy.png"
-    write_image(exact, reference, bit_depth=16)
+    write_image(check.report / "mirnet_run-fp32.png", reference, bit_depth=16)
     noise = np.random.default_rng(0).normal(0, 0.02, reference.shape)
-    write_image(noisy, np.clip(reference + noise, 0, 1), bit_depth=16)
-    judge = steps["cpp-run-fp32"].check
-    note = judge(check, {"precision": "fp32", "output": str(exact), "gpu_ms_median": 1.5})
+    write_image(check.report / "mirnet_run-fp16.png", np.clip(reference + noise, 0, 1), bit_depth=16)
+    note = steps["cpp-run-fp32"].check(check, {})
     assert note.startswith("PSNR vs PyTorch FP32 1")  # 16-bit rounding only: ~100 dB, threshold 80
     with pytest.raises(StepFailed, match=r"FP32 3\d\.\d dB, below the fp16 threshold 40.0 dB"):
-        judge(check, {"precision": "fp16", "output": str(noisy), "gpu_ms_median": 1.5})
+        steps["cpp-run-fp16"].check(check, {})

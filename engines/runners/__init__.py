@@ -1,4 +1,4 @@
-"""Runners behind one interface: PyTorch (reference), ONNX Runtime, native TensorRT.
+"""Runners behind one interface: PyTorch (reference), ONNX Runtime, OpenVINO, native TensorRT.
 
     with OrtRunner("model.onnx") as runner:
         output = runner.run(batch)  # float32 NCHW in, NCHW out
@@ -9,10 +9,11 @@ manifest and probes the GPU before TensorRT is touched.
 
 from .backends import BACKENDS, open_runner, select_backend
 from .base import Runner, TensorSpec
+from .openvino_runner import OpenVinoRunner
 from .ort_runner import OrtRunner
 from .polygraphy_adapter import PolygraphyRunner, as_polygraphy_runner
 from .tensorrt_runner import TensorRTRunner
 from .torch_runner import TorchRunner
 
-__all__ = ["BACKENDS", "OrtRunner", "PolygraphyRunner", "Runner", "TensorRTRunner", "TensorSpec",
-           "TorchRunner",            "as_polygraphy_runner", "open_runner", "select_backend"]
+__all__ = ["BACKENDS", "OpenVinoRunner", "OrtRunner", "PolygraphyRunner", "Runner", "TensorRTRunner",
+           "TensorSpec", "TorchRunner", "as_polygraphy_runner", "open_runner", "select_backend"]

@@ -476,8 +476,7 @@ Image decode_image(const std::vector<uint8_t>& bytes, const std::string& what) {
         if (bytes[1] == 'F' || bytes[1] == 'f') return decode_pfm(bytes, what);
     }
     throw Error(what + ": not a recognised image (" + std::to_string(bytes.size()) +
-                " bytes). Supported: PNG" + (png_supported() ? "" : " (not in this build: no zlib)") +
-                ", binary PPM/PGM (P6/P5), PFM. Convert the file, e.g. with ImageMagick or OpenCV.");
+                " bytes). Supported: PNG, binary PPM/PGM (P6/P5), PFM. Convert the file, e.g. with ImageMagick or OpenCV.");
 }
 
 ImageFormat format_for_path(const std::string& path) {

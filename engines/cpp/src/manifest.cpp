@@ -5,6 +5,8 @@
 #include <cmath>
 #include <string_view>
 
+#include <nlohmann/json.hpp>
+
 #include "mirnet/error.hpp"
 #include "mirnet/image.hpp"  // read_file
 
@@ -24,82 +26,120 @@ std::string lower(std::string s) {
     return s;
 }
 
+using nlohmann::json;
+
+// Python's json module writes NaN, Infinity and -Infinity (RFC 8259 has no such numbers); outside
+// strings they become null, which no field read here may be.
+std::string nonfinite_to_null(std::string_view text) {
+    std::string out;
+    out.reserve(text.size());
+    bool in_string = false;
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        const char c = text[i];
+        if (in_string) {
+            out += c;
+            if (c == '\\' && i + 1 < text.size()) out += text[++i];
+            else if (c == '"') in_string = false;
+            continue;
+        }
+        if (c == '"') in_string = true;
+        bool replaced = false;
+        for (std::string_view token : {"-Infinity", "Infinity", "NaN"}) {
+            if (text.substr(i, token.size()) == token) {
+                out += "null";
+                i += token.size() - 1;
+                replaced = true;
+                break;
+            }
+        }
+        if (!replaced) out += c;
+    }
+    return out;
+}
+
 struct FieldReader {
-    const json::Value& root;
+    const json& root;
     const std::string& source;
 
     [[noreturn]] void fail(const std::string& field, const std::string& message) const {
         throw Error("Manifest " + source + ": field '" + field + "' " + message);
     }
-    const json::Value* get(const char* key) const { return root.find(key); }
+    const json* get(const char* key) const {
+        const auto it = root.find(key);
+        return it == root.end() ? nullptr : &*it;
+    }
 
     std::string required_string(const char* key) const {
-        const json::Value* v = get(key);
+        const json* v = get(key);
         if (!v) fail(key, "is missing. Rebuild the engine with the toolkit so that its manifest is complete.");
-        if (!v->is_string()) fail(key, std::string("must be a string, got ") + json::type_name(v->type()) + ".");
-        return v->as_string();
+        if (!v->is_string()) fail(key, std::string("must be a string, got ") + v->type_name() + ".");
+        return v->get<std::string>();
     }
     std::string optional_string(const char* key, const std::string& fallback = "") const {
-        const json::Value* v = get(key);
+        const json* v = get(key);
         if (!v || v->is_null()) return fallback;
-        if (!v->is_string()) fail(key, std::string("must be a string, got ") + json::type_name(v->type()) + ".");
-        return v->as_string();
+        if (!v->is_string()) fail(key, std::string("must be a string, got ") + v->type_name() + ".");
+        return v->get<std::string>();
     }
     std::optional<std::string> nullable_string(const char* key) const {
-        const json::Value* v = get(key);
+        const json* v = get(key);
         if (!v || v->is_null()) return std::nullopt;
-        if (!v->is_string()) fail(key, std::string("must be a string or null, got ") + json::type_name(v->type()) + ".");
-        return v->as_string();
+        if (!v->is_string()) fail(key, std::string("must be a string or null, got ") + v->type_name() + ".");
+        return v->get<std::string>();
     }
     double optional_number(const char* key, double fallback) const {
-        const json::Value* v = get(key);
+        const json* v = get(key);
         if (!v || v->is_null()) return fallback;
-        if (!v->is_number()) fail(key, std::string("must be a number, got ") + json::type_name(v->type()) + ".");
-        return v->as_number();
+        if (!v->is_number()) fail(key, std::string("must be a number, got ") + v->type_name() + ".");
+        return v->get<double>();
     }
     int positive_int(const char* key, int fallback) const {
         const double d = optional_number(key, fallback);
         if (!(d >= 1 && d <= 1 << 20) || std::floor(d) != d) {
-            fail(key, "must be a positive integer, got " + json::dump(*get(key)) + ".");
+            fail(key, "must be a positive integer, got " + get(key)->dump() + ".");
         }
         return static_cast<int>(d);
     }
 };
 
-Shape4 read_shape(const json::Value* v, const std::string& where, const std::string& source) {
+Shape4 read_shape(const json* v, const std::string& where, const std::string& source) {
     if (!v) throw Error("Manifest " + source + ": " + where + " is missing.");
-    if (!v->is_array() || v->as_array().size() != 4) {
+    if (!v->is_array() || v->size() != 4) {
         throw Error("Manifest " + source + ": " + where + " must be a list of 4 integers [n, c, h, w], got " +
-                    json::dump(*v) + ".");
+                    v->dump() + ".");
     }
     Shape4 s{};
     for (std::size_t i = 0; i < 4; ++i) {
-        const json::Value& d = v->as_array()[i];
-        if (!d.is_number() || std::floor(d.as_number()) != d.as_number() || d.as_number() < 1 ||
-            d.as_number() > 1e9) {
-            throw Error("Manifest " + source + ": " + where + " must hold positive integers, got " + json::dump(*v) +
-                        ".");
+        const json& d = (*v)[i];
+        const double x = d.is_number() ? d.get<double>() : -1.0;
+        if (std::floor(x) != x || x < 1 || x > 1e9) {
+            throw Error("Manifest " + source + ": " + where + " must hold positive integers, got " + v->dump() + ".");
         }
-        s[i] = static_cast<int64_t>(d.as_number());
+        s[i] = static_cast<int64_t>(x);
     }
     return s;
 }
 
-Profile read_profile(const json::Value& p, std::size_t index, const std::string& source) {
+const json* member(const json& object, const char* key) {
+    const auto it = object.find(key);
+    return it == object.end() ? nullptr : &*it;
+}
+
+Profile read_profile(const json& p, std::size_t index, const std::string& source) {
     const std::string where = "profiles[" + std::to_string(index) + "]";
     if (!p.is_object()) {
-        throw Error("Manifest " + source + ": " + where + " must be an object {min, opt, max}, got " +
-                    json::type_name(p.type()) + ".");
+        throw Error("Manifest " + source + ": " + where + " must be an object {min, opt, max}, got " + p.type_name() +
+                    ".");
     }
-    const json::Value* box = &p;
-    if (!p.find("min")) {  // tolerate {"input": {"min": ..., "opt": ..., "max": ...}}
-        const json::Value* inner = p.find("input");
+    const json* box = &p;
+    if (!member(p, "min")) {  // tolerate {"input": {"min": ..., "opt": ..., "max": ...}}
+        const json* inner = member(p, "input");
         if (inner && inner->is_object()) box = inner;
     }
     Profile prof;
-    prof.min = read_shape(box->find("min"), where + ".min", source);
-    prof.opt = read_shape(box->find("opt"), where + ".opt", source);
-    prof.max = read_shape(box->find("max"), where + ".max", source);
+    prof.min = read_shape(member(*box, "min"), where + ".min", source);
+    prof.opt = read_shape(member(*box, "opt"), where + ".opt", source);
+    prof.max = read_shape(member(*box, "max"), where + ".max", source);
     for (std::size_t i = 0; i < 4; ++i) {
         if (prof.min[i] > prof.opt[i] || prof.opt[i] > prof.max[i]) {
             throw Error("Manifest " + source + ": " + where + " is not ordered min <= opt <= max (" +
@@ -143,6 +183,48 @@ std::string join_version(const std::vector<int>& v) {
     return out;
 }
 
+// The checks every backend shares: the ONNX the engine was built from, and its precision.
+// Appends to `problems`; true when the engine is stale (a rebuild helps).
+bool check_model(const Manifest& m, const std::optional<std::string>& onnx_sha256,
+                 const std::optional<std::string>& precision, std::vector<std::string>& problems) {
+    bool stale = false;
+    if (onnx_sha256) {
+        const std::string want = lower(trim(*onnx_sha256));
+        const std::string have = lower(trim(m.onnx_sha256));
+        if (have.empty()) {
+            problems.push_back("ONNX: the manifest records no onnx_sha256, expected " + want);
+        } else if (have != want) {
+            problems.push_back("ONNX: the engine was built from ONNX sha256 " + have + ", expected " + want +
+                               " (the engine is stale for this model)");
+            stale = true;
+        }
+    }
+    const std::string want_precision = precision ? lower(trim(*precision)) : "";
+    const std::string have_precision = lower(trim(m.precision));
+    if (precision && want_precision != have_precision && have_precision.rfind(want_precision + "-", 0) != 0) {
+        problems.push_back("precision: the engine is " + m.precision + ", expected " + *precision);
+    }
+
+    return stale;
+}
+
+constexpr const char* kRebuildTensorRT =
+    "TensorRT engines are not portable across TensorRT versions or GPUs: rebuild the engine on this device from "
+    "the shipped ONNX (see engines/cpp/README.md, 'Jetson').";
+constexpr const char* kRebuildOpenVino =
+    "OpenVINO compiled models are tied to the OpenVINO version and device that compiled them: rebuild on this "
+    "machine with `mirnet build MODEL.onnx --backend openvino`.";
+
+// "" without problems; else one message listing them, and how to rebuild when the engine is stale.
+std::string describe_problems(const Manifest& m, const std::vector<std::string>& problems, bool stale,
+                              const char* rebuild) {
+    if (problems.empty()) return "";
+    std::string out = "Engine manifest " + m.source + " does not match this system:";
+    for (const std::string& p : problems) out += "\n  - " + p + ".";
+    if (stale) out += std::string("\n") + rebuild;
+    return out;
+}
+
 }  // namespace
 
 std::vector<int> parse_version(const std::string& text) {
@@ -174,15 +256,15 @@ std::string trt_version_from_int(int encoded) {
            std::to_string(encoded % 100);
 }
 
-Manifest parse_manifest(const json::Value& root, const std::string& source) {
+namespace {
+
+Manifest parse_manifest(const json& root, const std::string& source) {
     if (!root.is_object()) {
-        throw Error("Manifest " + source + ": the top level must be a JSON object, got " +
-                    json::type_name(root.type()) + ".");
+        throw Error("Manifest " + source + ": the top level must be a JSON object, got " + root.type_name() + ".");
     }
     const FieldReader f{root, source};
     Manifest m;
     m.source = source;
-    m.raw = root;
     m.backend = f.required_string("backend");
     m.backend_version = f.required_string("backend_version");
     m.precision = f.required_string("precision");
@@ -199,37 +281,42 @@ Manifest parse_manifest(const json::Value& root, const std::string& source) {
     m.build_time_s = f.get("build_time_s") ? f.optional_number("build_time_s", 0.0)
                                            : f.optional_number("build_seconds", 0.0);  // engines/manifest.py
     m.engine_file = f.optional_string("engine_file");
+    m.device = f.optional_string("device");
+    m.device_name = f.optional_string("device_name");
+    m.inference_precision = f.optional_string("inference_precision");
     m.format = static_cast<int>(f.optional_number("format", 0));
     if (m.format > kManifestFormat) {
-        f.fail("format", "is " + std::to_string(m.format) + ", newer than this build of mirnet_core reads (" +
+        f.fail("format", "is " + std::to_string(m.format) + ", newer than this build of mirnet reads (" +
                              std::to_string(kManifestFormat) + "). Update engines/cpp, or rebuild the engine with "
                              "the matching toolkit.");
     }
     m.size_multiple = f.positive_int("size_multiple", 4);
     m.scale = f.positive_int("scale", 1);
-    if (const json::Value* p = f.get("parity")) m.parity = *p;
-    if (const json::Value* b = f.get("build_options")) {
+    if (const json* p = f.get("parity"); p && p->is_object()) {
+        if (const json* passed = member(*p, "passed"); passed && passed->is_boolean()) m.parity_passed = passed->get<bool>();
+    }
+    if (const json* b = f.get("build_options")) {
         if (!b->is_object() && !b->is_null()) {
-            f.fail("build_options", std::string("must be an object, got ") + json::type_name(b->type()) + ".");
+            f.fail("build_options", std::string("must be an object, got ") + b->type_name() + ".");
         }
-        m.build_options = *b;
-        if (const json::Value* vc = b->find("version_compatible")) {
-            if (!vc->is_bool() && !vc->is_null()) {
-                f.fail("build_options.version_compatible", "must be true or false, got " + json::dump(*vc) + ".");
+        if (const json* vc = b->is_object() ? member(*b, "version_compatible") : nullptr) {
+            if (!vc->is_boolean() && !vc->is_null()) {
+                f.fail("build_options.version_compatible", "must be true or false, got " + vc->dump() + ".");
             }
-            m.version_compatible = vc->is_bool() && vc->as_bool();
+            m.version_compatible = vc->is_boolean() && vc->get<bool>();
         }
         // engines/manifest.py writes "hardware_compatibility"; "hardware_compatibility_level" is
         // accepted too (TensorRT's own name for the setting).
-        const char* hw_key = b->find("hardware_compatibility_level") ? "hardware_compatibility_level"
-                                                                     : "hardware_compatibility";
-        if (const json::Value* hw = b->find(hw_key)) {
+        const char* hw_key = b->is_object() && member(*b, "hardware_compatibility_level")
+                                 ? "hardware_compatibility_level"
+                                 : "hardware_compatibility";
+        if (const json* hw = b->is_object() ? member(*b, hw_key) : nullptr) {
             const std::string field = std::string("build_options.") + hw_key;
             if (hw->is_string()) {
-                m.hardware_compatibility_level = normalize_hw_level(hw->as_string());
+                m.hardware_compatibility_level = normalize_hw_level(hw->get<std::string>());
             } else if (!hw->is_null()) {
                 f.fail(field, "must be a string (none, ampere_plus, same_compute_capability) or null, got " +
-                                  json::dump(*hw) + ".");
+                                  hw->dump() + ".");
             }
             const std::string& l = m.hardware_compatibility_level;
             if (l != "none" && l != "ampere_plus" && l != "same_compute_capability") {
@@ -237,24 +324,24 @@ Manifest parse_manifest(const json::Value& root, const std::string& source) {
             }
         }
     }
-    if (const json::Value* p = f.get("profiles")) {
+    if (const json* p = f.get("profiles")) {
         if (!p->is_array() && !p->is_null()) {
-            f.fail("profiles", std::string("must be a list of {min, opt, max}, got ") + json::type_name(p->type()) + ".");
+            f.fail("profiles", std::string("must be a list of {min, opt, max}, got ") + p->type_name() + ".");
         }
         if (p->is_array()) {
-            for (std::size_t i = 0; i < p->as_array().size(); ++i) {
-                m.profiles.push_back(read_profile(p->as_array()[i], i, source));
-            }
+            for (std::size_t i = 0; i < p->size(); ++i) m.profiles.push_back(read_profile((*p)[i], i, source));
         }
     }
     return m;
 }
 
+}  // namespace
+
 Manifest parse_manifest_text(std::string_view text, const std::string& source) {
-    json::Value root;
+    json root;
     try {
-        root = json::parse(text);
-    } catch (const json::ParseError& e) {
+        root = json::parse(nonfinite_to_null(text));
+    } catch (const json::parse_error& e) {
         throw Error("Manifest " + source + " is not valid JSON: " + e.what());
     }
     return parse_manifest(root, source);
@@ -266,13 +353,27 @@ Manifest load_manifest(const std::string& path) {
         bytes = read_file(path);
     } catch (const Error& e) {
         throw Error(std::string(e.what()) +
-                    " Every engine needs its manifest (<engine>.json, written by `mirnet build`); pass "
-                    "--manifest if it lives elsewhere.");
+                    " Every engine needs its manifest (<engine>.json, written by `mirnet build`).");
     }
     return parse_manifest_text(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()), path);
 }
 
-std::string manifest_path_for_engine(const std::string& engine_path) { return engine_path + ".json"; }
+std::string Manifest::engine_path() const {
+    if (engine_file.empty()) {
+        throw Error("Manifest " + source + " names no engine_file; rebuild the engine with `mirnet build`.");
+    }
+    if (engine_file.find('/') != std::string::npos) {
+        throw Error("Manifest " + source + ": engine_file '" + engine_file +
+                    "' must be a file name next to the manifest, not a path.");
+    }
+    const std::size_t slash = source.rfind('/');
+    return (slash == std::string::npos ? std::string() : source.substr(0, slash + 1)) + engine_file;
+}
+
+std::string manifest_path_for_engine(const std::string& engine_path) {
+    const bool is_json = engine_path.size() >= 5 && engine_path.compare(engine_path.size() - 5, 5, ".json") == 0;
+    return is_json ? engine_path : engine_path + ".json";
+}
 
 std::string check_manifest(const Manifest& m, const RuntimeInfo& rt, const std::optional<std::string>& onnx_sha256,
                            const std::optional<std::string>& precision) {
@@ -361,31 +462,40 @@ std::string check_manifest(const Manifest& m, const RuntimeInfo& rt, const std::
         }
     }
 
-    if (onnx_sha256) {
-        const std::string want = lower(trim(*onnx_sha256));
-        const std::string have = lower(trim(m.onnx_sha256));
-        if (have.empty()) {
-            problems.push_back("ONNX: the manifest records no onnx_sha256, expected " + want);
-        } else if (have != want) {
-            problems.push_back("ONNX: the engine was built from ONNX sha256 " + have + ", expected " + want +
-                               " (the engine is stale for this model)");
+    const bool stale = check_model(m, onnx_sha256, precision, problems) || rebuild_hint;
+    return describe_problems(m, problems, stale, kRebuildTensorRT);
+}
+
+std::string check_openvino_manifest(const Manifest& m, const OpenVinoInfo& rt,
+                                    const std::optional<std::string>& onnx_sha256,
+                                    const std::optional<std::string>& precision) {
+    std::vector<std::string> problems;
+    bool rebuild_hint = false;
+    if (lower(m.backend) != "openvino") {
+        problems.push_back("backend: the manifest describes a '" + m.backend +
+                           "' artifact, not an OpenVINO engine; build one with `mirnet build --backend openvino`");
+    } else {
+        if (m.backend_version != rt.version) {
+            problems.push_back("OpenVINO version: the engine was compiled by OpenVINO " + m.backend_version +
+                               ", this runtime is OpenVINO " + rt.version +
+                               "; a compiled model loads only on the version that compiled it");
+            rebuild_hint = true;
+        }
+        if (m.device.empty()) {
+            problems.push_back("device: the manifest names no OpenVINO device");
+        } else if (std::find(rt.devices.begin(), rt.devices.end(), m.device) == rt.devices.end()) {
+            std::string seen;
+            for (const std::string& d : rt.devices) seen += (seen.empty() ? "" : ", ") + d;
+            problems.push_back("device: the engine was compiled for OpenVINO device " + m.device +
+                               ", which OpenVINO does not see here (devices: " + (seen.empty() ? "none" : seen) + ")");
+        } else if (!m.device_name.empty() && trim(m.device_name) != trim(rt.device_name)) {
+            problems.push_back("device: the engine was compiled for " + m.device + " '" + m.device_name +
+                               "', this " + m.device + " is '" + rt.device_name + "'");
             rebuild_hint = true;
         }
     }
-    const std::string want_precision = precision ? lower(trim(*precision)) : "";
-    const std::string have_precision = lower(trim(m.precision));
-    if (precision && want_precision != have_precision && have_precision.rfind(want_precision + "-", 0) != 0) {
-        problems.push_back("precision: the engine is " + m.precision + ", expected " + *precision);
-    }
-
-    if (problems.empty()) return "";
-    std::string out = "Engine manifest " + m.source + " does not match this system:";
-    for (const std::string& p : problems) out += "\n  - " + p + ".";
-    if (rebuild_hint) {
-        out += "\nTensorRT engines are not portable across TensorRT versions or GPUs: rebuild the engine on this "
-               "device from the shipped ONNX (see engines/cpp/README.md, 'Jetson').";
-    }
-    return out;
+    const bool stale = check_model(m, onnx_sha256, precision, problems) || rebuild_hint;
+    return describe_problems(m, problems, stale, kRebuildOpenVino);
 }
 
 std::optional<std::size_t> profile_for_shape(const Manifest& m, int64_t n, int64_t c, int64_t h, int64_t w) {

@@ -1,5 +1,7 @@
 #include "mirnet/pipeline.hpp"
 
+#include <optional>
+
 #include <string>
 
 #include "mirnet/error.hpp"
@@ -20,8 +22,22 @@ std::size_t RunPlan::output_count() const {
     return input_count() * static_cast<std::size_t>(scale) * static_cast<std::size_t>(scale);
 }
 
+namespace {
+
+// An engine whose manifest lists no profile (OpenVINO: dynamic H and W) takes batch 1 x 3 at any size.
+const Profile kAnySize{{1, 3, 1, 1}, {1, 3, 1, 1}, {1, 3, 1 << 20, 1 << 20}};
+
+}  // namespace
+
 RunPlan plan_run(const Manifest& manifest, int height, int width, int max_tile, int overlap) {
     const int m = manifest.size_multiple;
+    if (manifest.profiles.empty()) {
+        RunPlan plan;
+        plan.scale = manifest.scale;
+        plan.tiles = plan_tiles(height, width, kAnySize, 1, 3, max_tile, overlap, m);
+        plan.out_grid = plan.scale == 1 ? plan.tiles.grid : plan.tiles.grid.scaled(plan.scale);
+        return plan;
+    }
     std::optional<std::size_t> profile = profile_for_shape(manifest, 1, 3, round_up(height, m), round_up(width, m));
     if (!profile) profile = profile_for_tiling(manifest, 1, 3);
     if (!profile) {

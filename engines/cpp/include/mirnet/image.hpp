@@ -1,4 +1,4 @@
-// mirnet_core: image files and pixel conversions.
+// mirnet: image files and pixel conversions.
 //
 // An Image is always RGB, interleaved HWC, as the Python side (mirnet_ref/images.py) sees it:
 // grey files are replicated to three equal channels, alpha is dropped, palettes are expanded.
@@ -9,9 +9,8 @@
 //   PPM/PGM  binary P6/P5, maxval 1..65535 (255 -> 8-bit codes, 65535 -> 16-bit codes, other
 //            maxvals are rescaled with rounding to 8/16 bits); written as P6 maxval 255/65535.
 //   PFM      "PF" (RGB) and "Pf" (grey), either byte order; written as PF little-endian.
-//   PNG      all colour types and bit depths of the PNG spec, Adam7 interlacing, CRCs checked;
-//            1/2/4-bit grey is scaled to 8 bits as libpng does; written as 8/16-bit RGB.
-//            Available only when mirnet_core was built with zlib (png_supported()).
+//   PNG      through libpng: all colour types and bit depths, Adam7, CRCs checked; 1/2/4-bit grey
+//            is scaled to 8 bits; 16-bit files keep 16-bit codes; written as 8/16-bit RGB.
 // Reading detects the format from the file's first bytes; writing chooses it by suffix
 // (.ppm/.pnm -> PPM, .pfm -> PFM, .png -> PNG) and replaces the file atomically.
 //
@@ -81,7 +80,6 @@ Image convert_bit_depth(const Image& image, int bit_depth);
 // --- files ----------------------------------------------------------------------------------
 enum class ImageFormat { PNM, PFM, PNG };
 
-bool png_supported();                                       // built with zlib?
 ImageFormat format_for_path(const std::string& path);       // by suffix; throws if unknown
 Image read_image(const std::string& path);                  // format sniffed from content
 void write_image(const std::string& path, const Image& image);  // format by suffix, atomic

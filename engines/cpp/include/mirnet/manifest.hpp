@@ -1,11 +1,15 @@
-// mirnet_core: the engine manifest (<engine>.json) and the checks made before an engine is
-// deserialized (TensorRT crashes rather than failing cleanly on a foreign engine).
+// mirnet: the engine manifest (<engine>.json) and the checks made before an engine is loaded
+// (TensorRT crashes rather than failing cleanly on a foreign engine; an OpenVINO compiled blob
+// loads only on the OpenVINO version and device it was compiled for).
 //
-// Fields read (others are kept in `raw` and ignored): toolkit_version, backend,
+// Fields read (others are ignored): toolkit_version, backend,
 // backend_version, cuda_driver, gpu_name, compute_capability, onnx_sha256, precision,
 // profiles [{min,opt,max}], build_options {version_compatible?, hardware_compatibility? |
 // hardware_compatibility_level?}, build_time_s | build_seconds, built_at, parity, task,
-// size_multiple (default 4), scale (default 1), engine_file, format (<= 1).
+// size_multiple (default 4), scale (default 1), engine_file, format (<= 1); for OpenVINO also
+// device ("CPU", "GPU", "NPU"), device_name (its FULL_DEVICE_NAME) and inference_precision (the
+// INFERENCE_PRECISION_HINT it was compiled with, e.g. "f32"). JSON is read with nlohmann/json;
+// NaN/Infinity, which Python's json module writes (an infinite PSNR in `parity`), read as null.
 // Required: backend, backend_version, precision. A profile may also be written as
 // {"input": {"min", "opt", "max"}} (keyed by the input tensor name).
 // engines/manifest.py (the Python writer) is the reference for names and semantics.
@@ -16,7 +20,6 @@
 #include <string>
 #include <vector>
 
-#include "mirnet/json.hpp"
 #include "mirnet/profile.hpp"
 
 namespace mirnet {
@@ -26,7 +29,7 @@ constexpr int kManifestFormat = 1;  // newest manifest "format" this code reads
 struct Manifest {
     std::string source;  // where it was read from (for messages)
     std::string toolkit_version;
-    std::string backend;          // "tensorrt" | "onnxruntime"
+    std::string backend;          // "tensorrt" | "openvino" | "onnxruntime"
     std::string backend_version;  // e.g. "10.3.0" or "10.3.0.26"
     std::optional<std::string> cuda_driver;
     std::optional<std::string> gpu_name;
@@ -34,26 +37,29 @@ struct Manifest {
     std::string onnx_sha256;
     std::string precision;  // "fp32" | "fp16" | "int8" | "int8-<target>" (as the ONNX declares it)
     std::vector<Profile> profiles;
-    json::Value build_options;  // object or null
     bool version_compatible = false;                 // build_options.version_compatible
     std::string hardware_compatibility_level = "none";  // none | ampere_plus | same_compute_capability
     double build_time_s = 0.0;  // build_time_s, or build_seconds as engines/manifest.py writes it
     std::string built_at;
-    json::Value parity;  // object or null
+    std::optional<bool> parity_passed;  // parity.passed, when the parity stage ran
     std::string task;
     int size_multiple = 4;
     int scale = 1;
-    std::string engine_file;  // file name of the engine, as recorded
+    std::string engine_file;  // file name of the engine, next to the manifest
     int format = 0;
-    json::Value raw;  // the whole document
+    std::string device;               // OpenVINO device ("CPU"); empty for TensorRT
+    std::string device_name;          // OpenVINO FULL_DEVICE_NAME at build time
+    std::string inference_precision;  // OpenVINO INFERENCE_PRECISION_HINT ("f32", "bf16", ...)
+
+    // The engine file: engine_file next to the manifest (throws if the manifest names none).
+    std::string engine_path() const;
 };
 
-// Build a Manifest from parsed JSON; throws mirnet::Error naming `source` and the field.
-Manifest parse_manifest(const json::Value& root, const std::string& source = "manifest");
+// Parse a manifest; throws mirnet::Error naming `source` and the field.
 Manifest parse_manifest_text(std::string_view text, const std::string& source = "manifest");
 Manifest load_manifest(const std::string& path);
 
-// "<engine>.json", e.g. model.engine -> model.engine.json
+// "<engine>.json", e.g. model.engine -> model.engine.json; a path ending in .json is returned as is.
 std::string manifest_path_for_engine(const std::string& engine_path);
 
 // What the running system is, as the C++ runner measures it.
@@ -63,7 +69,20 @@ struct RuntimeInfo {
     std::string compute_capability;  // "8.7"
 };
 
-// Empty string when the engine may be loaded here; otherwise one message naming every
+// What the running OpenVINO is.
+struct OpenVinoInfo {
+    std::string version;      // ov::get_openvino_version().buildNumber, e.g. "2026.4.1-..."
+    std::vector<std::string> devices;  // ov::Core::get_available_devices()
+    std::string device_name;  // FULL_DEVICE_NAME of the manifest's device (empty if not available)
+};
+
+// Empty string when the OpenVINO engine may be loaded here; otherwise one message naming every
+// mismatch (backend, OpenVINO version, device missing, other CPU/GPU model, ONNX hash, precision).
+std::string check_openvino_manifest(const Manifest& manifest, const OpenVinoInfo& runtime,
+                                    const std::optional<std::string>& onnx_sha256 = std::nullopt,
+                                    const std::optional<std::string>& precision = std::nullopt);
+
+// Empty string when the TensorRT engine may be loaded here; otherwise one message naming every
 // mismatch (backend, TensorRT version, GPU, compute capability, ONNX hash, precision, profiles)
 // and what to do. onnx_sha256 / precision are checked only when given; precision "int8"
 // accepts a manifest's "int8-<target>". TensorRT versions are compared on the components both

@@ -1,4 +1,4 @@
-// mirnet_core: the engine-independent part of a run (what mirnet_trt does around enqueueV3):
+// mirnet: the engine-independent part of a run (what every Engine needs around its call):
 // choose the profile, pad, tile, call the engine per tile, blend, crop. The engine is a
 // callback, so the whole sequence is tested on CPU with stand-in "models".
 #pragma once
@@ -25,7 +25,8 @@ struct RunPlan {
 };
 
 // Profile whose [min, max] admits the image padded to the size multiple (closest opt), else
-// the largest profile for tiling; then plan_tiles(). Throws if no profile takes batch 1 x 3.
+// the largest profile for tiling; then plan_tiles(). Throws if no profile takes batch 1 x 3. A
+// manifest without profiles (OpenVINO, dynamic shapes) takes any size: one tile unless max_tile asks.
 RunPlan plan_run(const Manifest& manifest, int height, int width, int max_tile = 0, int overlap = 32);
 
 // Reflect-pad a 1x3xHxW image (bottom/right) to the plan's run size.

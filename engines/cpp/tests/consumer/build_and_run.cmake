@@ -1,0 +1,21 @@
+# CTest package.consumer: install the project's build into INSTALL_DIR, build the consumer against it
+# with find_package(mirnet) only (CMAKE_PREFIX_PATH), and run it when the run.* artifacts exist.
+function(run)
+  execute_process(COMMAND ${ARGV} RESULT_VARIABLE rc)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "failed (${rc}): ${ARGV}")
+  endif()
+endfunction()
+
+file(REMOVE_RECURSE "${INSTALL_DIR}" "${BUILD_DIR}")
+run(${CMAKE_COMMAND} --install "${PROJECT_BUILD_DIR}" --prefix "${INSTALL_DIR}")
+run(${CMAKE_COMMAND} -S "${SOURCE_DIR}" -B "${BUILD_DIR}" -DCMAKE_PREFIX_PATH=${INSTALL_DIR} -DCMAKE_BUILD_TYPE=Release)
+run(${CMAKE_COMMAND} --build "${BUILD_DIR}")
+if(EXISTS "${ENGINE}" AND EXISTS "${IMAGE}")
+  run("${BUILD_DIR}/consumer" "${ENGINE}" "${IMAGE}" "${BUILD_DIR}/restored.png")
+  if(NOT EXISTS "${BUILD_DIR}/restored.png")
+    message(FATAL_ERROR "the consumer wrote no image")
+  endif()
+else()
+  message(STATUS "consumer built against the installed library; no engine to run it with (${ENGINE})")
+endif()

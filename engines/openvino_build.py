@@ -1,0 +1,100 @@
+"""The OpenVINO "engine": the ONNX model compiled by OpenVINO for one device, exported once.
+
+OpenVINO compiles a model for its device every time it loads one; its model cache keeps the
+compiled form to skip that. `mirnet build --backend openvino` does the same explicitly, keyed like
+the other engines: it compiles the ONNX model and saves `CompiledModel.export_model()` (the format
+of OpenVINO's model cache) next to a manifest. Loading imports it (Python runner or C++ libmirnet).
+
+Precision: on CPUs with BF16 support (AVX512-BF16, AMX) OpenVINO runs FP32 models in BF16 by
+default, which parity against PyTorch FP32 would catch too late. The inference precision hint is
+therefore always set, recorded in the manifest and part of the cache key: `f32` here (every ONNX
+precision runs its declared graph in f32 arithmetic; INT8 Q/DQ layers run in INT8).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import openvino as ov
+
+from mirnet_deploy.errors import UserError
+
+from . import cache
+from .manifest import EngineManifest, publish_engine
+
+DEFAULT_DEVICE = "CPU"
+#: The hint every engine is compiled with unless asked otherwise (see the module docstring).
+DEFAULT_INFERENCE_PRECISION = "f32"
+
+
+def openvino_version() -> str:
+    """Release and build number, e.g. '2026.4.1-22982' (of '2026.4.1-22982-e213a147257-releases/2026/4'):
+    compiled models load only on the build that compiled them. libmirnet reads it the same way."""
+    return "-".join(ov.__version__.split("-")[:2])
+
+
+def compile_properties(inference_precision: str) -> dict[str, Any]:
+    """What the model is compiled (and imported) with: latency mode and the explicit precision hint."""
+    return {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": inference_precision}
+
+
+def device_name(core: ov.Core, device: str) -> str:
+    """The device's FULL_DEVICE_NAME; UserError if OpenVINO does not see the device here."""
+    if device not in core.available_devices:
+        raise UserError(f"OpenVINO {openvino_version()} sees no {device} device here (devices: "
+                        f"{', '.join(core.available_devices) or 'none'}); use --device CPU.")
+    return str(core.get_property(device, "FULL_DEVICE_NAME"))
+
+
+def _request(onnx_info: cache.OnnxInfo, precision: str, device: str, full_name: str,
+             inference_precision: str) -> cache.EngineRequest:
+    return cache.EngineRequest(onnx_sha256=onnx_info.sha256, onnx_stem=onnx_info.path.stem,
+                               precision=precision, backend="openvino", backend_version=openvino_version(),
+                               device=full_name, compute_capability=None,
+                               options={"device": device, "inference_precision": inference_precision})
+
+
+def build_openvino_engine(onnx_path: str | os.PathLike, output_path: str | os.PathLike, *,
+                          precision: str | None = None, device: str = DEFAULT_DEVICE,
+                          inference_precision: str = DEFAULT_INFERENCE_PRECISION) -> EngineManifest:
+    """Compile an ONNX model with OpenVINO for `device`; save it atomically with its manifest (returned)."""
+    onnx_info = cache.describe_onnx(onnx_path)
+    precision = cache.resolve_precision(onnx_info, precision)
+    core = ov.Core()
+    full_name = device_name(core, device)
+    request = _request(onnx_info, precision, device, full_name, inference_precision)
+    properties = compile_properties(inference_precision)
+    manifest = cache.new_manifest(request, onnx_info, Path(output_path), build_options=properties,
+                            build_seconds=0.0, device=device, device_name=full_name,
+                            inference_precision=inference_precision)
+
+    def compile_to(tmp: Path) -> None:
+        started = time.perf_counter()
+        try:
+            compiled = core.compile_model(str(onnx_info.path), device, properties)
+        except RuntimeError as exc:  # OpenVINO raises RuntimeError subclasses for unreadable models
+            raise UserError(f"OpenVINO {openvino_version()} could not compile {onnx_info.path}: "
+                            f"{exc}") from None
+        used = compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
+        if used != inference_precision:
+            raise UserError(f"OpenVINO compiled {onnx_info.path} with inference precision {used}, not "
+                            f"{inference_precision} as asked.")
+        tmp.write_bytes(compiled.export_model().getvalue())
+        manifest.build_seconds = round(time.perf_counter() - started, 3)  # written after this returns
+
+    publish_engine(output_path, manifest, compile_to)
+    return manifest
+
+
+def build_openvino_cached(onnx_path: str | os.PathLike, cache_dir: str | os.PathLike, *,
+                          precision: str | None = None, device: str = DEFAULT_DEVICE,
+                          inference_precision: str = DEFAULT_INFERENCE_PRECISION) -> cache.CachedBuild:
+    """`build_openvino_engine` into `cache_dir`, unless an engine for the same request is there."""
+    onnx_info = cache.describe_onnx(onnx_path)
+    request = _request(onnx_info, cache.resolve_precision(onnx_info, precision), device,
+                       device_name(ov.Core(), device), inference_precision)
+    return cache.build_or_reuse(request, cache_dir, lambda path: build_openvino_engine(
+        onnx_path, path, precision=precision, device=device, inference_precision=inference_precision))

@@ -1,0 +1,81 @@
+"""OpenVINO runner: an engine from `mirnet build --backend openvino`, or an ONNX model compiled in memory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import openvino as ov
+
+from mirnet_deploy.errors import UserError
+
+from ..manifest import check_manifest, load_manifest
+from ..openvino_build import (
+    DEFAULT_DEVICE,
+    DEFAULT_INFERENCE_PRECISION,
+    compile_properties,
+    device_name,
+    openvino_version,
+)
+from .base import Runner, TensorSpec, to_numpy
+
+
+def _spec(port: Any) -> TensorSpec:
+    shape = tuple(d.get_length() if d.is_static else -1 for d in port.get_partial_shape())
+    return TensorSpec(port.get_any_name(), port.get_element_type().to_dtype().name, shape)
+
+
+class OpenVinoRunner(Runner):
+    """Run an OpenVINO engine (`.ovblob` with its manifest, checked first) or an `.onnx` model.
+
+    An engine is imported on the device and with the inference precision its manifest records;
+    an ONNX model is compiled for `device` with the explicit f32 precision hint (never OpenVINO's
+    silent BF16 default on CPUs that have it).
+    """
+
+    def __init__(self, path: str | os.PathLike, *, device: str = DEFAULT_DEVICE, name: str | None = None):
+        path = Path(path)
+        core = ov.Core()
+        if path.suffix == ".onnx":
+            if not path.is_file():
+                raise UserError(f"ONNX model {path} does not exist.")
+            device_name(core, device)
+            self.inference_precision = DEFAULT_INFERENCE_PRECISION
+            self._compiled = self._load(path, lambda: core.compile_model(
+                str(path), device, compile_properties(self.inference_precision)))
+        else:
+            manifest = load_manifest(path)
+            device = manifest.device or DEFAULT_DEVICE
+            check_manifest(manifest, backend="openvino", backend_version=openvino_version())
+            here = device_name(core, device)
+            if manifest.device_name and manifest.device_name != here:
+                raise UserError(f"Engine {path.name} was compiled for the {device} {manifest.device_name!r}, "
+                                f"but this {device} is {here!r}. Rebuild it here (`mirnet build "
+                                f"{manifest.onnx_path} --backend openvino`).")
+            self.inference_precision = manifest.inference_precision or DEFAULT_INFERENCE_PRECISION
+            self._compiled = self._load(path, lambda: core.import_model(
+                path.read_bytes(), device, compile_properties(self.inference_precision)))
+        self.device = device
+        self.name = name or f"openvino-{device.lower()}"
+        self.input_spec = _spec(self._compiled.input(0))
+        self.output_spec = _spec(self._compiled.output(0))
+        self._request = self._compiled.create_infer_request()
+
+    @staticmethod
+    def _load(path: Path, load: Any) -> ov.CompiledModel:
+        try:
+            return load()
+        except RuntimeError as exc:  # OpenVINO's errors are RuntimeError subclasses
+            raise UserError(f"OpenVINO {openvino_version()} could not load {path}: {exc}") from None
+
+    def run(self, x: Any) -> np.ndarray:
+        batch = self.check_batch(to_numpy(x))
+        self._request.infer({0: batch}, share_inputs=True)
+        return self._request.get_output_tensor(0).data.copy()
+
+    def close(self) -> None:
+        super().close()
+        self._request = None
+        self._compiled = None

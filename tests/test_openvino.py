@@ -1,0 +1,71 @@
+"""The OpenVINO backend: engines built, cached and refused like the others; runner parity; bench probe."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_engines import toy_onnx
+
+from bench.backends import resolve_backends
+from engines.manifest import load_manifest, manifest_path
+from engines.openvino_build import build_openvino_cached, build_openvino_engine, openvino_version
+from engines.runners import OpenVinoRunner, OrtRunner, open_runner, select_backend
+from mirnet_deploy.errors import UserError
+
+
+@pytest.fixture
+def toy(tmp_path) -> Path:
+    return toy_onnx(tmp_path / "toy.onnx")
+
+
+def test_engine_build_records_device_and_f32_hint_then_reuses(toy, tmp_path):
+    first = build_openvino_cached(toy, tmp_path / "engines")
+    assert not first.reused
+    assert first.path.name.endswith(".ovblob")
+    manifest = load_manifest(first.path)
+    assert (manifest.backend, manifest.backend_version) == ("openvino", openvino_version())
+    assert manifest.device == "CPU"
+    assert manifest.device_name  # FULL_DEVICE_NAME, which the compiled model is tied to
+    assert manifest.inference_precision == "f32"  # never OpenVINO's silent BF16 default
+    assert manifest.build_options["INFERENCE_PRECISION_HINT"] == "f32"
+    again = build_openvino_cached(toy, tmp_path / "engines")
+    assert again.reused
+    assert again.path == first.path
+
+
+def test_engine_matches_onnx_runtime(toy, tmp_path):
+    engine = tmp_path / "toy.ovblob"
+    build_openvino_engine(toy, engine)
+    batch = np.random.default_rng(0).random((1, 3, 20, 28), dtype=np.float32)
+    with open_runner(engine) as ov_runner, OrtRunner(toy, providers="cpu") as ort_runner:
+        assert isinstance(ov_runner, OpenVinoRunner)
+        assert ov_runner.input_spec.shape == (-1, 3, -1, -1)
+        out = ov_runner.run(batch)
+        assert out.shape == (1, 3, 20, 28)
+        assert np.abs(out - ort_runner.run(batch)).max() < 1e-5
+    with OpenVinoRunner(toy) as onnx_runner:  # an ONNX model compiled in memory, same f32 hint
+        assert np.abs(onnx_runner.run(batch) - out).max() < 1e-6
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("backend_version", "2020.1-1", "built with OpenVINO 2020.1-1"),
+    ("device_name", "Another CPU 9000", "'Another CPU 9000'"),
+    ("device", "NPU", "sees no NPU device here"),
+])
+def test_engine_for_another_runtime_or_device_is_refused(toy, tmp_path, field, value, message):
+    engine = tmp_path / "toy.ovblob"
+    build_openvino_engine(toy, engine)
+    data = json.loads(manifest_path(engine).read_text()) | {field: value}
+    manifest_path(engine).write_text(json.dumps(data))
+    with pytest.raises(UserError, match=message):
+        OpenVinoRunner(engine)
+
+
+def test_backend_choice_and_bench_probe():
+    assert select_backend("openvino")[0] == "openvino"
+    assert resolve_backends("openvino,ort")[0] == ["openvino", "ort"]
+    with pytest.raises(UserError, match="does not exist"):
+        OpenVinoRunner("missing.onnx")
