@@ -26,6 +26,18 @@ ONNX_TO_TRITON_TYPE = {1: "TYPE_FP32", 10: "TYPE_FP16", 16: "TYPE_BF16", 11: "TY
                        3: "TYPE_INT8", 6: "TYPE_INT32", 7: "TYPE_INT64"}
 
 
+#: The keys Triton's ONNX Runtime backend takes for its TensorRT accelerator; any other fails the load
+#: (triton-inference-server/onnxruntime_backend src/onnxruntime.cc, ModelState::LoadModel).
+ORT_TRT_ACCELERATOR_KEYS = {"precision_mode", "max_workspace_size_bytes", "int8_calibration_table_name",
+                            "int8_use_native_calibration_table", "trt_engine_cache_enable",
+                            "trt_engine_cache_path"}
+#: The parameters Triton's OpenVINO backend reads; others are silently ignored (openvino_backend
+#: src/openvino.cc, ParseParameters and the bool flags), so writing one would be a setting that does nothing.
+OPENVINO_PARAMETER_KEYS = {"INFERENCE_NUM_THREADS", "COMPILATION_NUM_THREADS", "HINT_BF16", "NUM_STREAMS",
+                           "PERFORMANCE_HINT", "CPU_EXTENSION_PATH", "SKIP_OV_DYNAMIC_BATCHSIZE",
+                           "ENABLE_BATCH_PADDING", "RESHAPE_IO_LAYERS"}
+
+
 def model_config_schema() -> Any:
     """The `model_config_pb2` module, or a UserError saying what to install."""
     try:
@@ -148,6 +160,27 @@ def semantic_problems(config: ModelConfig, profile_count: int | None = None) -> 
         known = [str(i) for i in range(profile_count or 0)]
         if profile_count is not None and any(p not in known for p in group.profile):
             problems.append(f"profiles {list(group.profile)} are not all in 0..{profile_count - 1}")
+    problems += _backend_parameter_problems(config)
+    return problems
+
+
+def _backend_parameter_problems(config: ModelConfig) -> list[str]:
+    """Accelerator and backend parameters the serving backend would reject or ignore."""
+    problems = []
+    for accelerator in config.optimization.execution_accelerators.gpu_execution_accelerator:
+        if config.platform != "onnxruntime_onnx" or accelerator.name != "tensorrt":
+            problems.append(f"GPU accelerator {accelerator.name!r} is written only for onnxruntime_onnx")
+            continue
+        unknown = sorted(set(accelerator.parameters) - ORT_TRT_ACCELERATOR_KEYS)
+        if unknown:
+            problems.append(f"the ONNX Runtime backend rejects TensorRT accelerator parameters {unknown}")
+        precision = accelerator.parameters.get("precision_mode", "FP32")
+        if precision not in ("FP32", "FP16", "INT8"):
+            problems.append(f"precision_mode {precision!r} is not FP32/FP16/INT8")
+    if config.backend == "openvino":
+        ignored = sorted(set(config.parameters) - OPENVINO_PARAMETER_KEYS)
+        if ignored:
+            problems.append(f"Triton's OpenVINO backend ignores the parameters {ignored}")
     return problems
 
 

@@ -222,7 +222,7 @@ def triton_model(artifact: Artifact, options: RepoOptions) -> tuple[TritonModel,
     if platform == "onnxruntime" and device == "gpu":
         precision = options.trt_precision or ("INT8" if artifact.precision == "int8" else "FP16")
         accelerator = {"precision_mode": precision, "max_workspace_size_bytes": str(ORT_TRT_WORKSPACE_BYTES),
-                       "trt_engine_cache_enable": "1"}
+                       "trt_engine_cache_enable": "true"}
         if precision == "FP16" and artifact.precision == "fp32":
             notes.append("ONNX Runtime's TensorRT provider may run this FP32 model's layers in FP16 "
                          "(precision_mode FP16); pass --trt-precision FP32 to keep FP32.")

@@ -203,6 +203,20 @@ def test_semantic_rules_the_schema_cannot_check(tmp_path):
         validate_config_text(cpu_plan)
 
 
+def test_backend_parameters_the_backends_would_reject_or_ignore(tmp_path):
+    onnx_path = tiny_onnx(tmp_path / "m.onnx")
+    gpu = write_repository(onnx_path, tmp_path / "repo", RepoOptions(name="gpu", device="gpu")).config
+    with pytest.raises(UserError, match="rejects TensorRT accelerator parameters"):
+        validate_config_text(gpu.replace('key: "trt_engine_cache_enable"', 'key: "trt_fp16_enable"'))
+    with pytest.raises(UserError, match="not FP32/FP16/INT8"):
+        validate_config_text(gpu.replace('value: "FP16"', 'value: "BF16"'))
+    openvino = write_repository(onnx_path, tmp_path / "repo",
+                                RepoOptions(name="ov", platform="openvino")).config
+    precision_hint = openvino.replace('key: "ENABLE_BATCH_PADDING"', 'key: "INFERENCE_PRECISION_HINT"')
+    with pytest.raises(UserError, match=r"ignores the parameters \['INFERENCE_PRECISION_HINT'\]"):
+        validate_config_text(precision_hint)
+
+
 def test_cli_refuses_without_traceback(tmp_path):
     engine = fp16_plan(tmp_path, PROFILES)
     runner = CliRunner()
