@@ -7,6 +7,7 @@ not installable on this machine): these tests prove schema conformance and our o
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 
 from engines.cache import describe_onnx
+from engines.chain import EngineSettings, build_engine
 from engines.manifest import EngineManifest, Profile, manifest_path, write_manifest
 from mirnet_deploy.cli import main
 from mirnet_deploy.errors import UserError
@@ -122,6 +124,25 @@ def test_onnxruntime_cpu_and_openvino_configs(tmp_path):
     assert openvino.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_CPU
     assert openvino.parameters["ENABLE_BATCH_PADDING"].string_value == "YES"
     assert any("BF16" in note for note in result.notes)  # said plainly: the backend has no f32 hint
+
+
+def test_onnxruntime_engine_with_its_manifest(tmp_path):
+    """An ONNX Runtime engine of `mirnet build` (optimized model + manifest) goes in as model.onnx."""
+    onnx_path = tiny_onnx(tmp_path / "denoise.fp32.onnx")
+    engine = build_engine(onnx_path, "onnxruntime", EngineSettings(engine_dir=tmp_path / "engines",
+                                                                  progress=False)).path
+    result = write_repository(manifest_path(engine), tmp_path / "repo", RepoOptions(name="ort"))
+    config = parsed(result.config_path)
+    assert config.platform == "onnxruntime_onnx"
+    assert [t.name for t in config.input] == ["input"]
+    assert (result.version_dir / "model.onnx").read_bytes() == engine.read_bytes()
+    assert json.loads((result.version_dir / "model.onnx.json").read_text())["backend"] == "onnxruntime"
+    for refused, message in ((RepoOptions(device="gpu"), "optimized for a CPU"),
+                             (RepoOptions(platform="openvino"), "ONNX Runtime's optimized model"),
+                             (RepoOptions(platform="tensorrt"), "ONNX Runtime's optimized model")):
+        with pytest.raises(UserError, match=message):
+            write_repository(engine, tmp_path / "other", refused)
+    assert not (tmp_path / "other").exists()
 
 
 def test_versions_are_numbered_and_kept(tmp_path):
@@ -232,3 +253,13 @@ def test_cli_refuses_without_traceback(tmp_path):
     assert bad.exit_code == 1
     assert "is a TensorRT plan" in bad.output
 
+
+
+def test_without_tritonclient_the_verb_says_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tritonclient.grpc", None)  # import fails as if not installed
+    runner = CliRunner()
+    result = runner.invoke(main, ["triton-repo", str(tiny_onnx(tmp_path / "m.onnx")), "--repo",
+                                  str(tmp_path / "repo")])
+    assert result.exit_code == 1
+    assert "pip install 'mirnet-deploy[serving]'" in result.output
+    assert not (tmp_path / "repo").exists()
