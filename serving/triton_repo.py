@@ -114,6 +114,15 @@ def read_artifact(path: Path, onnx_override: Path | None = None) -> Artifact:
     return Artifact(engine, info, manifest, precision_family(manifest.precision))
 
 
+def _refuse_external_data(path: Path) -> None:
+    """Triton wants a multi-file ONNX as a folder `model.onnx/`; this writer copies single files only."""
+    graph = load_onnx(path, load_external_data=False).graph
+    if any(tensor.external_data for tensor in graph.initializer):
+        raise UserError(f"{path} keeps its weights in separate files (ONNX external data); triton-repo "
+                        f"copies single-file models only. Save it with the weights inside (onnx.save with "
+                        f"save_as_external_data=False, models under 2 GB).")
+
+
 def onnx_tensors(path: Path) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
     """The graph's inputs and outputs with full shapes (-1 = dynamic), batch dimension included."""
     graph = load_onnx(path, load_external_data=False).graph
@@ -206,6 +215,8 @@ def triton_model(artifact: Artifact, options: RepoOptions) -> tuple[TritonModel,
     if artifact.manifest and artifact.manifest.backend == "onnxruntime" and device == "gpu":
         raise UserError(f"{artifact.model_file.name} is ONNX Runtime's model optimized for a CPU; for GPU "
                         f"serving pass the ONNX model it was made from ({artifact.onnx.path}).")
+    if platform != "tensorrt":
+        _refuse_external_data(artifact.model_file)
     inputs, outputs = onnx_tensors(artifact.onnx.path)
     profiles = artifact.manifest.profile_list() if platform == "tensorrt" and artifact.manifest else []
     if profiles:

@@ -199,6 +199,15 @@ def test_onnx_is_not_a_plan(tmp_path):
         write_repository(tiny_onnx(tmp_path / "m.onnx"), tmp_path / "repo", RepoOptions(platform="tensorrt"))
 
 
+def test_onnx_with_external_data_refused(tmp_path):
+    model = onnx.load(tiny_onnx(tmp_path / "m.onnx"))
+    onnx.save(model, tmp_path / "external.onnx", save_as_external_data=True, size_threshold=0,
+              location="external.onnx.data")
+    with pytest.raises(UserError, match="external data"):
+        write_repository(tmp_path / "external.onnx", tmp_path / "repo", RepoOptions())
+    assert not (tmp_path / "repo").exists()
+
+
 def test_batch_bounds(tmp_path):
     engine = fp16_plan(tmp_path, PROFILES)
     with pytest.raises(UserError, match="exceeds"):
