@@ -228,6 +228,9 @@ def triton_model(artifact: Artifact, options: RepoOptions) -> tuple[TritonModel,
     if preferred is None:
         preferred = default_preferred_batch_sizes(max_batch, [p.opt[0] for p in profiles]) if batching else ()
     notes = []
+    if profiles and max_batch == 1:
+        notes.append("the plan's profiles take one image at a time, so Triton cannot batch requests: "
+                     "rebuild with `mirnet build --batch N` for batches of up to N.")
     parameters: dict[str, str] = {}
     accelerator = None
     if platform == "onnxruntime" and device == "gpu":

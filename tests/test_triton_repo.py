@@ -95,6 +95,13 @@ def test_single_fixed_profile_fixes_dims(tmp_path):
     assert not config.instance_group[0].profile  # one profile: Triton's default, profile 0
 
 
+def test_batch_one_plan_says_it_cannot_batch(tmp_path):
+    engine = fp16_plan(tmp_path, [Profile((1, 3, 180, 320), (1, 3, 720, 1280), (1, 3, 720, 1280))])
+    result = write_repository(engine, tmp_path / "repo", RepoOptions())
+    assert parsed(result.config_path).max_batch_size == 1
+    assert any("--batch N" in note for note in result.notes)
+
+
 def test_onnxruntime_gpu_config_from_exported_model(tmp_path):
     onnx_path = tiny_onnx(tmp_path / "denoise.fp32.onnx")
     result = write_repository(onnx_path, tmp_path / "repo", RepoOptions(
