@@ -191,9 +191,13 @@ def _max_batch_size(requested: int | None, bound: int, artifact: Artifact) -> in
 
 
 def _profile_dims(spec: TensorSpec, profiles: Sequence[Profile]) -> tuple[int, ...]:
-    """A TensorRT input's dims: fixed where the ONNX or every profile fixes them, else -1."""
+    """A TensorRT input's dims: fixed where the ONNX or every profile fixes them, else -1.
+
+    The batch dimension stays as the ONNX has it: its range is max_batch_size's business, and a
+    batch-1 plan keeps max_batch_size 1, so clients send the same tensors to every model.
+    """
     dims = list(spec.dims)
-    for i in range(len(dims)):
+    for i in range(1, len(dims)):
         values = {p.min[i] for p in profiles} | {p.max[i] for p in profiles}
         if dims[i] == -1 and len(values) == 1:
             dims[i] = values.pop()
