@@ -79,10 +79,12 @@ class Artifact:
 
 @dataclass(frozen=True)
 class RepoResult:
-    config_path: Path
-    version_dir: Path
-    config: str
-    notes: tuple[str, ...]
+    """What was written: the model's config, the new version folder, and notes for the user."""
+
+    config_path: Path  # <repo>/<name>/config.pbtxt
+    version_dir: Path  # <repo>/<name>/<version>
+    config: str  # the config's text, as written and validated
+    notes: tuple[str, ...] = ()
 
 
 # ---------------------------------------------------------------------------------------------------
