@@ -201,6 +201,13 @@ def test_plan_from_another_onnx_refused(tmp_path):
         write_repository(engine, tmp_path / "repo", RepoOptions(onnx=other))
 
 
+def test_corrupt_onnx_refused(tmp_path):
+    (tmp_path / "m.onnx").write_bytes(b"garbage")
+    with pytest.raises(UserError, match="not a readable ONNX model"):
+        write_repository(tmp_path / "m.onnx", tmp_path / "repo", RepoOptions())
+    assert not (tmp_path / "repo").exists()
+
+
 def test_onnx_is_not_a_plan(tmp_path):
     with pytest.raises(UserError, match="not a TensorRT plan"):
         write_repository(tiny_onnx(tmp_path / "m.onnx"), tmp_path / "repo", RepoOptions(platform="tensorrt"))
