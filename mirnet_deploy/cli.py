@@ -29,6 +29,7 @@ SUBCOMMANDS: dict[str, str] = {
     "quantize": "calibration.cli:quantize",
     "infer": "engines.infer:infer",
     "doctor": "engines.cli:doctor",
+    "triton-repo": "serving.cli:triton_repo",
 }
 
 
