@@ -225,38 +225,44 @@ def _blur_and_noise(clean: np.ndarray, kernel: np.ndarray, noise_sigma: float,
     return _finish(convolve(clean, kernel) + rng.normal(0.0, noise_sigma, clean.shape))
 
 
+def _check_range(name: str, bounds: tuple[float, float], lowest: float, highest: float = np.inf) -> None:
+    """A (min, max) option: lowest <= min <= max <= highest, or a UserError naming it."""
+    low, high = bounds
+    _require(lowest <= low <= high <= highest,
+             f"The {name} range needs {lowest} <= min <= max <= {highest}, got {tuple(bounds)}.")
+
+
+def _uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
+    return float(rng.uniform(*bounds))
+
+
 #: Points sampled along a camera-shake trajectory (enough for sub-pixel smooth kernels).
 _TRAJECTORY_POINTS = 96
 
 
 @dataclass(frozen=True)
 class MotionBlur:
-    """Camera shake: a random smooth trajectory of length uniform in [length_min, length_max]
-    pixels (random start direction, its heading drifting by a Gaussian random walk of
-    `curvature` radians per step), splatted into a `size` x `size` kernel of unit sum,
-    convolved with the image, plus Gaussian `noise_sigma` (what a sensor adds)."""
+    """Camera shake: a random smooth trajectory, `length` pixels long (uniform in the range),
+    random start direction, its heading drifting by a Gaussian random walk of `curvature`
+    radians per step, splatted into a `size` x `size` kernel of unit sum, convolved with the
+    image, plus Gaussian `noise_sigma` (what a sensor adds)."""
 
     kind: ClassVar[str] = "motion-blur"
     size_multiple: ClassVar[int] = 1
     size: int = 17
-    length_min: float = 5.0
-    length_max: float = 13.0
+    length: tuple[float, float] = (5.0, 13.0)
     curvature: float = 0.08
     noise_sigma: float = 0.01
 
     def __post_init__(self) -> None:
         _require(self.size % 2 == 1 and self.size >= 3, f"Kernel size must be odd and >= 3, got {self.size}.")
-        _require(
-            1 <= self.length_min <= self.length_max <= self.size - 3,
-            f"Motion length needs 1 <= length_min <= length_max <= size - 3 ({self.size - 3}), got "
-            f"{self.length_min} and {self.length_max}.",
-        )
-        _require(self.curvature >= 0, f"curvature must be >= 0, got {self.curvature}.")
-        _require(self.noise_sigma >= 0, f"noise_sigma must be >= 0, got {self.noise_sigma}.")
+        _check_range("motion length (pixels, at most size - 3)", self.length, 1, self.size - 3)
+        _require(self.curvature >= 0 and self.noise_sigma >= 0,
+                 f"curvature and noise_sigma must be >= 0, got {self.curvature} and {self.noise_sigma}.")
 
     def kernel(self, rng: np.random.Generator) -> np.ndarray:
         """The blur kernel, float64 size x size, unit sum, centred on its centroid."""
-        length = rng.uniform(self.length_min, self.length_max)
+        length = _uniform(rng, self.length)
         heading = rng.uniform(0, 2 * np.pi) + np.cumsum(rng.normal(0, self.curvature, _TRAJECTORY_POINTS))
         steps = np.stack([np.cos(heading), np.sin(heading)], axis=1) * (length / _TRAJECTORY_POINTS)
         path = np.cumsum(steps, axis=0)
@@ -275,25 +281,21 @@ _DISK_SUPERSAMPLING = 8
 
 @dataclass(frozen=True)
 class DefocusBlur:
-    """Out-of-focus blur: a uniform disk (the lens aperture) of radius uniform in
-    [radius_min, radius_max] pixels, anti-aliased, unit sum, plus Gaussian `noise_sigma`."""
+    """Out-of-focus blur: a uniform disk (the lens aperture) of `radius` pixels (uniform in
+    the range), anti-aliased, unit sum, plus Gaussian `noise_sigma`."""
 
     kind: ClassVar[str] = "defocus-blur"
     size_multiple: ClassVar[int] = 1
-    radius_min: float = 1.5
-    radius_max: float = 5.0
+    radius: tuple[float, float] = (1.5, 5.0)
     noise_sigma: float = 0.01
 
     def __post_init__(self) -> None:
-        _require(
-            0.5 <= self.radius_min <= self.radius_max,
-            f"Defocus needs 0.5 <= radius_min <= radius_max, got {self.radius_min} and {self.radius_max}.",
-        )
+        _check_range("defocus radius (pixels)", self.radius, 0.5)
         _require(self.noise_sigma >= 0, f"noise_sigma must be >= 0, got {self.noise_sigma}.")
 
     def kernel(self, rng: np.random.Generator) -> np.ndarray:
         """The disk kernel, float64 (2 ceil(r) + 1)^2, unit sum."""
-        radius = rng.uniform(self.radius_min, self.radius_max)
+        radius = _uniform(rng, self.radius)
         half = int(np.ceil(radius))
         step = 1 / _DISK_SUPERSAMPLING
         offsets = np.arange(-half - 0.5 + step / 2, half + 0.5, step)
@@ -312,37 +314,31 @@ class DefocusBlur:
 @dataclass(frozen=True)
 class RainStreaks:
     """Synthetic rain in the manner of Rain100L/H: sparse random drops (a `density` fraction of
-    pixels, uniform in [density_min, density_max], each of random brightness) smeared into
-    straight streaks of one length (uniform in [length_min, length_max] pixels) and one
-    angle (within `angle_max` degrees of vertical) per image, softened by a Gaussian of
-    `width` pixels and screen-blended over the image with peak opacity `opacity`."""
+    pixels, each of random brightness) smeared into straight streaks of one `length` (pixels)
+    and one angle (within `angle_max` degrees of vertical) per image, softened by a Gaussian
+    of `width` pixels and screen-blended over the image with peak opacity `opacity`. Ranges
+    are drawn uniformly per image."""
 
     kind: ClassVar[str] = "rain-streaks"
     size_multiple: ClassVar[int] = 1
-    density_min: float = 0.002
-    density_max: float = 0.008
-    length_min: float = 8.0
-    length_max: float = 24.0
+    density: tuple[float, float] = (0.002, 0.008)
+    length: tuple[float, float] = (8.0, 24.0)
     angle_max: float = 25.0
     width: float = 0.6
     opacity: float = 0.8
 
     def __post_init__(self) -> None:
-        _require(0 < self.density_min <= self.density_max <= 1,
-                 f"Rain density needs 0 < density_min <= density_max <= 1, got {self.density_min} "
-                 f"and {self.density_max}.")
-        _require(1 <= self.length_min <= self.length_max,
-                 f"Streak length needs 1 <= length_min <= length_max, got {self.length_min} and "
-                 f"{self.length_max}.")
+        _check_range("rain density", self.density, 1e-6, 1)
+        _check_range("streak length (pixels)", self.length, 1)
         _require(0 <= self.angle_max < 90, f"angle_max must be in [0, 90) degrees, got {self.angle_max}.")
         _require(self.width >= 0, f"Streak width must be >= 0, got {self.width}.")
         _require(0 < self.opacity <= 1, f"Rain opacity must be in (0, 1], got {self.opacity}.")
 
     def streaks(self, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
         """The rain layer, HxW in [0, 1]."""
-        density = rng.uniform(self.density_min, self.density_max)
+        density = _uniform(rng, self.density)
         drops = (rng.random(shape) < density) * rng.uniform(0.5, 1.0, shape)
-        length = rng.uniform(self.length_min, self.length_max)
+        length = _uniform(rng, self.length)
         angle = np.deg2rad(90 + rng.uniform(-self.angle_max, self.angle_max))
         along = np.linspace(-length / 2, length / 2, max(int(4 * length), 2))
         line = splat(np.stack([along * np.cos(angle), along * np.sin(angle)], axis=1),

@@ -25,7 +25,7 @@ from mirnet_ref.metrics import psnr
 from mirnet_ref.registry import FAMILIES, family_named, training_outputs
 from mirnet_ref.train import TrainConfig, charbonnier, edge_loss, laplacian, training_loss
 
-BLURS = (MotionBlur(), DefocusBlur(), MotionBlur(size=31, length_min=20, length_max=28))
+BLURS = (MotionBlur(), DefocusBlur(), MotionBlur(size=31, length=(20, 28)))
 
 
 @pytest.fixture(scope="module")
@@ -44,16 +44,16 @@ def gradient_energy(image: np.ndarray) -> float:
 
 def test_task_defaults_and_kinds() -> None:
     assert make_degradation("deblur") == MotionBlur()
-    assert make_degradation("deblur", "defocus-blur", radius_max=3.0) == DefocusBlur(radius_max=3.0)
+    assert make_degradation("deblur", "defocus-blur", radius=(2, 3)) == DefocusBlur(radius=(2, 3))
     assert make_degradation("derain") == RainStreaks()
     assert TASK_KINDS["deblur"] == ("motion-blur", "defocus-blur")
 
 
 @pytest.mark.parametrize("options", [
-    {"kind": "motion-blur", "size": 16}, {"kind": "motion-blur", "length_max": 15},
-    {"kind": "motion-blur", "noise_sigma": -1}, {"kind": "defocus-blur", "radius_min": 0.1},
-    {"kind": "defocus-blur", "radius_min": 4, "radius_max": 3}, {"kind": "rain-streaks", "angle_max": 90},
-    {"kind": "rain-streaks", "density_min": 0}, {"kind": "rain-streaks", "opacity": 1.5},
+    {"kind": "motion-blur", "size": 16}, {"kind": "motion-blur", "length": (5, 15)},
+    {"kind": "motion-blur", "noise_sigma": -1}, {"kind": "defocus-blur", "radius": (0.1, 2)},
+    {"kind": "defocus-blur", "radius": (4, 3)}, {"kind": "rain-streaks", "angle_max": 90},
+    {"kind": "rain-streaks", "density": (0, 0.1)}, {"kind": "rain-streaks", "opacity": 1.5},
 ])
 def test_bad_options_are_user_errors(options: dict) -> None:
     task = "derain" if options["kind"] == "rain-streaks" else "deblur"
@@ -76,7 +76,7 @@ def test_kernels_are_normalised_nonnegative_and_centred(blur) -> None:
 
 
 def test_motion_kernels_follow_their_length_and_differ_per_seed() -> None:
-    blur = MotionBlur(length_min=6, length_max=6, curvature=0.0)
+    blur = MotionBlur(length=(6, 6), curvature=0.0)
     kernel = blur.kernel(rng(3))
     ys, xs = np.nonzero(kernel > 1e-6)
     extent = np.hypot(xs.max() - xs.min(), ys.max() - ys.min())
@@ -86,7 +86,7 @@ def test_motion_kernels_follow_their_length_and_differ_per_seed() -> None:
 
 
 def test_defocus_kernel_is_a_symmetric_disk() -> None:
-    blur = DefocusBlur(radius_min=3.0, radius_max=3.0)
+    blur = DefocusBlur(radius=(3.0, 3.0))
     kernel = blur.kernel(rng(0))
     assert kernel.shape == (7, 7)
     np.testing.assert_allclose(kernel, kernel.T, atol=1e-15)
@@ -143,7 +143,7 @@ def test_rain_adds_bright_near_vertical_streaks(photo: np.ndarray) -> None:
     # Streaks run (nearly) vertically: the layer varies far more across columns than down rows.
     assert np.abs(np.diff(layer, axis=1)).mean() > 2 * np.abs(np.diff(layer, axis=0)).mean()
     def rain_at(density: float) -> float:
-        return float(RainStreaks(density_min=density, density_max=density).streaks((200, 200), rng(2)).mean())
+        return float(RainStreaks(density=(density, density)).streaks((200, 200), rng(2)).mean())
 
     assert rain_at(0.02) > 2 * rain_at(0.002)
 
