@@ -8,18 +8,23 @@ all alike. `BASELINES[task]` lists them by name.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from scipy.optimize import brentq
 from skimage.exposure import equalize_adapthist
-from skimage.restoration import denoise_nl_means
+from skimage.restoration import denoise_nl_means, richardson_lucy, wiener
 
 from mirnet_deploy.errors import UserError
 
 from .images import check_rgb
 
 _MAX_LOG_GAMMA = 10.0
+
+
+def best_of(run: Callable[[float], np.ndarray], settings: Sequence[float], clean: np.ndarray) -> np.ndarray:
+    """The oracle best case: `run(setting)` for every setting, the one closest to `clean` (MSE)."""
+    return min((run(setting) for setting in settings), key=lambda x: float(np.mean((x - clean) ** 2)))
 
 
 #: h / sigma values tried by the oracle NLM (scikit-image recommends 0.8 for a known sigma).
@@ -41,10 +46,59 @@ def nl_means(
                                     preserve_range=True)
         return np.clip(restored, 0.0, 1.0).astype(np.float32)
 
-    if clean is None:
-        return run(0.8)
-    candidates = [run(h) for h in NLM_H_FACTORS]
-    return min(candidates, key=lambda x: float(np.mean((x - clean) ** 2)))
+    return run(0.8) if clean is None else best_of(run, NLM_H_FACTORS, clean)
+
+
+#: Wiener noise-to-signal balances tried by the oracle (log-spaced over the useful range).
+WIENER_BALANCES = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1)
+#: Richardson-Lucy iteration counts tried by the oracle.
+RL_ITERATIONS = (5, 10, 20, 40)
+
+
+def _deconvolve_channels(degraded: np.ndarray, kernel: np.ndarray,
+                         deconvolve: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
+    """`deconvolve(channel, kernel)` per channel on the image reflect-padded by the kernel size
+    (the blur reflected at the borders too), cropped back: FFT wrap-around and zero borders
+    then stay outside the picture."""
+    pad = max(kernel.shape)
+    padded = np.pad(np.clip(degraded, 0.0, 1.0).astype(np.float64), ((pad, pad), (pad, pad), (0, 0)),
+                    mode="reflect")
+    restored = np.stack([deconvolve(padded[:, :, c], kernel) for c in range(3)], axis=-1)
+    return np.clip(restored[pad:-pad, pad:-pad], 0.0, 1.0).astype(np.float32)
+
+
+def _true_kernel(kernel: np.ndarray | None) -> np.ndarray:
+    if kernel is None:
+        raise UserError("Deconvolution baselines need the true blur kernel, which only synthetic pairs "
+                        "carry (the built-in or a clean folder); pass --no-baselines for paired folders.")
+    return np.asarray(kernel, np.float64)
+
+
+def wiener_deconvolution(degraded: np.ndarray, *, kernel: np.ndarray | None = None,
+                         clean: np.ndarray | None = None, **_known: object) -> np.ndarray:
+    """Wiener deconvolution with the TRUE blur kernel (scikit-image, balance 1e-2). With
+    `clean` given, the best balance of WIENER_BALANCES per image (the oracle best case)."""
+    check_rgb(degraded, "The image to deblur")
+    psf = _true_kernel(kernel)
+
+    def run(balance: float) -> np.ndarray:
+        return _deconvolve_channels(degraded, psf, lambda x, k: wiener(x, k, balance, clip=False))
+
+    return run(1e-2) if clean is None else best_of(run, WIENER_BALANCES, clean)
+
+
+def richardson_lucy_deconvolution(degraded: np.ndarray, *, kernel: np.ndarray | None = None,
+                                  clean: np.ndarray | None = None, **_known: object) -> np.ndarray:
+    """Richardson-Lucy deconvolution with the TRUE blur kernel (scikit-image, 10 iterations).
+    With `clean` given, the best iteration count of RL_ITERATIONS per image (oracle)."""
+    check_rgb(degraded, "The image to deblur")
+    psf = _true_kernel(kernel)
+
+    def run(iterations: float) -> np.ndarray:
+        return _deconvolve_channels(degraded, psf,
+                                    lambda x, k: richardson_lucy(x, k, num_iter=int(iterations), clip=False))
+
+    return run(10) if clean is None else best_of(run, RL_ITERATIONS, clean)
 
 
 def gamma_correct(
@@ -92,4 +146,6 @@ BASELINES: dict[str, dict[str, Baseline]] = {
     "denoise": {"nl-means": nl_means},
     "enhance": {"gamma": gamma_correct, "clahe": clahe},
     "sr": {"bicubic": bicubic},
+    "deblur": {"wiener": wiener_deconvolution, "richardson-lucy": richardson_lucy_deconvolution},
+    "derain": {},
 }

@@ -18,15 +18,22 @@ from .baselines import BASELINES
 from .checkpoint import load_model, naming_file, read_state_dict, save_checkpoint
 from .complexity import count_macs, learned_macs
 from .data_sources import LAYOUTS, evaluation_pairs, training_sampler
-from .degradations import Degradation, make_degradation
+from .degradations import TASK_KINDS, Degradation, make_degradation
 from .images import from_tensor, to_tensor
 from .inference import restore
 from .metrics import psnr, ssim
-from .model import MIRNetConfig, count_parameters
-from .presets import PRESETS, preset_config
-from .registry import FAMILIES, ModelConfig, family_named, family_of_config, recognise
+from .model import count_parameters
+from .registry import (
+    FAMILIES,
+    ModelConfig,
+    ModelFamily,
+    check_arguments,
+    family_named,
+    family_of_config,
+    recognise,
+)
 from .train import TrainConfig, Trainer
-from .weights import TASKS, default_weights
+from .weights import default_weights
 
 
 def describe(config: ModelConfig, resolutions: list[tuple[int, int]], batch: int = 1) -> dict:
@@ -136,17 +143,21 @@ def task_degradation(task: str, sigma: float | None, scale: int) -> Degradation:
     return make_degradation(task)
 
 
-def _model_config(preset: str, overrides: dict) -> MIRNetConfig:
+def _model_config(family: ModelFamily, preset: str, overrides: dict) -> ModelConfig:
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    return replace(preset_config(preset), **overrides)
+    check_arguments(family, overrides)
+    return replace(family.preset(preset), **overrides)
 
 
 @click.command()
-@click.option("--task", type=click.Choice(TASKS), required=True)
-@click.option("--preset", type=click.Choice(sorted(PRESETS)), default="small", show_default=True)
+@click.option("--task", type=click.Choice(list(TASK_KINDS)), required=True)
+@click.option("--model", "family_name", type=click.Choice(sorted(FAMILIES)), default="mirnet",
+              show_default=True, help="Model family to train.")
+@click.option("--preset", default="small", show_default=True,
+              help="A preset of the --model family (every family has `small`, the CPU demo size).")
 @click.option("--n-feat", type=int, help="Override the preset's n_feat.")
-@click.option("--n-rrg", "n_RRG", type=int, help="Override the preset's n_RRG.")
-@click.option("--n-msrb", "n_MSRB", type=int, help="Override the preset's n_MSRB.")
+@click.option("--n-rrg", "n_RRG", type=int, help="Override the preset's n_RRG (MIRNet).")
+@click.option("--n-msrb", "n_MSRB", type=int, help="Override the preset's n_MSRB (MIRNet).")
 @click.option("--data", type=click.Path(exists=True, file_okay=False),
               help="Training folder (default: the built-in training photographs).")
 @click.option("--layout", type=click.Choice(LAYOUTS), default="clean", show_default=True,
@@ -170,25 +181,30 @@ def _model_config(preset: str, overrides: dict) -> MIRNetConfig:
 @click.option("--publish", type=click.Path(dir_okay=False),
               help="At the end, write the best weights (official format, no optimizer) here.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train(task: str, preset: str, n_feat: int | None, n_RRG: int | None, n_MSRB: int | None,
+def train(task: str, family_name: str, preset: str, n_feat: int | None, n_RRG: int | None, n_MSRB: int | None,
           data: str | None, layout: str, val_data: str | None, sigma: float | None, scale: int,
           iterations: int, batch_size: int, patch_size: int, lr: float, warmup: int, val_every: int,
           mixup: bool, seed: int, output: str, resume: bool, publish: str | None, quiet: bool) -> None:
-    """Train MIRNet for TASK the authors' way (Charbonnier, Adam, warm-up + cosine, dihedral
+    """Train a model of any family for TASK the authors' way (Charbonnier on every output the
+    family returns, plus MPRNet's edge loss for deblur/derain; Adam, warm-up + cosine, dihedral
     augmentation, mixup), iteration-based, validated every --val-every iterations.
 
     \b
     Examples:
       mirnet train --task denoise --output runs/denoise
+      mirnet train --model mprnet --task deblur --output runs/mprnet-deblur
       mirnet train --task denoise --data SIDD_Medium_Srgb --layout sidd --preset full \\
           --val-data SIDD_val --layout sidd --output runs/sidd --iterations 700000
       mirnet train --task denoise --output runs/denoise --resume
     """
+    family = family_named(family_name)
+    family.check_task(task)
     degradation = task_degradation(task, sigma, scale)
-    model = _model_config(preset, {"n_feat": n_feat, "n_RRG": n_RRG, "n_MSRB": n_MSRB})
-    config = TrainConfig(task=task, model=model.as_dict(), iterations=iterations, batch_size=batch_size,
-                         patch_size=patch_size, lr=lr, warmup=warmup, mixup=mixup, val_every=val_every,
-                         seed=seed)
+    model = _model_config(family, preset, {"n_feat": n_feat, "n_RRG": n_RRG, "n_MSRB": n_MSRB})
+    config = TrainConfig(task=task, model=model.as_dict(), family=family.name, iterations=iterations,
+                         batch_size=batch_size, patch_size=patch_size, lr=lr, warmup=warmup, mixup=mixup,
+                         val_every=val_every, seed=seed,
+                         edge_loss_weight=family.edge_loss_weight.get(task, 0.0))
     sampler = training_sampler(degradation, folder=data, layout=layout, scale=scale,
                                patch_size=patch_size, batch_size=batch_size, seed=seed)
     validation = [(p.name, p.input, p.target)
@@ -208,48 +224,54 @@ def train(task: str, preset: str, n_feat: int | None, n_RRG: int | None, n_MSRB:
 
 
 def _known_facts(degradation: Degradation, clean: np.ndarray) -> dict:
-    """What the baselines may know: the true noise sigma, the clean image (oracle best cases)."""
+    """What the baselines may know: the true noise sigma, the clean image (oracle best cases);
+    synthetic pairs add their own facts (the blur kernel)."""
     return {"sigma": getattr(degradation, "sigma", 0.0), "target_mean": float(clean.mean()), "clean": clean}
 
 
 @click.command(name="eval")
-@click.option("--task", type=click.Choice(TASKS), required=True)
+@click.option("--task", type=click.Choice(list(TASK_KINDS)), required=True)
+@click.option("--model", "family_name", type=click.Choice(sorted(FAMILIES)),
+              help="Family whose demo weights to score [mirnet]; with --checkpoint, the family it must hold.")
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False),
-              help="Checkpoint to score (default: the task's demo weights).")
+              help="Checkpoint of any family to score (default: the family's demo weights for the task).")
 @click.option("--data", type=click.Path(exists=True, file_okay=False),
               help="Folder to score (default: the built-in held-out photographs, degraded, seed 2020).")
 @click.option("--layout", type=click.Choice(LAYOUTS), default="clean", show_default=True)
 @click.option("--sigma", type=float, help="denoise: Gaussian noise sigma in 0-255 units [25].")
 @click.option("--scale", type=click.IntRange(2, 4), default=4, show_default=True, help="sr: scale.")
 @click.option("--baselines/--no-baselines", default=True, show_default=True,
-              help="Also score the classical baselines (NLM, gamma, CLAHE, bicubic), each in its "
-                   "oracle best case.")
+              help="Also score the classical baselines (NLM, gamma, CLAHE, bicubic, Wiener and "
+                   "Richardson-Lucy with the true kernel), each in its oracle best case.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def evaluate_command(task: str, checkpoint: str | None, data: str | None, layout: str, sigma: float | None,
-                     scale: int, baselines: bool, as_json: bool) -> None:
+def evaluate_command(task: str, family_name: str | None, checkpoint: str | None, data: str | None,
+                     layout: str, sigma: float | None, scale: int, baselines: bool, as_json: bool) -> None:
     """Score a model on paired images: PSNR/SSIM per image and the mean.
 
-    Denoise and enhance are scored on RGB (the authors' SIDD/LOL protocol); sr on
-    the Y channel (MATLAB rgb2ycbcr) with a border of `scale` pixels cropped, as
-    BasicSR and the MIRNet-v2 evaluation do.
+    Denoise, enhance, deblur and derain are scored on RGB (the authors' SIDD/LOL/GoPro
+    protocol); sr on the Y channel (MATLAB rgb2ycbcr) with a border of `scale` pixels
+    cropped, as BasicSR and the MIRNet-v2 evaluation do.
 
     \b
     Examples:
       mirnet eval --task denoise
+      mirnet eval --model mprnet --task deblur
       mirnet eval --task sr --checkpoint runs/sr/model_best.pth --json
       mirnet eval --task denoise --data SIDD_val --layout paired --no-baselines
     """
     degradation = task_degradation(task, sigma, scale)
-    path = Path(checkpoint) if checkpoint else default_weights(task)
-    model = load_model(path)
+    path = Path(checkpoint) if checkpoint else default_weights(task, family_name or "mirnet")
+    model = load_model(path, family_name)
+    family = family_of_config(model.config)
+    family.check_task(task)
     metric = {"crop_border": scale, "y_channel": True} if task == "sr" else {}
     methods = BASELINES[task] if baselines else {}
     rows = []
     for pair in tqdm(evaluation_pairs(degradation, data, layout, scale), desc="eval", disable=as_json,
                      leave=False):
         restored = from_tensor(restore(model, to_tensor(pair.input)))
-        known = _known_facts(degradation, pair.target)
-        scores = {"input": pair.input, "mirnet": restored}
+        known = {**_known_facts(degradation, pair.target), **pair.known}
+        scores = {"input": pair.input, family.name: restored}
         scores.update({name: method(pair.input, **known) for name, method in methods.items()})
         rows.append({
             "name": pair.name,

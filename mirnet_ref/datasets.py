@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,7 @@ import torch
 
 from mirnet_deploy.errors import ImageError, UserError
 
-from .degradations import Degradation, bicubic_resize, degrade_pair
+from .degradations import Degradation, bicubic_resize, degrade_pair, oracle_facts
 from .images import IMAGE_SUFFIXES, read_image
 
 PathPair = tuple[Path, Path]
@@ -40,11 +40,13 @@ Batch = tuple[np.ndarray, np.ndarray] | tuple[torch.Tensor, torch.Tensor]
 
 @dataclass(frozen=True)
 class ImagePair:
-    """A decoded pair: `input` (degraded) and `target` (clean), float32 HxWx3 in [0, 1]."""
+    """A decoded pair: `input` (degraded) and `target` (clean), float32 HxWx3 in [0, 1]; for a
+    synthetic pair, `known` holds what an oracle baseline may know (`oracle_facts`)."""
 
     name: str
     input: np.ndarray
     target: np.ndarray
+    known: dict = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -186,7 +188,8 @@ def synthesize_pairs(
     pairs = []
     for index, (name, clean) in enumerate(images):
         degraded, target = degrade_pair(degradation, clean, np.random.default_rng((seed, index)))
-        pairs.append(ImagePair(name, degraded, target))
+        known = oracle_facts(degradation, np.random.default_rng((seed, index)))
+        pairs.append(ImagePair(name, degraded, target, known))
     return pairs
 
 

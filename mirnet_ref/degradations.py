@@ -10,8 +10,13 @@ Noise levels are in [0, 1] units (the pixel range the model sees): the usual
 [0, 1], as a degraded photograph saved to a file would be, so noise statistics are
 biased near black and white. Nothing is quantised to 8 bits.
 
+Blur degradations (`MotionBlur`, `DefocusBlur`) draw their kernel FIRST from `rng`
+(`kernel(rng)`), then the noise: `oracle_facts` replays that first draw so an
+evaluation can hand the true kernel to a non-blind deconvolution baseline.
+
 `make_degradation(task, **options)` gives each task's default: denoise = Gaussian
-noise sigma 25/255, enhance = low light, sr = x4 bicubic down and back up.
+noise sigma 25/255, enhance = low light, sr = x4 bicubic down and back up,
+deblur = random motion blur, derain = rain streaks.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.ndimage import gaussian_filter
+from scipy.signal import fftconvolve
 
 from mirnet_deploy.errors import UserError
 
@@ -190,6 +197,165 @@ class BicubicSR:
                 "plain (a=-0.75) up"}
 
 
+def convolve(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Each channel of HxWxC `image` convolved with the odd-sized 2-D `kernel`, borders
+    reflected (the scene goes on past the frame), output the input's size."""
+    pad_y, pad_x = kernel.shape[0] // 2, kernel.shape[1] // 2
+    padded = np.pad(image, ((pad_y, pad_y), (pad_x, pad_x), (0, 0)), mode="reflect")
+    return fftconvolve(padded, kernel[:, :, None], mode="valid", axes=(0, 1))
+
+
+def splat(points: np.ndarray, size: int) -> np.ndarray:
+    """A size x size kernel of unit sum from (x, y) points around the centre, each point spread
+    bilinearly over its 4 neighbouring pixels (sub-pixel paths stay smooth)."""
+    shifted = points + size // 2
+    base = np.floor(shifted).astype(int)
+    frac = shifted - base
+    kernel = np.zeros((size, size))
+    for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1)):
+        weight = (frac[:, 0] if dx else 1 - frac[:, 0]) * (frac[:, 1] if dy else 1 - frac[:, 1])
+        x, y = np.clip(base[:, 0] + dx, 0, size - 1), np.clip(base[:, 1] + dy, 0, size - 1)
+        np.add.at(kernel, (y, x), weight)
+    return kernel / kernel.sum()
+
+
+def _blur_and_noise(clean: np.ndarray, kernel: np.ndarray, noise_sigma: float,
+                    rng: np.random.Generator) -> np.ndarray:
+    check_rgb(clean, "The image to degrade")
+    return _finish(convolve(clean, kernel) + rng.normal(0.0, noise_sigma, clean.shape))
+
+
+def _check_range(name: str, bounds: tuple[float, float], lowest: float, highest: float = np.inf) -> None:
+    """A (min, max) option: lowest <= min <= max <= highest, or a UserError naming it."""
+    low, high = bounds
+    _require(lowest <= low <= high <= highest,
+             f"The {name} range needs {lowest} <= min <= max <= {highest}, got {tuple(bounds)}.")
+
+
+def _uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
+    return float(rng.uniform(*bounds))
+
+
+#: Points sampled along a camera-shake trajectory (enough for sub-pixel smooth kernels).
+_TRAJECTORY_POINTS = 96
+
+
+@dataclass(frozen=True)
+class MotionBlur:
+    """Camera shake: a random smooth trajectory, `length` pixels long (uniform in the range),
+    random start direction, its heading drifting by a Gaussian random walk of `curvature`
+    radians per step, splatted into a `size` x `size` kernel of unit sum, convolved with the
+    image, plus Gaussian `noise_sigma` (what a sensor adds)."""
+
+    kind: ClassVar[str] = "motion-blur"
+    size_multiple: ClassVar[int] = 1
+    size: int = 17
+    length: tuple[float, float] = (5.0, 13.0)
+    curvature: float = 0.08
+    noise_sigma: float = 0.01
+
+    def __post_init__(self) -> None:
+        _require(self.size % 2 == 1 and self.size >= 3, f"Kernel size must be odd and >= 3, got {self.size}.")
+        _check_range("motion length (pixels, at most size - 3)", self.length, 1, self.size - 3)
+        _require(self.curvature >= 0 and self.noise_sigma >= 0,
+                 f"curvature and noise_sigma must be >= 0, got {self.curvature} and {self.noise_sigma}.")
+
+    def kernel(self, rng: np.random.Generator) -> np.ndarray:
+        """The blur kernel, float64 size x size, unit sum, centred on its centroid."""
+        length = _uniform(rng, self.length)
+        heading = rng.uniform(0, 2 * np.pi) + np.cumsum(rng.normal(0, self.curvature, _TRAJECTORY_POINTS))
+        steps = np.stack([np.cos(heading), np.sin(heading)], axis=1) * (length / _TRAJECTORY_POINTS)
+        path = np.cumsum(steps, axis=0)
+        return splat(path - path.mean(axis=0), self.size)
+
+    def apply(self, clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return _blur_and_noise(clean, self.kernel(rng), self.noise_sigma, rng)
+
+    def describe(self) -> dict[str, Any]:
+        return _describe(self)
+
+
+#: Sub-pixel samples per kernel pixel side when rasterising a defocus disk.
+_DISK_SUPERSAMPLING = 8
+
+
+@dataclass(frozen=True)
+class DefocusBlur:
+    """Out-of-focus blur: a uniform disk (the lens aperture) of `radius` pixels (uniform in
+    the range), anti-aliased, unit sum, plus Gaussian `noise_sigma`."""
+
+    kind: ClassVar[str] = "defocus-blur"
+    size_multiple: ClassVar[int] = 1
+    radius: tuple[float, float] = (1.5, 5.0)
+    noise_sigma: float = 0.01
+
+    def __post_init__(self) -> None:
+        _check_range("defocus radius (pixels)", self.radius, 0.5)
+        _require(self.noise_sigma >= 0, f"noise_sigma must be >= 0, got {self.noise_sigma}.")
+
+    def kernel(self, rng: np.random.Generator) -> np.ndarray:
+        """The disk kernel, float64 (2 ceil(r) + 1)^2, unit sum."""
+        radius = _uniform(rng, self.radius)
+        half = int(np.ceil(radius))
+        step = 1 / _DISK_SUPERSAMPLING
+        offsets = np.arange(-half - 0.5 + step / 2, half + 0.5, step)
+        inside = (offsets[:, None] ** 2 + offsets[None, :] ** 2 <= radius**2).astype(np.float64)
+        size = 2 * half + 1
+        kernel = inside.reshape(size, _DISK_SUPERSAMPLING, size, _DISK_SUPERSAMPLING).sum(axis=(1, 3))
+        return kernel / kernel.sum()
+
+    def apply(self, clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return _blur_and_noise(clean, self.kernel(rng), self.noise_sigma, rng)
+
+    def describe(self) -> dict[str, Any]:
+        return _describe(self)
+
+
+@dataclass(frozen=True)
+class RainStreaks:
+    """Synthetic rain in the manner of Rain100L/H: sparse random drops (a `density` fraction of
+    pixels, each of random brightness) smeared into straight streaks of one `length` (pixels)
+    and one angle (within `angle_max` degrees of vertical) per image, softened by a Gaussian
+    of `width` pixels and screen-blended over the image with peak opacity `opacity`. Ranges
+    are drawn uniformly per image."""
+
+    kind: ClassVar[str] = "rain-streaks"
+    size_multiple: ClassVar[int] = 1
+    density: tuple[float, float] = (0.002, 0.008)
+    length: tuple[float, float] = (8.0, 24.0)
+    angle_max: float = 25.0
+    width: float = 0.6
+    opacity: float = 0.8
+
+    def __post_init__(self) -> None:
+        _check_range("rain density", self.density, 1e-6, 1)
+        _check_range("streak length (pixels)", self.length, 1)
+        _require(0 <= self.angle_max < 90, f"angle_max must be in [0, 90) degrees, got {self.angle_max}.")
+        _require(self.width >= 0, f"Streak width must be >= 0, got {self.width}.")
+        _require(0 < self.opacity <= 1, f"Rain opacity must be in (0, 1], got {self.opacity}.")
+
+    def streaks(self, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+        """The rain layer, HxW in [0, 1]."""
+        density = _uniform(rng, self.density)
+        drops = (rng.random(shape) < density) * rng.uniform(0.5, 1.0, shape)
+        length = _uniform(rng, self.length)
+        angle = np.deg2rad(90 + rng.uniform(-self.angle_max, self.angle_max))
+        along = np.linspace(-length / 2, length / 2, max(int(4 * length), 2))
+        line = splat(np.stack([along * np.cos(angle), along * np.sin(angle)], axis=1),
+                     2 * int(np.ceil(length / 2)) + 3)
+        # A line kernel of unit sum spreads each drop thinly: scale so a streak keeps its drop's value.
+        layer = convolve(drops[:, :, None], line * length)[:, :, 0]
+        return np.clip(gaussian_filter(layer, self.width) if self.width else layer, 0.0, 1.0)
+
+    def apply(self, clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        check_rgb(clean, "The image to degrade")
+        rain = self.opacity * self.streaks(clean.shape[:2], rng)[:, :, None]
+        return _finish(1 - (1 - np.clip(clean, 0.0, 1.0)) * (1 - rain))
+
+    def describe(self) -> dict[str, Any]:
+        return _describe(self)
+
+
 def degrade_pair(
     degradation: Degradation, clean: np.ndarray, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -200,17 +366,29 @@ def degrade_pair(
 
 # Degradations by kind, and which kinds suit which task (the first is the task's default).
 DEGRADATIONS: dict[str, type] = {
-    cls.kind: cls for cls in (GaussianNoise, PoissonGaussianNoise, LowLight, BicubicSR)
+    cls.kind: cls
+    for cls in (GaussianNoise, PoissonGaussianNoise, LowLight, BicubicSR, MotionBlur, DefocusBlur,
+                RainStreaks)
 }
 TASK_KINDS: dict[str, tuple[str, ...]] = {
     "denoise": ("gaussian", "poisson-gaussian"),
     "enhance": ("low-light",),
     "sr": ("bicubic-sr",),
+    "deblur": ("motion-blur", "defocus-blur"),
+    "derain": ("rain-streaks",),
 }
 
 
+def oracle_facts(degradation: Degradation, rng: np.random.Generator) -> dict[str, Any]:
+    """What an oracle baseline may know about the degradation `rng` will draw: the true blur
+    kernel for blur degradations (they draw it first), nothing otherwise. Pass a generator
+    in the same state as the one given to `apply`."""
+    kernel = getattr(degradation, "kernel", None)
+    return {"kernel": kernel(rng)} if kernel is not None else {}
+
+
 def make_degradation(task: str, kind: str | None = None, **options: Any) -> Degradation:
-    """The degradation for `task` (denoise | enhance | sr): its default kind unless `kind` is
+    """The degradation for `task` (a key of TASK_KINDS): its default kind unless `kind` is
     given, with `options` overriding the dataclass defaults, e.g. ('sr', scale=3)."""
     if task not in TASK_KINDS:
         raise UserError(f"Unknown task {task!r}: choose one of {', '.join(TASK_KINDS)}.")

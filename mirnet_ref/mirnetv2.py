@@ -176,4 +176,6 @@ MIRNETV2_PRESETS: dict[str, MIRNetV2Config] = {
     "sr_x3": MIRNetV2Config(scale=3),
     "sr_x4": MIRNetV2Config(scale=4),
     "defocus": MIRNetV2Config(inp_channels=6, task=DEFOCUS_TASK),
+    # Not released: the CPU demo size (4 RRGs of one MRB, 16 channels), trained by `make demo-weights`.
+    "small": MIRNetV2Config(n_feat=16, n_MRB=1),
 }

@@ -250,4 +250,6 @@ MPRNET_PRESETS: dict[str, MPRNetConfig] = {
     "denoise": MPRNetConfig(n_feat=80, scale_unetfeats=48, scale_orsnetfeats=32),
     # Deraining/: Rain100L/H, Test100, Test1200, Test2800; 3,637,249 parameters.
     "derain": MPRNetConfig(n_feat=40, scale_unetfeats=20, scale_orsnetfeats=16),
+    # Not released: the CPU demo size (same three stages, 2 CABs per ORB), trained by `make demo-weights`.
+    "small": MPRNetConfig(n_feat=16, scale_unetfeats=8, scale_orsnetfeats=8, num_cab=2),
 }

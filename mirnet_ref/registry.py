@@ -67,7 +67,10 @@ class ModelFamily:
     #: Config fields the tensors do not determine (kept from a matching preset or the default).
     untracked_fields: tuple[str, ...] = ()
     #: Index of the forward's output that inference uses; None when the forward returns one tensor.
+    #: Training supervises every output of a multi-output forward (`training_outputs`).
     output_index: int | None = None
+    #: Weight of the authors' edge (Laplacian) Charbonnier loss per task, added per output.
+    edge_loss_weight: dict[str, float] = field(default_factory=dict)
     #: MAC counters for the family's functional layers (complexity.count_macs `extra_counters`).
     mac_counters: dict[type, MacCounter] = field(default_factory=dict)
 
@@ -79,6 +82,11 @@ class ModelFamily:
         def tracked(c: ModelConfig) -> dict:
             return {k: v for k, v in c.as_dict().items() if k not in self.untracked_fields}
         return [name for name, preset in self.presets.items() if tracked(preset) == tracked(config)]
+
+    def check_task(self, task: str) -> None:
+        """Refuse a task the family was not made for (its authors' tasks, MIRNet-v2's defocus aside)."""
+        if task not in self.tasks:
+            raise UserError(f"{self.title} does not do {task!r}: its tasks are {', '.join(self.tasks)}.")
 
     def recognises(self, state: StateDict) -> bool:
         return any(self.signature.match(key) for key in state)
@@ -148,7 +156,7 @@ FAMILIES: dict[str, ModelFamily] = {
             name="mprnet", title="MPRNet", build=MPRNet.from_config, config_class=MPRNetConfig,
             presets=MPRNET_PRESETS, tasks=("deblur", "denoise", "derain"),
             signature=re.compile(r"stage3_orsnet\."), infer_config=infer_mprnet_config,
-            output_index=0,
+            output_index=0, edge_loss_weight={"deblur": 0.05, "derain": 0.05},
         ),
         ModelFamily(
             name="mirnetv2", title="MIRNet-v2", build=MIRNetV2.from_config, config_class=MIRNetV2Config,
@@ -213,13 +221,25 @@ class SelectedOutput(nn.Module):
         return self.network(x)[self.index]
 
 
+def _family_of_model(model: nn.Module) -> ModelFamily | None:
+    config = getattr(model, "config", None)
+    return next((f for f in FAMILIES.values() if isinstance(config, f.config_class)), None)
+
+
+def training_outputs(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    """Every image `model`'s forward returns, which training supervises against the one target
+    (MPRNet's authors sum the loss over its three stages, MPRNET_SPEC.md §10)."""
+    family = _family_of_model(model)
+    outputs = model(x)
+    return [outputs] if family is None or family.output_index is None else list(outputs)
+
+
 def inference_module(model: nn.Module) -> nn.Module:
     """`model` as inference (and export) runs it: one output tensor, e.g. MPRNet's final stage.
 
     Modules of no registered family are returned as they are.
     """
-    config = getattr(model, "config", None)
-    family = next((f for f in FAMILIES.values() if isinstance(config, f.config_class)), None)
+    family = _family_of_model(model)
     if family is None or family.output_index is None:
         return model
     return SelectedOutput(model, family.output_index)

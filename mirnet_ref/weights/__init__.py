@@ -1,4 +1,4 @@
-"""The demo weights shipped with the package, one small model per task (`make demo-weights`)."""
+"""The demo weights shipped with the package, one small model per (family, task) (`make demo-weights`)."""
 
 from __future__ import annotations
 
@@ -6,21 +6,32 @@ from pathlib import Path
 
 from mirnet_deploy.errors import UserError
 
-TASKS = ("denoise", "enhance", "sr")
 WEIGHTS_DIR = Path(__file__).parent
+#: (family, task) -> file name in WEIGHTS_DIR. MIRNet's files keep their original names.
+DEMO_WEIGHTS: dict[tuple[str, str], str] = {
+    ("mirnet", "denoise"): "denoise.pth",
+    ("mirnet", "enhance"): "enhance.pth",
+    ("mirnet", "sr"): "sr.pth",
+    ("mprnet", "deblur"): "mprnet_deblur.pth",
+    ("mirnetv2", "enhance"): "mirnetv2_enhance.pth",
+}
+#: The tasks with MIRNet demo weights (the deployment verbs' --task choices).
+TASKS = tuple(task for family, task in DEMO_WEIGHTS if family == "mirnet")
 
 
-def demo_weights_path(task: str) -> Path:
-    """Where the demo checkpoint of `task` lives inside the installed package."""
-    if task not in TASKS:
-        raise UserError(f"Unknown task {task!r}: choose one of {', '.join(TASKS)}.")
-    return WEIGHTS_DIR / f"{task}.pth"
+def demo_weights_path(task: str, model: str = "mirnet") -> Path:
+    """Where the demo checkpoint of `model` for `task` lives inside the installed package."""
+    if (model, task) not in DEMO_WEIGHTS:
+        shipped = ", ".join(f"{f} {t}" for f, t in DEMO_WEIGHTS)
+        raise UserError(f"No demo weights are made for {model} {task!r}: there are {shipped}. "
+                        "Pass --checkpoint.")
+    return WEIGHTS_DIR / DEMO_WEIGHTS[model, task]
 
 
-def default_weights(task: str) -> Path:
-    """The task's demo checkpoint, or a clear error saying how to make it."""
-    path = demo_weights_path(task)
+def default_weights(task: str, model: str = "mirnet") -> Path:
+    """The demo checkpoint of `model` for `task`, or a clear error saying how to make it."""
+    path = demo_weights_path(task, model)
     if not path.is_file():
-        raise UserError(f"No demo weights for task {task!r} at {path}: run `make demo-weights` "
-                        "(about 20 minutes per task on 2 cores) or pass --checkpoint.")
+        raise UserError(f"No demo weights for {model} {task!r} at {path}: run `make demo-weights` "
+                        "(about 20 minutes per model on 2 cores) or pass --checkpoint.")
     return path
