@@ -11,7 +11,8 @@ One Q/DQ file cannot serve both (DEPLOY_STACK.md §3.2), so there are two target
   points, s8 per-channel weights, quantized outputs), preceded by exact rewrites that let
   more of the network run in INT8 (see `prepare`).
 
-Quantization is ONNX Runtime's `quantize_static`; its calibration ranges are cached per
+Quantization is ONNX Runtime's `quantize_static`, fed ranges that `ranges.collect_ranges`
+measured one sample at a time (bounded memory; see there). The ranges are cached per
 (prepared model, calibration set, method), so re-quantizing with other exclusions (the
 mixed-precision search) never runs the calibration again.
 """
@@ -27,20 +28,20 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import onnx
 from onnxruntime.quantization import (
-    CalibrationDataReader,
     CalibrationMethod,
     QuantFormat,
     QuantType,
     quantize_static,
 )
+from onnxruntime.quantization.calibrate import save_tensors_data
 
 from mirnet_deploy.atomic import atomic_write_bytes
 from mirnet_deploy.errors import UserError
 
 from .dataset import CalibrationSet
+from .ranges import collect_ranges
 
 TARGETS = ("tensorrt", "cpu")
 METHODS: dict[str, CalibrationMethod] = {
@@ -80,18 +81,6 @@ class QuantizeReport:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-class _SetReader(CalibrationDataReader):
-    """ONNX Runtime's calibration feed: one sample of the set per call, read from disk when asked."""
-
-    def __init__(self, calibration: CalibrationSet, input_name: str) -> None:
-        self._samples = calibration.inputs()
-        self._input_name = input_name
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        sample = next(self._samples, None)
-        return None if sample is None else {self._input_name: sample}
 
 
 def target_settings(target: str) -> tuple[QuantType, QuantType, dict]:
@@ -208,9 +197,14 @@ def quantize_onnx(onnx_path: str | os.PathLike, output_path: str | os.PathLike, 
         prepared_path = Path(scratch) / "prepared.onnx"
         onnx.save(model, prepared_path)
         quantized_path = Path(scratch) / "quantized.onnx"
+        if not ranges_cached:
+            input_name = source.graph.input[0].name
+            ranges = collect_ranges(prepared_path, ({input_name: x} for x in calib.inputs()),
+                                    method=METHODS[method], op_types=list(op_types))
+            save_tensors_data(ranges, ranges_path)
         logging.getLogger().setLevel(logging.ERROR)  # the quantizer warns about pre-processing on every call
         quantize_static(
-            prepared_path, quantized_path, _SetReader(calib, source.graph.input[0].name),
+            prepared_path, quantized_path, None,
             quant_format=QuantFormat.QDQ, op_types_to_quantize=list(op_types), per_channel=True,
             reduce_range=False, activation_type=activation_type, weight_type=weight_type,
             nodes_to_exclude=list(exclude_nodes), calibrate_method=METHODS[method],
