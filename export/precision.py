@@ -8,6 +8,9 @@ FP16 instead of being blocked. Two things are done after it:
 - Cast round trips fp32 -> fp16 -> fp32 between two FP32 nodes are bypassed: they cost two
   casts and round (or overflow to inf) exactly the values that were meant to stay FP32.
 - Nodes are sorted topologically (the converter appends its Casts at the end of the graph).
+Before them, exact duplicate nodes are dropped: onnxruntime 1.30's converter inserts the same
+Cast twice where one FP16 tensor feeds two FP32 nodes (1.32's does not), a graph that declares
+one output twice and that onnx_ir (rightly) refuses to read.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 
 import onnx
 import onnx_ir as ir
+import onnxruntime
 from onnx_ir.passes.common import RemoveUnusedNodesPass, TopologicalSortPass
 from onnxruntime.transformers import float16
 
@@ -59,7 +63,7 @@ def convert_to_fp16(
         op_block_list=[*float16.DEFAULT_OP_BLOCK_LIST, *fp32_ops],  # the defaults lack FP16 kernels
         node_block_list=fp32_nodes,
     )
-    ir_model = ir.from_proto(converted)
+    ir_model = ir.from_proto(drop_duplicate_nodes(converted))
     _bypass_fp16_round_trips(ir_model.graph)
     RemoveUnusedNodesPass()(ir_model)
     TopologicalSortPass()(ir_model)
@@ -70,6 +74,31 @@ def convert_to_fp16(
     )
     save_onnx(result, path)
     return Path(path)
+
+
+def drop_duplicate_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """`model` without repeated copies of a node (byte-identical NodeProtos, first one kept).
+
+    Two different nodes declaring one output is a broken graph, not a duplicate: UserError.
+    """
+    producers: dict[str, bytes] = {}
+    kept = []
+    for node in model.graph.node:
+        key = node.SerializeToString(deterministic=True)
+        if any(producers.get(output) == key for output in node.output):
+            continue
+        clash = next((output for output in node.output if output in producers), None)
+        if clash is not None:
+            raise UserError(
+                f"The FP16 converter (onnxruntime {onnxruntime.__version__}) produced two different "
+                f"nodes that both write {clash!r}: the graph is broken. Try another onnxruntime version."
+            )
+        producers.update(dict.fromkeys(node.output, key))
+        kept.append(node)
+    if len(kept) < len(model.graph.node):
+        del model.graph.node[:]
+        model.graph.node.extend(kept)
+    return model
 
 
 def _check_source(model: onnx.ModelProto, fp32_nodes: list[str]) -> None:

@@ -21,7 +21,7 @@ from onnx import TensorProto
 from export.cli import mirnet_network
 from export.lint import lint_onnx
 from export.onnx_export import export_onnx
-from export.precision import DEFAULT_FP32_OPS, convert_to_fp16
+from export.precision import DEFAULT_FP32_OPS, convert_to_fp16, drop_duplicate_nodes
 from export.verify import verify_onnx
 from mirnet_deploy.errors import UserError
 from mirnet_ref.checkpoint import save_checkpoint
@@ -168,3 +168,33 @@ def test_rejects_unknown_nodes_and_fp16_sources(fp32_onnx, fp16_onnx, tmp_path):
     with pytest.raises(UserError, match="not fp32"):
         convert_to_fp16(fp16_onnx, tmp_path / "y.onnx")
     assert not list(tmp_path.iterdir())
+
+
+def _cast_graph(*casts: onnx.NodeProto) -> onnx.ModelProto:
+    """x -> Relu -> h; h cast to FP16 by `casts`; y = Identity(h16)."""
+    relu = onnx.helper.make_node("Relu", ["x"], ["h"], name="relu")
+    out = onnx.helper.make_node("Identity", ["h16"], ["y"], name="out")
+    graph = onnx.helper.make_graph(
+        [relu, *casts, out], "g",
+        [onnx.helper.make_tensor_value_info("x", FLOAT, [2])],
+        [onnx.helper.make_tensor_value_info("y", FLOAT16, [2])])
+    return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+
+
+def test_duplicate_casts_of_older_converters_are_dropped():
+    """onnxruntime 1.30's converter wrote one Cast twice (seen on the GPU machine's image);
+    the copy is dropped, the graph is valid and runs."""
+    cast = onnx.helper.make_node("Cast", ["h"], ["h16"], name="cast", to=FLOAT16)
+    model = drop_duplicate_nodes(_cast_graph(cast, cast))
+    assert [node.op_type for node in model.graph.node] == ["Relu", "Cast", "Identity"]
+    onnx.checker.check_model(model, full_check=True)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    y = session.run(None, {"x": np.array([-1.0, 2.5], np.float32)})[0]
+    np.testing.assert_array_equal(y, np.array([0.0, 2.5], np.float16))
+
+
+def test_two_different_writers_of_one_tensor_are_refused():
+    first = onnx.helper.make_node("Cast", ["h"], ["h16"], name="cast", to=FLOAT16)
+    other = onnx.helper.make_node("Cast", ["x"], ["h16"], name="cast_x", to=FLOAT16)
+    with pytest.raises(UserError, match="two different nodes that both write 'h16'"):
+        drop_duplicate_nodes(_cast_graph(first, other))
