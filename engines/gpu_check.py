@@ -42,6 +42,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import click
 import numpy as np
@@ -62,6 +63,7 @@ CPP_BUILD_DIR = Path("build") / "gpu-check-cpp"  # relative to the repository ro
 #: The C++ runner's CMake target and executable (one name, so that a rename is one line).
 CPP_RUNNER_TARGET = "mirnet_run"
 CPP_INPUT = "input-720p.png"
+PYTEST_XML = "pytest-gpu.xml"
 CPP_INPUT_SIZE = (1280, 720)
 #: What a step needs beyond the CPU: "cuda" (a CUDA device) or "tensorrt" (TensorRT usable on it).
 REQUIREMENTS = ("cuda", "tensorrt")
@@ -69,6 +71,10 @@ REQUIREMENTS = ("cuda", "tensorrt")
 
 class StepFailed(Exception):
     """A step ran but its result is wrong; the message is the summary's note."""
+
+
+class StepSkipped(Exception):
+    """A step ran but verified nothing (every test it ran was skipped); the message says why."""
 
 
 @dataclass(frozen=True)
@@ -137,11 +143,21 @@ def plan(check: GpuCheck) -> list[Step]:
     """The steps, in order; `--dry-run` prints them, which needs no GPU."""
     return [Step("pytest-gpu", "every gpu-marked test",
                  (sys.executable, "-m", "pytest", "-m", "gpu", "-rA",
-                  f"--junitxml={check.report / 'pytest-gpu.xml'}"), requires="cuda"),
+                  f"--junitxml={check.report / PYTEST_XML}"), check=_pytest_note, requires="cuda"),
             *_torch_steps(check),
             *(_engine_step(check, precision) for precision in PRECISIONS),
             _latency_step(check),
             *_cpp_steps(check)]
+
+
+def _pytest_note(check: GpuCheck, _: dict[str, Any]) -> str:
+    """Counts from the JUnit XML: a run whose every test skipped verified nothing, so it is no pass."""
+    suite = ElementTree.parse(check.report / PYTEST_XML).getroot().find("testsuite")
+    total, skipped = int(suite.get("tests", 0)), int(suite.get("skipped", 0))
+    if skipped == total:
+        reasons = sorted({element.get("message", "") for element in suite.iter("skipped")})
+        raise StepSkipped(f"all {total} tests skipped: {'; '.join(reasons)[:400]}")
+    return f"{total - skipped} ran and passed, {skipped} skipped"
 
 
 def _script(name: str) -> str:
@@ -267,6 +283,8 @@ def run_step(check: GpuCheck, step: Step) -> Outcome:
         else:
             data = _run_command(check, step)
             note = step.check(check, data) if step.check else ""
+    except StepSkipped as nothing_verified:
+        return Outcome(step.name, "skipped", time.perf_counter() - started, str(nothing_verified), data)
     except Exception as failure:  # whatever broke, the report says so and the other steps still run
         note = str(failure) if isinstance(failure, StepFailed | UserError) else repr(failure)
         return Outcome(step.name, "failed", time.perf_counter() - started, note, data)

@@ -183,3 +183,21 @@ def test_cpp_output_is_judged_against_pytorch(tmp_path):
     assert note.startswith("PSNR vs PyTorch FP32 1")  # 16-bit rounding only: ~100 dB, threshold 80
     with pytest.raises(StepFailed, match=r"FP32 3\d\.\d dB, below the fp16 threshold 40.0 dB"):
         steps["cpp-run-fp16"].check(check, {})
+
+
+@pytest.mark.parametrize(("tests", "status", "note"), [
+    ("import pytest\n@pytest.mark.skip(reason='needs TensorRT')\ndef test_a(): pass\n",
+     "skipped", "all 1 tests skipped: needs TensorRT"),
+    ("import pytest\n@pytest.mark.skip(reason='needs TensorRT')\ndef test_a(): pass\ndef test_b(): pass\n",
+     "passed", "1 ran and passed, 1 skipped"),
+])
+def test_a_pytest_step_whose_every_test_skipped_is_no_pass(tmp_path, tests, status, note):
+    """On the H100 without TensorRT every gpu test skipped and the step said 'passed' (2026-11-27)."""
+    check = check_in(tmp_path / "report")
+    (tmp_path / "test_x.py").write_text(tests)
+    judge = {step.name: step for step in plan(check)}["pytest-gpu"].check
+    junit = f"--junitxml={check.report / 'pytest-gpu.xml'}"
+    step = Step("pytest-gpu", "test", (sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                                       str(tmp_path / "test_x.py"), junit), check=judge)
+    outcome = run_step(check, step)
+    assert (outcome.status, outcome.note) == (status, note)
