@@ -180,11 +180,14 @@ def _model_config(family: ModelFamily, preset: str, overrides: dict) -> ModelCon
 @click.option("--resume", is_flag=True, help="Continue from OUTPUT/model_latest.pth.")
 @click.option("--publish", type=click.Path(dir_okay=False),
               help="At the end, write the best weights (official format, no optimizer) here.")
+@click.option("--threads", type=click.IntRange(min=1),
+              help="PyTorch CPU threads (on busy shared cores 1 wastes no time spin-waiting).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(task: str, family_name: str, preset: str, n_feat: int | None, n_RRG: int | None, n_MSRB: int | None,
           data: str | None, layout: str, val_data: str | None, sigma: float | None, scale: int,
           iterations: int, batch_size: int, patch_size: int, lr: float, warmup: int, val_every: int,
-          mixup: bool, seed: int, output: str, resume: bool, publish: str | None, quiet: bool) -> None:
+          mixup: bool, seed: int, output: str, resume: bool, publish: str | None, threads: int | None,
+          quiet: bool) -> None:
     """Train a model of any family for TASK the authors' way (Charbonnier on every output the
     family returns, plus MPRNet's edge loss for deblur/derain; Adam, warm-up + cosine, dihedral
     augmentation, mixup), iteration-based, validated every --val-every iterations.
@@ -197,6 +200,8 @@ def train(task: str, family_name: str, preset: str, n_feat: int | None, n_RRG: i
           --val-data SIDD_val --layout sidd --output runs/sidd --iterations 700000
       mirnet train --task denoise --output runs/denoise --resume
     """
+    if threads:
+        torch.set_num_threads(threads)
     family = family_named(family_name)
     family.check_task(task)
     degradation = task_degradation(task, sigma, scale)

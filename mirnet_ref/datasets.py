@@ -280,7 +280,9 @@ class PatchSampler:
     Each sample picks an image uniformly, takes a random patch_size crop, and (with
     `augment`) one of the 8 dihedral transforms uniformly, like the authors' loader. Built
     with `from_pairs` (decoded pairs) or `from_clean` (clean images degraded per patch, so
-    every batch sees fresh noise). Iterating again restarts the same sequence.
+    every batch sees fresh noise; a blur is applied to the crop plus its `reach` of real
+    scene each side, then cut to the patch, so patch borders are blurred as the inside of
+    a photograph is, not from reflected pixels). Iterating again restarts the same sequence.
     """
 
     def __init__(
@@ -299,13 +301,17 @@ class PatchSampler:
             raise UserError(
                 f"Patch size ({patch_size}) and batch size ({batch_size}) must be >= 1."
             )
+        # Pixels of scene cropped around each patch for the degradation to read (see `reach`).
+        self._margin = degradation.reach if degradation is not None else 0
+        crop = patch_size + 2 * self._margin
         for index, images in enumerate(sources):
             same_size = all(image.shape == images[0].shape for image in images)
-            if not same_size or min(images[0].shape[:2]) < patch_size:
+            if not same_size or min(images[0].shape[:2]) < crop:
                 raise ImageError(
                     f"Training image {index} ({[image.shape for image in images]}) cannot give "
                     f"{patch_size}x{patch_size} patches: input and target must have the same "
-                    "size, at least the patch size."
+                    f"size, at least the patch size (plus {self._margin} pixels each side that "
+                    "the degradation reads)."
                 )
         self._sources = [
             tuple(np.ascontiguousarray(image, np.float32) for image in images) for images in sources
@@ -350,9 +356,13 @@ class PatchSampler:
         return cls(sources, degradation, patch_size, batch_size, seed, augment, as_torch)
 
     def _sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        images = random_crop(self._sources[rng.integers(len(self._sources))], self.patch_size, rng)
+        margin = self._margin
+        source = self._sources[rng.integers(len(self._sources))]
+        images = random_crop(source, self.patch_size + 2 * margin, rng)
         if self._degradation is not None:
             images = degrade_pair(self._degradation, images[0], rng)
+        if margin:  # degraded with the real scene around it; the patch is the centre
+            images = tuple(image[margin:-margin, margin:-margin] for image in images)
         if self._augment:
             k = int(rng.integers(8))
             images = tuple(dihedral(image, k) for image in images)

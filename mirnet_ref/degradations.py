@@ -44,6 +44,13 @@ class Degradation(Protocol):
         """Image sides must be multiples of this for `apply` to keep the size (the SR scale)."""
         ...
 
+    @property
+    def reach(self) -> int:
+        """How far (pixels) from an output pixel `apply` reads the clean image: a blur kernel's
+        half-width, 0 for per-pixel degradations. A training patch is degraded with this much
+        real scene around it and then cropped, so no patch pixel sees a reflected border."""
+        ...
+
     def apply(self, clean: np.ndarray, rng: np.random.Generator) -> np.ndarray: ...
 
     def describe(self) -> dict[str, Any]: ...
@@ -70,6 +77,7 @@ class GaussianNoise:
 
     kind: ClassVar[str] = "gaussian"
     size_multiple: ClassVar[int] = 1
+    reach: ClassVar[int] = 0
     sigma: float = 25 / 255
     sigma_max: float | None = None
 
@@ -97,6 +105,7 @@ class PoissonGaussianNoise:
 
     kind: ClassVar[str] = "poisson-gaussian"
     size_multiple: ClassVar[int] = 1
+    reach: ClassVar[int] = 0
     peak: float = 200.0
     read_sigma: float = 2 / 255
 
@@ -125,6 +134,7 @@ class LowLight:
 
     kind: ClassVar[str] = "low-light"
     size_multiple: ClassVar[int] = 1
+    reach: ClassVar[int] = 0
     exposure_min: float = 0.1
     exposure_max: float = 0.4
     gamma: float = 2.0
@@ -171,6 +181,7 @@ class BicubicSR:
     to scale-1 pixels; `degrade_pair` crops the target to match)."""
 
     kind: ClassVar[str] = "bicubic-sr"
+    reach: ClassVar[int] = 0  # the crop is the whole image the resize sees, as for a photograph
     scale: int = 4
 
     @property
@@ -260,6 +271,10 @@ class MotionBlur:
         _require(self.curvature >= 0 and self.noise_sigma >= 0,
                  f"curvature and noise_sigma must be >= 0, got {self.curvature} and {self.noise_sigma}.")
 
+    @property
+    def reach(self) -> int:
+        return self.size // 2
+
     def kernel(self, rng: np.random.Generator) -> np.ndarray:
         """The blur kernel, float64 size x size, unit sum, centred on its centroid."""
         length = _uniform(rng, self.length)
@@ -292,6 +307,10 @@ class DefocusBlur:
     def __post_init__(self) -> None:
         _check_range("defocus radius (pixels)", self.radius, 0.5)
         _require(self.noise_sigma >= 0, f"noise_sigma must be >= 0, got {self.noise_sigma}.")
+
+    @property
+    def reach(self) -> int:
+        return int(np.ceil(self.radius[1]))
 
     def kernel(self, rng: np.random.Generator) -> np.ndarray:
         """The disk kernel, float64 (2 ceil(r) + 1)^2, unit sum."""
@@ -333,6 +352,11 @@ class RainStreaks:
         _require(0 <= self.angle_max < 90, f"angle_max must be in [0, 90) degrees, got {self.angle_max}.")
         _require(self.width >= 0, f"Streak width must be >= 0, got {self.width}.")
         _require(0 < self.opacity <= 1, f"Rain opacity must be in (0, 1], got {self.opacity}.")
+
+    @property
+    def reach(self) -> int:
+        """Half the longest streak kernel plus the softening Gaussian's 4-sigma truncation."""
+        return int(np.ceil(self.length[1] / 2)) + 1 + int(np.ceil(4 * self.width))
 
     def streaks(self, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
         """The rain layer, HxW in [0, 1]."""

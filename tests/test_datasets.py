@@ -24,7 +24,7 @@ from mirnet_ref.datasets import (
     sidd_medium_pairs,
     synthesize_pairs,
 )
-from mirnet_ref.degradations import BicubicSR, GaussianNoise
+from mirnet_ref.degradations import BicubicSR, DefocusBlur, GaussianNoise, convolve
 from mirnet_ref.images import write_image
 
 
@@ -276,6 +276,24 @@ def test_patch_sampler_from_clean_degrades_each_patch() -> None:
     assert torch.all(targets == 0.5)
     assert (inputs - targets).std().item() == pytest.approx(20 / 255, rel=0.1)
     assert not torch.equal(next(batches)[0], inputs)  # fresh noise every batch
+
+
+def test_patch_sampler_blurs_patches_with_the_real_scene_around_them() -> None:
+    """A blurred patch equals the same window of the whole blurred image: its borders are blurred
+    from the neighbouring pixels, not from a reflection of the patch (which a deconvolution
+    network would otherwise learn to undo)."""
+    clean = np.random.default_rng(1).random((48, 48, 3)).astype(np.float32)
+    blur = DefocusBlur(radius=(3.0, 3.0), noise_sigma=0.0)  # one fixed disk kernel, no noise
+    assert blur.reach == 3
+    sampler = PatchSampler.from_clean([clean], blur, patch_size=16, batch_size=6, seed=0, augment=False)
+    expected = convolve(clean, blur.kernel(np.random.default_rng()))
+    for blurred, target in zip(*sampler.batch(0), strict=True):
+        top, left = next((y, x) for y in range(33) for x in range(33)
+                         if np.array_equal(clean[y:y + 16, x:x + 16], target.transpose(1, 2, 0)))
+        assert 3 <= top <= 29  # the crop plus its reach fits in the image
+        assert 3 <= left <= 29
+        window = expected[top:top + 16, left:left + 16].transpose(2, 0, 1)
+        np.testing.assert_allclose(blurred, np.clip(window, 0, 1), atol=1e-5)
 
 
 def test_patch_sampler_rejects_unusable_settings() -> None:
