@@ -76,6 +76,9 @@ _OUTPUT = click.Path(dir_okay=False, path_type=Path)
               help="With --server: client counts, comma-separated.")
 @click.option("--duration", type=click.FloatRange(min=1), default=60.0, show_default=True,
               help="With --server: seconds per concurrency level.")
+@click.option("--metrics-url", "metrics_urls", multiple=True, metavar="URL",
+              help="With --server: each server's Prometheus endpoint, in --server order [default: "
+                   "http://HOST:<gRPC port + 1>/metrics, as `mirnet serve` listens by default].")
 @click.option("--from-json", "from_json", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Render the table and reports of an earlier --json run instead of measuring.")
 def mirnet_bench(model_text: str, res: str, backend_text: str, precision_text: str | None, batch: int,
@@ -83,7 +86,7 @@ def mirnet_bench(model_text: str, res: str, backend_text: str, precision_text: s
                  overlap: int, allocator_text: str, task: str, cache_dir: Path, json_path: Path | None,
                  csv_path: Path | None, md_path: Path | None, plot_path: Path | None,
                  servers: tuple[str, ...], server_model: str | None, concurrency_text: str, duration: float,
-                 from_json: Path | None) -> None:
+                 metrics_urls: tuple[str, ...], from_json: Path | None) -> None:
     """Benchmark a model's latency, throughput and memory per backend, precision and resolution.
 
     Each configuration runs in a fresh process, so its peak host memory is its own. The first
@@ -102,7 +105,8 @@ def mirnet_bench(model_text: str, res: str, backend_text: str, precision_text: s
       mirnet-bench --server localhost:8001 --res 256 --concurrency 1,8 --duration 60 --json load.json
     """
     if servers:
-        _load_test(servers, server_model, res, batch, task, concurrency_text, duration, json_path)
+        _load_test(servers, metrics_urls, server_model, res, batch, task, concurrency_text, duration,
+                   json_path)
         return
     if from_json:
         results, environment, skipped = load_json(from_json)
@@ -134,8 +138,8 @@ def mirnet_bench(model_text: str, res: str, backend_text: str, precision_text: s
         raise SystemExit(1)
 
 
-def _load_test(servers: tuple[str, ...], model_name: str | None, res: str, batch: int, task: str,
-               concurrency_text: str, duration: float, json_path: Path | None) -> None:
+def _load_test(servers: tuple[str, ...], metrics_urls: tuple[str, ...], model_name: str | None, res: str,
+               batch: int, task: str, concurrency_text: str, duration: float, json_path: Path | None) -> None:
     """`--server`: the load test (bench/server_load.py) on held-out photographs degraded for the task."""
     from mirnet_deploy.atomic import atomic_write_text
 
@@ -148,15 +152,17 @@ def _load_test(servers: tuple[str, ...], model_name: str | None, res: str, batch
         levels = []
     if not levels or min(levels) < 1:
         raise UserError(f"--concurrency {concurrency_text!r}: give client counts, e.g. 1,8.")
+    if metrics_urls and len(metrics_urls) != len(servers):
+        raise UserError(f"--metrics-url: give one per --server ({len(servers)}), or none for the defaults.")
     results = []
     for resolution in parse_resolutions(res):
-        image = parity_cases(task, [resolution], 1, 1)[0].batch
+        image = parity_cases(task, [resolution], 1, 1)[0].input
         images = np.ascontiguousarray(np.repeat(image, batch, axis=0))
-        for server in servers:
+        for index, server in enumerate(servers):
             click.echo(f"Load test: {server}, {format_resolution(resolution)}, clients {levels}, "
                        f"{duration:g} s each ...", err=True)
             results += load_test(server, model_name or task, images, format_resolution(resolution), levels,
-                                 duration)
+                                 duration, metrics_urls[index] if metrics_urls else None)
     click.echo(format_load_table(results))
     if json_path:
         atomic_write_text(json_path, json.dumps([r.as_dict() for r in results], indent=2) + "\n")

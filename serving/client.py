@@ -56,7 +56,7 @@ def grpc_address(url: str) -> str:
 class ServerTally:
     """What one server did for this client."""
 
-    answered: int = 0
+    answered: int = 0  # requests: the model's metadata, the scale probe, then the tiles
     refused: int = 0  # requests it could not take, sent again elsewhere or later
     last_error: str = ""
 

@@ -240,12 +240,13 @@ def test_served_denoise_equals_local_onnxruntime_and_stops_cleanly(tmp_path: Pat
     assert [Path(f["input"]).name for f in summary["failed"]] == ["truncated.png"]
     assert len(summary["restored"]) == len(inputs)
     tiles = 2 * len(inputs)  # 320x224 in 256-pixel tiles with 32 overlap: 2 x 1 each
-    assert summary["servers"][server.address]["answered"] == tiles + 1  # + the scale probe
+    assert summary["servers"][server.address]["answered"] == tiles + 2  # + the metadata and scale probe
 
     code, local = _infer("--task", "denoise", "--backend", "ort", "--tile", "256", "-i", str(tmp_path / "in"),
                          "-o", str(tmp_path / "local"))
     assert code == 1
-    assert local["backend"] == "onnxruntime-cpu+tiles"
+    assert local["backend"] == "onnxruntime-cpu"
+    assert local["tiling"] == "tiles up to 256x256, overlap 32"  # the tiles the client sent
     for src in inputs:
         served = read_image(tmp_path / "served" / f"{src.stem}_denoise.png")
         expected = read_image(tmp_path / "local" / f"{src.stem}_denoise.png")
@@ -261,7 +262,8 @@ def test_served_denoise_equals_local_onnxruntime_and_stops_cleanly(tmp_path: Pat
 
     load_json = tmp_path / "load.json"
     bench = CliRunner().invoke(mirnet_bench, ["--server", server.address, "--res", "64", "--concurrency",
-                                              "1,4", "--duration", "3", "--json", str(load_json)])
+                                              "1,4", "--duration", "3", "--json", str(load_json),
+                                              "--metrics-url", f"http://127.0.0.1:{server.metrics}/metrics"])
     assert bench.exit_code == 0, bench.output
     levels = json.loads(load_json.read_text())
     assert [(r["concurrency"], r["errors"]) for r in levels] == [(1, 0), (4, 0)]
@@ -314,7 +316,8 @@ def test_two_replicas_one_restarted_mid_load(tmp_path: Path, servers: list[Serve
 
     tiles_per_image = 4  # 224x160 in 128-pixel tiles with 32 overlap: 2 x 2
     tally = summary["servers"]
-    assert sum(t["answered"] for t in tally.values()) == tiles_per_image * len(inputs) + 1  # + the probe
+    # Each tile answered once, plus the metadata request and the scale probe:
+    assert sum(t["answered"] for t in tally.values()) == tiles_per_image * len(inputs) + 2
     assert tally[a.address]["refused"] >= 1
     assert tally[b.address]["answered"] >= 1
     assert metric(a.metrics_text(), "nv_inference_count") >= 1  # A served again after its restart
