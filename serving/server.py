@@ -101,7 +101,7 @@ def serve(runner: Runner, options: ServeOptions, on_ready: Callable[[str], None]
     check_serving_interpreter()
     check_ports_free(options.host, options.ports())
     from pytriton.model_config import Tensor
-    from pytriton.triton import Triton, TritonConfig
+    from pytriton.triton import Triton, TritonConfig, TritonLifecyclePolicy
 
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -112,7 +112,11 @@ def serve(runner: Runner, options: ServeOptions, on_ready: Callable[[str], None]
                           metrics_config=METRICS_CONFIG, allow_gpu_metrics=False)
     channels = runner.input_spec.shape[1]
     batching = model_config(runner, options)
-    with Triton(config=config) as triton:
+    # The model goes into the repository before tritonserver starts, so Triton loads it at startup and
+    # /v2/health/ready answers 200 only once it can serve (PyTriton's default loads it afterwards, and
+    # the server reports ready, with no model, in between: a load balancer would send traffic too early).
+    loaded_at_startup = TritonLifecyclePolicy(launch_triton_on_startup=False, local_model_store=True)
+    with Triton(config=config, triton_lifecycle_policy=loaded_at_startup) as triton:
         triton.bind(model_name=options.model_name, infer_func=infer_function(runner),
                     inputs=[Tensor(name=runner.input_spec.name, dtype=np.float32, shape=(channels, -1, -1))],
                     outputs=[Tensor(name=runner.output_spec.name, dtype=np.float32, shape=(-1, -1, -1))],

@@ -169,14 +169,15 @@ class Server:
         deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline:
             assert self.process.poll() is None, f"server exited early:\n{self.log_tail()}"
-            if self.ready():
+            if self.ready():  # the model is loaded by then: the load balancer's probe can trust it
+                assert self.ready("/v2/models/denoise/ready"), self.log_tail()
                 return self
             time.sleep(0.5)
         raise AssertionError(f"server not ready after {READY_TIMEOUT_S} s:\n{self.log_tail()}")
 
-    def ready(self) -> bool:
+    def ready(self, path: str = "/v2/health/ready") -> bool:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.http}/v2/health/ready", timeout=2) as answer:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.http}{path}", timeout=2) as answer:
                 return answer.status == 200
         except OSError:
             return False
