@@ -346,6 +346,8 @@ def _summary_text(summary: dict[str, Any]) -> str:
              f"tiling: {summary['tiling']}",
              f"restored {len(summary['restored'])} of {len(summary['restored']) + len(summary['failed'])} "
              f"images into {summary['output_dir']}"]
+    for url, tally in summary.get("servers", {}).items():
+        lines.append(f"server {url}: answered {tally['answered']} requests, refused {tally['refused']}")
     if summary["failed"]:
         lines.append(f"failed {len(summary['failed'])}:")
         lines += [f"  {Path(f['input']).name}: {f['error']}" for f in summary["failed"]]
