@@ -23,7 +23,17 @@ RES ?= 720p
 help:  ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-setup: $(STAMP) cpp-deps  ## create .venv (CPU PyTorch; GPU=1: CUDA PyTorch, TensorRT, cuda-bindings matched to the driver; Jetson: JetPack's) and the C++ build's Debian packages
+# `mirnet serve` runs in its own venv, .venv-serve, made from Debian's Python (3.11.2), because
+#  - PyTriton's Triton Python-backend stub links the system's libpython3.11.so.1.0 and runs the venv's
+#    standard library on it: a venv of another 3.11 build (pyenv's 3.11.7) fails inside the stub
+#    ('_thread.RLock' object has no attribute '_recursion_count'); `mirnet serve` checks this first;
+#  - nvidia-pytriton 0.7 requires numpy < 2, which .venv (numpy 2) must not be downgraded to.
+# The client side (`mirnet infer --server`, `mirnet-bench --server`) runs in .venv with tritonclient.
+PYTHON_SERVE ?= /usr/bin/python3.11
+SERVE_VENV := .venv-serve
+SERVE_STAMP := $(SERVE_VENV)/.installed
+
+setup: $(STAMP) cpp-deps $(if $(filter 1,$(SERVE)),$(SERVE_STAMP))  ## create .venv (CPU PyTorch; GPU=1: CUDA PyTorch, TensorRT, cuda-bindings matched to the driver; Jetson: JetPack's; SERVE=1: also .venv-serve for `mirnet serve`) and the C++ build's Debian packages
 
 # The Debian packages engines/cpp builds with: installed when make runs as root, otherwise make
 # stops with the exact command. (OpenVINO's C++ side comes with the `openvino` wheel in .venv.)
@@ -58,6 +68,14 @@ $(STAMP): pyproject.toml
 	$(PY) -c "import torch; print('torch', torch.__version__, '| CUDA build:', torch.version.cuda is not None)"
 	touch $(STAMP)
 endif
+
+$(SERVE_STAMP): pyproject.toml
+	test -x $(SERVE_VENV)/bin/python || $(PYTHON_SERVE) -m venv $(SERVE_VENV)
+	$(SERVE_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SERVE_VENV)/bin/python -m pip install --quiet $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
+	$(SERVE_VENV)/bin/python -m pip install --quiet -e '.[serve]'
+	$(SERVE_VENV)/bin/python -m serving.interpreter
+	touch $(SERVE_STAMP)
 
 test: $(STAMP) cpp-test  ## ruff, the C++ core's unit tests, then the default Python suite
 	$(VENV)/bin/ruff check .

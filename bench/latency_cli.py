@@ -7,6 +7,7 @@ a fresh process (bench/worker.py) and report (bench/report.py, bench/plot.py).
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import replace
 from itertools import product
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import numpy as np
 from tqdm import tqdm
 
 from engines.cache import precision_family
@@ -66,13 +68,25 @@ _OUTPUT = click.Path(dir_okay=False, path_type=Path)
 @click.option("--csv", "csv_path", type=_OUTPUT, help="Write the results as CSV.")
 @click.option("--md", "md_path", type=_OUTPUT, help="Write the report as Markdown.")
 @click.option("--plot", "plot_path", type=_OUTPUT, help="Write latency vs megapixels as a PNG.")
+@click.option("--server", "servers", multiple=True, metavar="HOST:PORT",
+              help="Load-test a served model (`mirnet serve`, Triton gRPC) instead: --concurrency clients "
+                   "for --duration seconds per level, at each --res; repeat to test servers one by one.")
+@click.option("--server-model", help="With --server: the served model's name [default: --task].")
+@click.option("--concurrency", "concurrency_text", default="1,8", show_default=True,
+              help="With --server: client counts, comma-separated.")
+@click.option("--duration", type=click.FloatRange(min=1), default=60.0, show_default=True,
+              help="With --server: seconds per concurrency level.")
+@click.option("--metrics-url", "metrics_urls", multiple=True, metavar="URL",
+              help="With --server: each server's Prometheus endpoint, in --server order [default: "
+                   "http://HOST:<gRPC port + 1>/metrics, as `mirnet serve` listens by default].")
 @click.option("--from-json", "from_json", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Render the table and reports of an earlier --json run instead of measuring.")
 def mirnet_bench(model_text: str, res: str, backend_text: str, precision_text: str | None, batch: int,
                  warmup: int, min_iters: int, min_seconds: float, threads: int | None, tile: int | None,
                  overlap: int, allocator_text: str, task: str, cache_dir: Path, json_path: Path | None,
                  csv_path: Path | None, md_path: Path | None, plot_path: Path | None,
-                 from_json: Path | None) -> None:
+                 servers: tuple[str, ...], server_model: str | None, concurrency_text: str, duration: float,
+                 metrics_urls: tuple[str, ...], from_json: Path | None) -> None:
     """Benchmark a model's latency, throughput and memory per backend, precision and resolution.
 
     Each configuration runs in a fresh process, so its peak host memory is its own. The first
@@ -88,7 +102,12 @@ def mirnet_bench(model_text: str, res: str, backend_text: str, precision_text: s
       mirnet-bench --model small --res 4k --backend torch --tile 512 --overlap 32
       mirnet-bench --model denoise.fp16.onnx --res 720p,1080p --backend all-available --csv out.csv
       mirnet-bench --from-json out.json --plot out.png --md out.md   # re-render, no measuring
+      mirnet-bench --server localhost:8001 --res 256 --concurrency 1,8 --duration 60 --json load.json
     """
+    if servers:
+        _load_test(servers, metrics_urls, server_model, res, batch, task, concurrency_text, duration,
+                   json_path)
+        return
     if from_json:
         results, environment, skipped = load_json(from_json)
     else:
@@ -116,6 +135,39 @@ def mirnet_bench(model_text: str, res: str, backend_text: str, precision_text: s
     click.echo(format_table(results, environment, skipped))
     _write_reports(results, environment, skipped, json_path, csv_path, md_path, plot_path)
     if any(r.status == "error" for r in results):
+        raise SystemExit(1)
+
+
+def _load_test(servers: tuple[str, ...], metrics_urls: tuple[str, ...], model_name: str | None, res: str,
+               batch: int, task: str, concurrency_text: str, duration: float, json_path: Path | None) -> None:
+    """`--server`: the load test (bench/server_load.py) on held-out photographs degraded for the task."""
+    from mirnet_deploy.atomic import atomic_write_text
+
+    from .cli import parity_cases
+    from .server_load import format_load_table, load_test
+
+    try:
+        levels = [int(part) for part in concurrency_text.split(",") if part.strip()]
+    except ValueError:
+        levels = []
+    if not levels or min(levels) < 1:
+        raise UserError(f"--concurrency {concurrency_text!r}: give client counts, e.g. 1,8.")
+    if metrics_urls and len(metrics_urls) != len(servers):
+        raise UserError(f"--metrics-url: give one per --server ({len(servers)}), or none for the defaults.")
+    results = []
+    for resolution in parse_resolutions(res):
+        image = parity_cases(task, [resolution], 1, 1)[0].input
+        images = np.ascontiguousarray(np.repeat(image, batch, axis=0))
+        for index, server in enumerate(servers):
+            click.echo(f"Load test: {server}, {format_resolution(resolution)}, clients {levels}, "
+                       f"{duration:g} s each ...", err=True)
+            results += load_test(server, model_name or task, images, format_resolution(resolution), levels,
+                                 duration, metrics_urls[index] if metrics_urls else None)
+    click.echo(format_load_table(results))
+    if json_path:
+        atomic_write_text(json_path, json.dumps([r.as_dict() for r in results], indent=2) + "\n")
+        click.echo(f"Wrote {json_path}", err=True)
+    if any(r.errors for r in results):
         raise SystemExit(1)
 
 

@@ -272,9 +272,19 @@ def check_finite_output(output: np.ndarray, what: str) -> None:
 @click.option("--ext", type=click.Choice(["keep", "png"]), default="keep", show_default=True,
               help="Output format: the input's, or PNG.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--server", "servers", multiple=True, metavar="HOST:PORT",
+              help="Send the tiles to `mirnet serve` (Triton gRPC) instead of running a model here; repeat "
+                   "for replicas: requests are spread over them and retried on another while one is down. "
+                   "Tiles are 256 unless --tile says otherwise.")
+@click.option("--server-model", help="With --server: the served model's name [default: --task].")
+@click.option("--concurrency", type=click.IntRange(min=1), default=8, show_default=True,
+              help="With --server: tiles in flight at once (the server batches them).")
+@click.option("--retry-window", type=click.FloatRange(min=0), default=60.0, show_default=True,
+              help="With --server: seconds a request is retried while no server can take it.")
 def infer(input_path: Path, output_dir: Path, task: str | None, checkpoint: Path | None, model: Path | None,
           backend: str, threads: int | None, sr_scale: int | None, tile: int | None, overlap: int,
-          memory_budget_mb: float, max_pixels: int, suffix: str | None, ext: str, as_json: bool) -> None:
+          memory_budget_mb: float, max_pixels: int, suffix: str | None, ext: str, as_json: bool,
+          servers: tuple[str, ...], server_model: str | None, concurrency: int, retry_window: float) -> None:
     """Restore an image or a folder of images into OUTPUT with any model on any backend.
 
     8-bit inputs give 8-bit outputs; 16-bit PNG/TIFF (and float TIFF) inputs give 16-bit
@@ -291,14 +301,27 @@ def infer(input_path: Path, output_dir: Path, task: str | None, checkpoint: Path
       mirnet infer -i shots/ -o out/ --model denoise.fp16.engine --tile 512 --overlap 32
       mirnet infer -i scans/ -o out/ --checkpoint model_denoising.pth --backend ort --json
       mirnet infer -i small/ -o big/ --task sr --scale 4 --ext png
+      mirnet infer -i shots/ -o out/ --task denoise --server localhost:8001 --server otherhost:8001
     """
     inputs = list_images(input_path) if input_path.is_dir() else [input_path]
     if not inputs:
         raise UserError(f"No images in {input_path}: it holds no files ending in .png, .jpg, .tif, .webp "
                         f"or .bmp. Point -i at an image or a folder of images.")
-    loaded = open_model(task, checkpoint, model, backend, threads, sr_scale)
+    if servers:
+        from serving.client import open_remote_model, remote_tiled_runner
+
+        if checkpoint or model or backend != "auto" or threads or sr_scale:
+            raise UserError("--server sends the images to a served model: --checkpoint, --model, --backend, "
+                            "--threads and --scale belong to `mirnet serve` there.")
+        if not (server_model or task):
+            raise UserError("--server needs the served model's name: --task (the name `mirnet serve --task` "
+                            "gives it) or --server-model NAME.")
+        loaded = open_remote_model(servers, server_model or task, retry_window)
+        runner, tiling = remote_tiled_runner(loaded, tile, overlap, concurrency)
+    else:
+        loaded = open_model(task, checkpoint, model, backend, threads, sr_scale)
+        runner, tiling = tiled_runner(loaded, tile, overlap, memory_budget_mb)
     outputs = output_paths(inputs, output_dir, f"_{loaded.task}" if suffix is None else suffix, ext)
-    runner, tiling = tiled_runner(loaded, tile, overlap, memory_budget_mb)
     restored, failed = [], []
     with runner:
         for src in tqdm(inputs, desc="infer", unit="image", disable=as_json):
@@ -311,6 +334,8 @@ def infer(input_path: Path, output_dir: Path, task: str | None, checkpoint: Path
     summary = {"model": loaded.source, "task": loaded.task, "backend": loaded.runner.name,
                "scale": loaded.scale, "tiling": tiling, "output_dir": str(output_dir), "restored": restored,
                "failed": failed}
+    if servers:
+        summary["servers"] = loaded.runner.replicas.report()
     click.echo(json.dumps(summary, indent=2) if as_json else _summary_text(summary))
     if failed:
         raise SystemExit(1)
@@ -321,6 +346,8 @@ def _summary_text(summary: dict[str, Any]) -> str:
              f"tiling: {summary['tiling']}",
              f"restored {len(summary['restored'])} of {len(summary['restored']) + len(summary['failed'])} "
              f"images into {summary['output_dir']}"]
+    for url, tally in summary.get("servers", {}).items():
+        lines.append(f"server {url}: answered {tally['answered']} requests, refused {tally['refused']}")
     if summary["failed"]:
         lines.append(f"failed {len(summary['failed'])}:")
         lines += [f"  {Path(f['input']).name}: {f['error']}" for f in summary["failed"]]

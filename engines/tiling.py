@@ -23,7 +23,7 @@ channel attention pools the whole image, so tiled output differs from untiled ou
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -150,29 +150,34 @@ class TiledRunner(Runner):
         return self._blend(batch, ys, xs, min(tile_h, height), min(tile_w, width))
 
     def _blend(self, batch: np.ndarray, ys: list[int], xs: list[int], tile_h: int, tile_w: int) -> np.ndarray:
-        """Run every tile and accumulate its weighted output; one tile is in flight at a time."""
+        """Run every tile (`run_tiles`) and accumulate its weighted output."""
         s = self.scale
         height, width = batch.shape[2] * s, batch.shape[3] * s
         wy = [ramp_weights(y * s, tile_h * s, height, self.overlap * s) for y in ys]
         wx = [ramp_weights(x * s, tile_w * s, width, self.overlap * s) for x in xs]
         weight_sum = np.zeros((height, width), np.float32)
         total: np.ndarray | None = None
-        for row, y in enumerate(ys):
-            for col, x in enumerate(xs):
-                out = to_numpy(self.runner.run(np.ascontiguousarray(batch[..., y:y + tile_h, x:x + tile_w])))
-                expected = (batch.shape[0], tile_h * s, tile_w * s)
-                if (out.shape[0], *out.shape[2:]) != expected:
-                    raise UserError(f"{self.runner.name} turned a {tile_h}x{tile_w} tile into {out.shape}, "
-                                    f"not {s}x larger as tiling was told (scale {s}): pass the model's "
-                                    f"scale (the ONNX 'scale' metadata).")
-                if total is None:
-                    total = np.zeros((batch.shape[0], out.shape[1], height, width), np.float32)
-                window = wy[row][:, None] * wx[col][None, :]
-                region = (slice(y * s, (y + tile_h) * s), slice(x * s, (x + tile_w) * s))
-                total[(..., *region)] += out * window
-                weight_sum[region] += window
+        origins = [(row, y, col, x) for row, y in enumerate(ys) for col, x in enumerate(xs)]
+        crops = (np.ascontiguousarray(batch[..., y:y + tile_h, x:x + tile_w]) for _, y, _, x in origins)
+        for (row, y, col, x), output in zip(origins, self.run_tiles(crops), strict=True):
+            out = to_numpy(output)
+            expected = (batch.shape[0], tile_h * s, tile_w * s)
+            if (out.shape[0], *out.shape[2:]) != expected:
+                raise UserError(f"{self.runner.name} turned a {tile_h}x{tile_w} tile into {out.shape}, "
+                                f"not {s}x larger as tiling was told (scale {s}): pass the model's "
+                                f"scale (the ONNX 'scale' metadata).")
+            if total is None:
+                total = np.zeros((batch.shape[0], out.shape[1], height, width), np.float32)
+            window = wy[row][:, None] * wx[col][None, :]
+            region = (slice(y * s, (y + tile_h) * s), slice(x * s, (x + tile_w) * s))
+            total[(..., *region)] += out * window
+            weight_sum[region] += window
         total /= weight_sum
         return total
+
+    def run_tiles(self, crops: Iterator[np.ndarray]) -> Iterator[Any]:
+        """Each crop's output, in order; one at a time here (a remote runner keeps several in flight)."""
+        return map(self.runner.run, crops)
 
     def close(self) -> None:
         super().close()

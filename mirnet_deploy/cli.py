@@ -30,6 +30,7 @@ SUBCOMMANDS: dict[str, str] = {
     "infer": "engines.infer:infer",
     "doctor": "engines.cli:doctor",
     "triton-repo": "serving.cli:triton_repo",
+    "serve": "serving.cli:serve_command",
 }
 
 
