@@ -67,6 +67,11 @@ class OpenVinoRunner(Runner):
         self.output_spec = _spec(self._compiled.output(0))
         self._request = self._compiled.create_infer_request()
 
+    @property
+    def inference_threads(self) -> int:
+        """The thread count OpenVINO compiled the model with (benchmarks report it)."""
+        return int(self._compiled.get_property("INFERENCE_NUM_THREADS"))
+
     @staticmethod
     def _load(path: Path, load: Any) -> ov.CompiledModel:
         try:
