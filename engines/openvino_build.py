@@ -24,6 +24,7 @@ from mirnet_deploy.errors import UserError
 
 from . import cache
 from .manifest import EngineManifest, publish_engine
+from .openvino_int8_check import check_int8_layout
 
 DEFAULT_DEVICE = "CPU"
 #: The hint every engine is compiled with unless asked otherwise (see the module docstring).
@@ -65,6 +66,7 @@ def build_openvino_engine(onnx_path: str | os.PathLike, output_path: str | os.Pa
     precision = cache.resolve_precision(onnx_info, precision)
     core = ov.Core()
     full_name = device_name(core, device)
+    check_int8_layout(onnx_info.metadata.get("precision"), device, onnx_info.path)
     request = _request(onnx_info, precision, device, full_name, inference_precision)
     properties = compile_properties(inference_precision)
     manifest = cache.new_manifest(request, onnx_info, Path(output_path), build_options=properties,
@@ -96,5 +98,6 @@ def build_openvino_cached(onnx_path: str | os.PathLike, cache_dir: str | os.Path
     onnx_info = cache.describe_onnx(onnx_path)
     request = _request(onnx_info, cache.resolve_precision(onnx_info, precision), device,
                        device_name(ov.Core(), device), inference_precision)
+    check_int8_layout(onnx_info.metadata.get("precision"), device, onnx_info.path)  # a cached one too
     return cache.build_or_reuse(request, cache_dir, lambda path: build_openvino_engine(
         onnx_path, path, precision=precision, device=device, inference_precision=inference_precision))

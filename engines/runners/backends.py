@@ -22,7 +22,9 @@ def select_backend(requested: str = "auto", onnx_path: str | os.PathLike | None 
     """(backend, reason): 'auto' is TensorRT when importable and a CUDA device answers, else OpenVINO.
 
     On CPUs OpenVINO ran 1.4-2.2x faster than ONNX Runtime at every precision in a side-by-side
-    `mirnet-bench` run (README, "OpenVINO or ONNX Runtime on a CPU"), so it is the CPU default.
+    `mirnet-bench` run (README, "OpenVINO or ONNX Runtime on a CPU"), so it is the CPU default;
+    except for a TensorRT-target INT8 `onnx_path` that this OpenVINO miscomputes (see
+    `openvino_int8_check`): ONNX Runtime runs that one.
 
     Asking for 'tensorrt' where it cannot run is a UserError naming what to install; when
     `onnx_path` is given, the message says the ONNX model is ready to build elsewhere.
@@ -50,8 +52,15 @@ def select_backend(requested: str = "auto", onnx_path: str | os.PathLike | None 
                  if onnx_path else "")
         raise UserError(f"TensorRT was requested but cannot run here: {tensorrt.reason}. "
                         f"{TENSORRT_INSTALL_HINT}.{ready}")
-    from ..openvino_build import openvino_version
+    from ..cache import describe_onnx
+    from ..openvino_build import DEFAULT_DEVICE, openvino_version
+    from ..openvino_int8_check import miscomputed_probes
 
+    if onnx_path is not None and miscomputed_probes(describe_onnx(onnx_path).metadata.get("precision"),
+                                                    DEFAULT_DEVICE):
+        return "ort", (f"ONNX Runtime {ort.__version__}, because TensorRT is not usable here "
+                       f"({tensorrt.reason}) and OpenVINO {openvino_version()} miscomputes this "
+                       f"TensorRT-target INT8 model (`--backend openvino` says why)")
     return "openvino", (f"OpenVINO {openvino_version()} (faster than ONNX Runtime on CPUs), because TensorRT "
                         f"is not usable here: {tensorrt.reason}")
 

@@ -11,6 +11,7 @@ import openvino as ov
 
 from mirnet_deploy.errors import UserError
 
+from ..cache import describe_onnx
 from ..manifest import check_manifest, load_manifest
 from ..openvino_build import (
     DEFAULT_DEVICE,
@@ -19,6 +20,7 @@ from ..openvino_build import (
     device_name,
     openvino_version,
 )
+from ..openvino_int8_check import check_int8_layout
 from .base import Runner, TensorSpec, to_numpy
 
 
@@ -42,6 +44,7 @@ class OpenVinoRunner(Runner):
             if not path.is_file():
                 raise UserError(f"ONNX model {path} does not exist.")
             device_name(core, device)
+            check_int8_layout(describe_onnx(path).metadata.get("precision"), device, path)
             self.inference_precision = DEFAULT_INFERENCE_PRECISION
             self._compiled = self._load(path, lambda: core.compile_model(
                 str(path), device, compile_properties(self.inference_precision)))
@@ -54,6 +57,7 @@ class OpenVinoRunner(Runner):
                 raise UserError(f"Engine {path.name} was compiled for the {device} {manifest.device_name!r}, "
                                 f"but this {device} is {here!r}. Rebuild it here (`mirnet build "
                                 f"{manifest.onnx_path} --backend openvino`).")
+            check_int8_layout(manifest.precision, device, manifest.onnx_path)  # built before the check
             self.inference_precision = manifest.inference_precision or DEFAULT_INFERENCE_PRECISION
             self._compiled = self._load(path, lambda: core.import_model(
                 path.read_bytes(), device, compile_properties(self.inference_precision)))
@@ -62,6 +66,11 @@ class OpenVinoRunner(Runner):
         self.input_spec = _spec(self._compiled.input(0))
         self.output_spec = _spec(self._compiled.output(0))
         self._request = self._compiled.create_infer_request()
+
+    @property
+    def inference_threads(self) -> int:
+        """The thread count OpenVINO compiled the model with (benchmarks report it)."""
+        return int(self._compiled.get_property("INFERENCE_NUM_THREADS"))
 
     @staticmethod
     def _load(path: Path, load: Any) -> ov.CompiledModel:

@@ -1,15 +1,18 @@
 """mirnet_run end to end on OpenVINO engines (the run.* CTest cases; run from the repository root).
 
     python engines/cpp/tests/run_checks.py artifacts --mirnet-run build/cpp/mirnet_run --work build/cpp/run-checks
-    python engines/cpp/tests/run_checks.py parity|raw|bad_input --mirnet-run ... --work ... [--engines fp32,...]
+    python engines/cpp/tests/run_checks.py parity|int8_tensorrt|raw|bad_input --mirnet-run ... --work ... [--engines fp32,...]
 
 artifacts  makes what the others use, with the toolkit's own verbs: the denoise demo weights exported
            to FP32 and FP16 ONNX, INT8 Q/DQ for both targets (tensorrt, cpu: --no-budget, a small
-           calibration set), one OpenVINO engine per file (engines/<name>.ovblob + manifest), a
-           held-out photograph degraded for the task (photo.pfm float, photo.png 8-bit) and the
-           PyTorch FP32 output on it (reference.npy).
+           calibration set), one OpenVINO engine per file OpenVINO accepts (engines/<name>.ovblob +
+           manifest), a held-out photograph degraded for the task (photo.pfm float, photo.png 8-bit)
+           and the PyTorch FP32 output on it (reference.npy).
 parity     mirnet_run on photo.pfm per engine (float in, float out) against the PyTorch FP32 reference,
            judged with the thresholds `mirnet parity` applies per precision; prints the PSNR per precision.
+int8_tensorrt  the TensorRT-target INT8 file: where this OpenVINO miscomputes its layout (the probe of
+           engines/openvino_int8_check.py), `mirnet build --backend openvino` refuses it naming the
+           cause and writes nothing; where it computes it, parity as above.
 raw        three frames through --raw WxH (stdin/stdout) equal, byte for byte, the file mode's outputs.
 bad_input  corrupt/truncated images, a grey+alpha and a 16-bit PNG, a folder with a bad file, another
            backend's manifest, another precision or ONNX, a truncated raw frame: clear errors, the next
@@ -77,7 +80,8 @@ def artifacts(work: Path) -> None:
         mirnet("quantize", "--onnx", str(fp32), "--target", target, "--no-budget", "--calib",
                str(work / "calibration.npz"), "-o", str(onnx / f"denoise.int8-{target}.onnx"))
     for name in ENGINES:
-        build_openvino_engine(onnx / f"denoise.{name}.onnx", engines / f"{name}.ovblob")
+        if name != "int8-tensorrt" or not tensorrt_target_refused():
+            build_openvino_engine(onnx / f"denoise.{name}.onnx", engines / f"{name}.ovblob")
 
     case = parity_cases("denoise", [RESOLUTION], 1, sr_scale=1)[0]
     network, spec = mirnet_network(default_weights("denoise"), "denoise")
@@ -123,6 +127,28 @@ def parity(work: Path, tool: Path, names: list[str]) -> None:
         if not row.passed:
             failed.append(name)
     assert not failed, f"parity failed for {', '.join(failed)}"
+
+
+def tensorrt_target_refused() -> bool:
+    """Whether this OpenVINO miscomputes the TensorRT-target INT8 layout here (so the toolkit refuses it)."""
+    from engines.openvino_int8_check import TENSORRT_TARGET, miscomputed_probes
+
+    return bool(miscomputed_probes(TENSORRT_TARGET, "CPU"))
+
+
+def int8_tensorrt(work: Path, tool: Path) -> None:
+    if not tensorrt_target_refused():
+        parity(work, tool, ["int8-tensorrt"])
+        return
+    refused = work / "refused-engines"
+    shutil.rmtree(refused, ignore_errors=True)
+    onnx_path = work / "onnx" / "denoise.int8-tensorrt.onnx"
+    result = subprocess.run([str(Path(sys.executable).with_name("mirnet")), "build", str(onnx_path),
+                             "--backend", "openvino", "--cache-dir", str(refused)], capture_output=True, check=False)
+    expect(result, 1, "miscomputes the TensorRT-target INT8 layout", "ReduceMax over the channels -> Q/DQ -> INT8 Conv",
+           "mirnet quantize --target cpu", "--backend ort")
+    assert not refused.exists() or not any(refused.iterdir()), "a refused build left files"
+    print(f"int8-tensorrt on OpenVINO: refused, nothing written: {result.stderr.decode().strip()}")
 
 
 def raw(work: Path, tool: Path) -> None:
@@ -203,17 +229,17 @@ def bad_input(work: Path, tool: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("check", choices=["artifacts", "parity", "raw", "bad_input"])
+    parser.add_argument("check", choices=["artifacts", "parity", "int8_tensorrt", "raw", "bad_input"])
     parser.add_argument("--mirnet-run", type=Path, required=True)
     parser.add_argument("--work", type=Path, required=True)
-    parser.add_argument("--engines", default=",".join(ENGINES), help="parity: which engines to check")
+    parser.add_argument("--engines", default="fp32,fp16,int8-cpu", help="parity: which engines to check")
     args = parser.parse_args()
     if args.check == "artifacts":
         artifacts(args.work)
     elif args.check == "parity":
         parity(args.work, args.mirnet_run, args.engines.split(","))
     else:
-        {"raw": raw, "bad_input": bad_input}[args.check](args.work, args.mirnet_run)
+        {"int8_tensorrt": int8_tensorrt, "raw": raw, "bad_input": bad_input}[args.check](args.work, args.mirnet_run)
 
 
 if __name__ == "__main__":
