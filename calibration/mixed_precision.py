@@ -8,16 +8,20 @@ and nearly as exact as FP32. The search:
    calibration set's own (input, clean target) pairs; within budget x `SEARCH_MARGIN` -> done;
 2. otherwise rank every quantized layer (a weight shared by several convolutions counts as
    one layer; the cpu target's quantized element-wise ops are layers too) by the error it
-   causes alone: a copy of the INT8 graph where only that layer reads quantized inputs (all
-   others have their Q/DQ pairs bypassed, `bypass_quantization`), compared with the FP32
-   output — one ONNX Runtime session per layer, no re-quantization;
-3. keep the k most sensitive layers in high precision, k = 1, 2, 4, ... and then a binary
-   search, each candidate quantized for real (cached ranges) and measured, until the
-   drop is within budget x margin.
+   causes alone on a few small crops. One ONNX Runtime session over the INT8 graph with a run-time
+   switch per layer (`switchable.py`) answers every probe, so a probe costs one forward pass
+   of a small crop, not a graph copy and a session;
+3. predict how many of the most sensitive layers to keep: the same session measures the output
+   error with the top k kept in float, and the error that remains, scaled to the measured drop
+   of step 1, predicts the drop; a bisection over k on that prediction costs log2(layers) runs;
+4. verify the prediction for real: quantize with those layers excluded (cached ranges) and
+   measure the drop as in step 1. If it misses the budget, the miss corrects the prediction
+   and a larger k is verified, until one passes. The result is always a measured one.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from collections.abc import Callable, Sequence
@@ -41,6 +45,7 @@ from .quantize import (
     prepare,
     quantize_onnx,
 )
+from .switchable import SWITCHES, switchable_quantization, switches
 
 DEFAULT_BUDGET_DB = 0.1
 #: The search meets budget x margin on the calibration samples: unseen photographs lost up to
@@ -49,7 +54,7 @@ DEFAULT_BUDGET_DB = 0.1
 SEARCH_MARGIN = 0.5
 DEFAULT_EVAL_SAMPLES = 8
 #: The ranking runs one model per layer, so it looks at less: centre crops of a few samples.
-RANKING_SAMPLES, RANKING_CROP = 2, 128
+RANKING_SAMPLES, RANKING_CROP = 1, 64
 
 
 @dataclass
@@ -91,11 +96,17 @@ class _Evaluator:
         self.reference: list[np.ndarray] = []
         self.reference_psnr = 0.0
 
-    def outputs(self, model: onnx.ModelProto | str | os.PathLike) -> list[np.ndarray]:
+    def session(self, model: onnx.ModelProto | str | os.PathLike) -> ort.InferenceSession:
         source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
-        session = ort.InferenceSession(source, self.options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(source, self.options, providers=["CPUExecutionProvider"])
+
+    def outputs(self, model: onnx.ModelProto | str | os.PathLike | ort.InferenceSession,
+                feeds: dict[str, np.ndarray] | None = None) -> list[np.ndarray]:
+        """The clamped HWC outputs on every evaluation input; `feeds` adds inputs besides the image."""
+        session = model if isinstance(model, ort.InferenceSession) else self.session(model)
         name = session.get_inputs()[0].name
-        return [np.clip(session.run(None, {name: x})[0][0].transpose(1, 2, 0), 0, 1) for x in self.inputs]
+        return [np.clip(session.run(None, {name: x, **(feeds or {})})[0][0].transpose(1, 2, 0), 0, 1)
+                for x in self.inputs]
 
     def set_reference(self, model: onnx.ModelProto) -> None:
         self.reference = self.outputs(model)
@@ -106,6 +117,11 @@ class _Evaluator:
 
     def psnr_vs_fp32(self, outputs: Sequence[np.ndarray]) -> float:
         return min(psnr(out, ref) for out, ref in zip(outputs, self.reference, strict=True))
+
+    def mse_vs_fp32(self, outputs: Sequence[np.ndarray]) -> float:
+        """Mean squared error against FP32 over all samples: noise powers add across layers."""
+        pairs = zip(outputs, self.reference, strict=True)
+        return float(np.mean([np.mean((out - ref) ** 2) for out, ref in pairs]))
 
     def evaluate(self, model: onnx.ModelProto | str | os.PathLike) -> Evaluation:
         outputs = self.outputs(model)
@@ -118,52 +134,6 @@ def _center_crop(pair: tuple[np.ndarray, np.ndarray], size: int | None) -> tuple
         return pair
     top, left = (pair[0].shape[0] - size) // 2 // 4 * 4, (pair[0].shape[1] - size) // 2 // 4 * 4
     return tuple(np.ascontiguousarray(a[top : top + size, left : left + size]) for a in pair)
-
-
-def bypass_quantization(quantized: onnx.ModelProto, prepared: onnx.ModelProto, layers: set[str],
-                        nodes: set[str]) -> onnx.ModelProto:
-    """A copy of `quantized` in which the quantized `layers` named in `nodes` run in float.
-
-    Their inputs bypass their Q/DQ pairs: DQ(Q(x)) becomes x, and a weight stored quantized
-    (DQ of an INT8 initializer) becomes the float weight of the same node in `prepared`, the
-    graph that was quantized. Their outputs bypass an output Q/DQ (cpu target) for every
-    consumer that is not itself a quantized layer still in INT8, as `quantize_static` would
-    leave them with `nodes_to_exclude`.
-    """
-    model = onnx.ModelProto()
-    model.CopyFrom(quantized)
-    producers = {out: node for node in model.graph.node for out in node.output}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    prepared_inputs = {node.name: list(node.input) for node in prepared.graph.node}
-    prepared_weights = {init.name: init for init in prepared.graph.initializer}
-    present = {init.name for init in model.graph.initializer}
-    still_int8 = layers - nodes
-    for node in [n for n in model.graph.node if n.name in nodes]:
-        for index, name in enumerate(node.input):
-            dequantize = producers.get(name)
-            if dequantize is None or dequantize.op_type != "DequantizeLinear":
-                continue
-            quantize = producers.get(dequantize.input[0])
-            if quantize is not None and quantize.op_type == "QuantizeLinear":
-                node.input[index] = quantize.input[0]
-                continue
-            original = prepared_inputs[node.name][index]
-            if original not in present:
-                model.graph.initializer.append(prepared_weights[original])
-                present.add(original)
-            node.input[index] = original
-        for output in node.output:
-            for quantize in [c for c in consumers.get(output, []) if c.op_type == "QuantizeLinear"]:
-                for dequantize in [c for c in consumers.get(quantize.output[0], [])
-                                   if c.op_type == "DequantizeLinear"]:
-                    for consumer in consumers.get(dequantize.output[0], []):
-                        if consumer.name not in still_int8:
-                            consumer.input[:] = [output if i == dequantize.output[0] else i
-                                                 for i in consumer.input]
-    return model
 
 
 def search_mixed_precision(onnx_path: str | os.PathLike, output_path: str | os.PathLike, *, target: str,
@@ -193,13 +163,15 @@ def search_mixed_precision(onnx_path: str | os.PathLike, output_path: str | os.P
         full_report, full = evaluate(())
         final, kept, sensitivity, tried = full, [], [], [(0, full.drop_db)]
         if full.drop_db > budget_db * SEARCH_MARGIN:
+            quantized = onnx.load(candidate)
+            layers = _by_weight(prepared, full_report.quantized_layers) + _elementwise(quantized, op_types)
             ranking = _Evaluator(calib, RANKING_SAMPLES, threads, crop=RANKING_CROP)
             ranking.set_reference(prepared)
-            layers = _by_weight(prepared, full_report.quantized_layers) + _elementwise(
-                onnx.load(candidate), op_types)
-            sensitivity = _rank_layers(onnx.load(candidate), prepared, layers, ranking, progress)
+            probe = _LayerProbe(quantized, prepared, layers, ranking)
+            sensitivity = probe.rank(progress)
             ranked = [nodes for nodes, _ in sensitivity]
-            kept, final = _fewest_within_budget(ranked, budget_db * SEARCH_MARGIN, evaluate, tried)
+            kept, final = _verified_fewest(ranked, probe.drop_predictor(ranked, full.drop_db),
+                                           budget_db * SEARCH_MARGIN, evaluate, tried)
     report = quantize_onnx(onnx_path, output_path, target=target, calibration=calib, method=method,
                            high_precision=high_precision, exclude_nodes=tuple(kept), subpixel=subpixel,
                            op_types=op_types, cache_dir=cache_dir)
@@ -226,48 +198,82 @@ def _elementwise(quantized: onnx.ModelProto, op_types: Sequence[str]) -> list[li
             and any(name in dequantized for name in node.input)]
 
 
-def _rank_layers(quantized: onnx.ModelProto, prepared: onnx.ModelProto, layers: list[list[str]],
-                 evaluator: _Evaluator, progress: bool) -> list[tuple[list[str], float]]:
-    """(layer, PSNR vs FP32 with only that layer quantized), most damaging first."""
-    everything = {node for layer in layers for node in layer}
-    scores = []
-    for layer in tqdm(layers, desc="layer sensitivity", unit="layer", disable=not progress):
-        alone = bypass_quantization(quantized, prepared, everything, everything - set(layer))
-        scores.append((layer, evaluator.psnr_vs_fp32(evaluator.outputs(alone))))
-    return sorted(scores, key=lambda item: item[1])
+class _LayerProbe:
+    """The output of the INT8 graph on the ranking crops, with any set of layers quantized:
+    one session over the switchable graph, one forward pass per question."""
+
+    def __init__(self, quantized: onnx.ModelProto, prepared: onnx.ModelProto, layers: list[list[str]],
+                 evaluator: _Evaluator) -> None:
+        self.layers, self.evaluator = layers, evaluator
+        self.session = evaluator.session(switchable_quantization(quantized, prepared, layers))
+
+    def outputs(self, quantized: Sequence[int] | None) -> list[np.ndarray]:
+        return self.evaluator.outputs(self.session, {SWITCHES: switches(len(self.layers), quantized)})
+
+    def rank(self, progress: bool) -> list[tuple[list[str], float]]:
+        """(layer, PSNR vs FP32 with only that layer quantized), most damaging first."""
+        scores = [(layer, self.evaluator.psnr_vs_fp32(self.outputs([index])))
+                  for index, layer in enumerate(tqdm(self.layers, desc="layer sensitivity", unit="layer",
+                                                     disable=not progress))]
+        return sorted(scores, key=lambda item: item[1])
+
+    def drop_predictor(self, ranked: list[list[str]], full_drop_db: float) -> Callable[[int], float]:
+        """k -> the task PSNR drop predicted with the `ranked[:k]` layers kept in float.
+
+        The error left with those layers in float, as a fraction of the all-INT8 error (both
+        measured here), scales the all-INT8 drop measured on the evaluation pairs: an error
+        uncorrelated with the FP32 model's own adds its power to the task's mean squared error.
+        """
+        index_of = {id(layer): index for index, layer in enumerate(self.layers)}
+        order = [index_of[id(layer)] for layer in ranked]
+        everything = self.evaluator.mse_vs_fp32(self.outputs(None))
+        full_noise = 10 ** (full_drop_db / 10) - 1  # the all-INT8 error power / FP32's task error power
+
+        @functools.cache
+        def predicted_drop(k: int) -> float:
+            remaining = self.evaluator.mse_vs_fp32(self.outputs(order[k:])) / everything
+            return 10 * np.log10(1 + remaining * full_noise)
+
+        return predicted_drop
 
 
-def _fewest_within_budget(ranked: list[list[str]], budget_db: float,
-                          evaluate: Callable[[Sequence[str]], tuple[QuantizeReport, Evaluation]],
-                          tried: list[tuple[int, float]]) -> tuple[list[str], Evaluation]:
-    """The nodes of the fewest most-sensitive layers to keep: k doubles until the budget holds, then
-    bisection.
+def _verified_fewest(ranked: list[list[str]], predicted_drop: Callable[[int], float], budget_db: float,
+                     evaluate: Callable[[Sequence[str]], tuple[QuantizeReport, Evaluation]],
+                     tried: list[tuple[int, float]]) -> tuple[list[str], Evaluation]:
+    """The nodes of the fewest most-sensitive layers whose predicted drop is within the budget,
+    verified by a real quantization and evaluation.
 
-    Appends every (k, drop) tried to `tried`. If even keeping every layer misses the budget
-    (the unquantized rest of the graph, e.g. FP16, costs more than the budget), all are kept.
+    A miss corrects the prediction by the factor it was off (in error power) and verifies the
+    new fewest k, at least a quarter more layers. Appends every (k, drop) measured to `tried`.
+    If even keeping every layer misses the budget (the unquantized rest of the graph, e.g. FP16,
+    costs more than the budget), all are kept.
     """
     def nodes(k: int) -> list[str]:
         return [node for layer in ranked[:k] for node in layer]
 
-    def attempt(k: int) -> Evaluation:
+    allowed, low = _power(budget_db), 0  # invariant: keeping fewer than `low` layers misses the budget
+    while True:
+        k = _fewest(lambda k, allowed=allowed: _power(predicted_drop(k)) <= allowed, low, len(ranked))
         evaluation = evaluate(nodes(k))[1]
         tried.append((k, evaluation.drop_db))
-        return evaluation
-
-    low, k = 0, 1  # invariant: keeping `low` layers misses the budget
-    while True:
-        evaluation = attempt(k)
         if evaluation.drop_db <= budget_db or k == len(ranked):
-            break
-        low, k = k, min(2 * k, len(ranked))
-    if evaluation.drop_db > budget_db:
-        return nodes(len(ranked)), evaluation
-    high, best = k, evaluation
-    while high - low > 1:
+            return (nodes(k) if evaluation.drop_db <= budget_db else nodes(len(ranked))), evaluation
+        # the real error power was this many times the predicted one: ask the prediction for less
+        allowed *= _power(predicted_drop(k)) / _power(evaluation.drop_db)
+        low = min(len(ranked), k + max(1, k // 4))
+
+
+def _power(drop_db: float) -> float:
+    """A task PSNR drop as added error power, relative to the FP32 model's own error."""
+    return 10 ** (drop_db / 10) - 1
+
+
+def _fewest(within: Callable[[int], bool], low: int, high: int) -> int:
+    """The smallest k in [low, high] with `within(k)` (assumed monotone), by bisection; `high` if none."""
+    while low < high:
         middle = (low + high) // 2
-        evaluation = attempt(middle)
-        if evaluation.drop_db <= budget_db:
-            high, best = middle, evaluation
+        if within(middle):
+            high = middle
         else:
-            low = middle
-    return nodes(high), best
+            low = middle + 1
+    return high

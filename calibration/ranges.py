@@ -16,12 +16,15 @@ The histogram calibrators (entropy, percentile) are left to collect every sample
 as `quantize_static` does, so their memory still grows with the set (whole tensors are their
 graph outputs). Fed one sample per call they would merge running histograms, but ONNX
 Runtime's merge is not chunk-invariant (up to a quarter of a range moved on the `small`
-denoiser) and fails on a tensor that is constant within one sample ("Too many bins").
+denoiser) and fails on a tensor that is constant within one sample ("Too many bins"). So they
+warn: on a full-size model with the default set, they need the whole set's activations in
+memory (tens of GB on `full`); minmax is the method for such models.
 """
 
 from __future__ import annotations
 
 import tempfile
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -54,6 +57,9 @@ def collect_ranges(model_path: str | Path, feeds: Iterable[dict[str, np.ndarray]
             for feed in feeds:
                 calibrator.collect_data(_Feeds([feed]))
         else:
+            warnings.warn(f"{method.name} calibration is not streamed: it keeps every observed tensor of "
+                          "every sample in memory until all are collected (tens of GB for a full-size model "
+                          "and the default set); minmax is streamed.", stacklevel=2)
             calibrator.collect_data(_Feeds(feeds))
         ranges = calibrator.compute_data()
         del calibrator

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from onnx import numpy_helper
 
 from calibration.dataset import CalibrationSet, build_calibration_set, manifest_path
-from calibration.mixed_precision import _fewest_within_budget, bypass_quantization, search_mixed_precision
+from calibration.mixed_precision import _verified_fewest, search_mixed_precision
 from calibration.quantize import quantize_onnx, scalar_prelu_to_leaky_relu
 from export.lint import lint_onnx
 from export.onnx_file import read_metadata
@@ -214,38 +214,56 @@ def test_quantize_refuses_wrong_inputs(fp32_model: Path, quantized: dict[str, Pa
 
 # --- mixed precision -------------------------------------------------------------------------------
 
-def test_bypassing_layers_undoes_their_quantization(quantized: dict[str, Path], fp32_model: Path):
-    """tensorrt target (convolutions only): bypassing every conv gives back the FP16 function.
-    cpu target: element-wise ops stay INT8, but bypassing the convs removes most of the error."""
-    from calibration.quantize import prepare
+def test_switchable_graph_quantizes_the_layers_switched_on(quantized: dict[str, Path], fp32_model: Path):
+    """All switches on: the INT8 graph (simulated in float on the cpu target, so close, not equal).
+    All off: every layer's Q/DQ bypassed (tensorrt: the FP16 function). One on: that layer alone."""
+    from calibration.mixed_precision import _by_weight, _elementwise
+    from calibration.quantize import DEFAULT_OP_TYPES, _quantized_layers, prepare
+    from calibration.switchable import SWITCHES, switchable_quantization, switches
 
     x = np.random.default_rng(2).random((1, 3, 32, 32), dtype=np.float32)
     reference = _run(fp32_model, x)
-    errors = {}
     for target in ("tensorrt", "cpu"):
         model = onnx.load(quantized[target])
         prepared, _ = prepare(onnx.load(fp32_model), target, subpixel=target == "cpu")
-        layers = {node.name for node in model.graph.node if node.op_type == "Conv"}
-        bypassed = _run(bypass_quantization(model, prepared, layers, layers), x)
-        errors[target] = (np.abs(_run(model, x) - reference).max(), np.abs(bypassed - reference).max())
-    assert errors["tensorrt"][1] < 1e-2  # FP16 rounding only (the FP16 export's tolerance)
-    assert errors["tensorrt"][1] < 0.5 * errors["tensorrt"][0]
-    assert errors["cpu"][1] < 0.5 * errors["cpu"][0]
+        layers = (_by_weight(prepared, sorted(_quantized_layers(model)))
+                  + _elementwise(model, DEFAULT_OP_TYPES[target]))
+        session = ort.InferenceSession(switchable_quantization(model, prepared, layers).SerializeToString(),
+                                       providers=["CPUExecutionProvider"])
+
+        def error(on, session=session, layers=layers):
+            output = session.run(None, {"input": x, SWITCHES: switches(len(layers), on)})[0]
+            return np.abs(output - reference).max()
+
+        int8_error = np.abs(_run(model, x) - reference).max()
+        assert error(None) == pytest.approx(int8_error, rel=0.1), target
+        assert error([]) < 0.5 * int8_error, target
+        first_conv = next(i for i, layer in enumerate(layers) if layer == ["/network/conv_in/Conv"])
+        assert 0 < error([first_conv]) - error([]) < int8_error, target
+        if target == "tensorrt":
+            assert error([]) < 1e-2  # FP16 rounding only (the FP16 export's tolerance)
 
 
-def test_budget_search_keeps_the_fewest_layers():
-    """Ten layers must stay in high precision: doubling finds 16, bisection comes back to 10."""
+def test_search_verifies_the_predicted_layer_count_and_corrects_a_miss():
+    """The prediction says 8 layers suffice, but 10 are needed: the miss (error power 4.6x the
+    predicted) makes the prediction ask for 4.6x less error, 13 layers, and they pass."""
     ranked = [[f"layer{i}"] for i in range(20)]
-    drops = {k: 1.0 if k < 10 else 0.05 for k in range(21)}  # within 0.1 dB from k = 10 on
-    tried: list[tuple[int, float]] = []
+    true_drop = {k: 0.2 if k < 10 else 0.04 for k in range(21)}
+
+    def predicted(k: int) -> float:  # a smooth under-estimate of the error left
+        return 10 * np.log10(1 + (10 ** (0.2 / 10) - 1) * (1 - k / 20) ** 3)
 
     def evaluate(kept):
-        return None, type("E", (), {"drop_db": drops[len(kept)]})()
+        return None, type("E", (), {"drop_db": true_drop[len(kept)]})()
 
-    kept, evaluation = _fewest_within_budget(ranked, 0.1, evaluate, tried)
-    assert kept == [f"layer{i}" for i in range(10)]
-    assert evaluation.drop_db <= 0.1
-    assert [k for k, _ in tried] == [1, 2, 4, 8, 16, 12, 10, 9]
+    tried: list[tuple[int, float]] = []
+    kept, evaluation = _verified_fewest(ranked, predicted, 0.05, evaluate, tried)
+    assert evaluation.drop_db <= 0.05
+    assert [k for k, _ in tried] == [8, 13]
+    assert kept == [f"layer{i}" for i in range(13)]
+    exact: list[tuple[int, float]] = []
+    assert len(_verified_fewest(ranked, lambda k: true_drop[k], 0.05, evaluate, exact)[0]) == 10
+    assert exact == [(10, 0.04)]  # a right prediction costs one real evaluation
 
 
 def test_search_stops_at_once_when_plain_int8_is_within_budget(fp32_model: Path, calibration_set: Path,
@@ -322,16 +340,20 @@ def _one_shot_ranges(model_path: Path, calibration_set: Path, method: str, op_ty
 def test_streamed_ranges_equal_one_shot_ranges(fp32_model: Path, calibration_set: Path, tmp_path: Path,
                                                method: str):
     """minmax streams sample by sample and must match exactly; percentile is collected in one call
-    as before (see calibration/ranges.py) and must match as closely."""
+    as before (see calibration/ranges.py), says so in a warning, and must match as closely."""
+    import contextlib
+
     from calibration.quantize import DEFAULT_OP_TYPES, METHODS, prepare
     from calibration.ranges import collect_ranges
 
     prepared, _ = prepare(onnx.load(fp32_model), "cpu", subpixel=True)
     onnx.save(prepared, tmp_path / "prepared.onnx")
     op_types = list(DEFAULT_OP_TYPES["cpu"])
-    streamed = collect_ranges(tmp_path / "prepared.onnx",
-                              ({"input": x} for x in CalibrationSet(calibration_set).inputs()),
-                              method=METHODS[method], op_types=op_types)
+    not_streamed = pytest.warns(UserWarning, match="not streamed")
+    with contextlib.nullcontext() if method == "minmax" else not_streamed:
+        streamed = collect_ranges(tmp_path / "prepared.onnx",
+                                  ({"input": x} for x in CalibrationSet(calibration_set).inputs()),
+                                  method=METHODS[method], op_types=op_types)
     one_shot = _one_shot_ranges(tmp_path / "prepared.onnx", calibration_set, method, op_types)
     names = sorted(one_shot.keys())
     assert sorted(streamed.keys()) == names
