@@ -19,10 +19,10 @@ BACKENDS = ("auto", "tensorrt", "ort", "openvino", "torch")
 
 
 def select_backend(requested: str = "auto", onnx_path: str | os.PathLike | None = None) -> tuple[str, str]:
-    """(backend, reason): 'auto' is TensorRT when importable and a CUDA device answers, else OpenVINO.
+    """(backend, reason): 'auto' is TensorRT when importable and a CUDA device answers, else 'cpu'.
 
-    On CPUs OpenVINO ran 1.4-2.2x faster than ONNX Runtime at every precision in a side-by-side
-    `mirnet-bench` run (README, "OpenVINO or ONNX Runtime on a CPU"), so it is the CPU default.
+    'cpu' means "ONNX Runtime or OpenVINO, whichever measures faster here": the caller measures
+    (`engines.cpu_choice`), since which one wins depends on the CPU, the runtimes and the precision.
 
     Asking for 'tensorrt' where it cannot run is a UserError naming what to install; when
     `onnx_path` is given, the message says the ONNX model is ready to build elsewhere.
@@ -50,10 +50,8 @@ def select_backend(requested: str = "auto", onnx_path: str | os.PathLike | None 
                  if onnx_path else "")
         raise UserError(f"TensorRT was requested but cannot run here: {tensorrt.reason}. "
                         f"{TENSORRT_INSTALL_HINT}.{ready}")
-    from ..openvino_build import openvino_version
-
-    return "openvino", (f"OpenVINO {openvino_version()} (faster than ONNX Runtime on CPUs), because TensorRT "
-                        f"is not usable here: {tensorrt.reason}")
+    return "cpu", (f"ONNX Runtime or OpenVINO, whichever is faster on this CPU, because TensorRT is not "
+                   f"usable here: {tensorrt.reason}")
 
 
 def open_runner(path: str | os.PathLike, *, providers: str = "auto", threads: int | None = None) -> Runner:

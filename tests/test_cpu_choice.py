@@ -1,0 +1,57 @@
+"""`auto` on a CPU: the engine chosen by a side-by-side measurement, recorded per machine and reused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_engines import toy_onnx
+
+from engines.chain import EngineSettings, build_engine
+from engines.cpu_choice import CHOICES_FILE, TIMED_RUNS, _record_choice, choose_cpu_engine, read_choices
+
+
+@pytest.fixture
+def toy(tmp_path) -> Path:
+    return toy_onnx(tmp_path / "toy.onnx")
+
+
+def _choose(toy: Path, engine_dir: Path, passes: dict[str, bool]) -> dict:
+    settings = EngineSettings(engine_dir=engine_dir, threads=1, progress=False)
+    return choose_cpu_engine("fp32", toy, engine_dir,
+                             lambda backend: (build_engine(toy, backend, settings).path, passes[backend]),
+                             threads=1, resolution=(32, 32))
+
+
+def test_fastest_passing_candidate_is_chosen_recorded_and_reused(toy, tmp_path):
+    engines = tmp_path / "engines"
+    first = _choose(toy, engines, {"openvino": True, "ort": True})
+    timed = {c["backend"]: c for c in first["candidates"]}
+    assert set(timed) == {"openvino", "ort"}
+    assert all(len(c["runs_ms"]) == TIMED_RUNS and c["p50_ms"] > 0 for c in timed.values())
+    assert first["chosen"] == min(timed, key=lambda b: timed[b]["p50_ms"])
+    assert not first["reused"]
+    assert first["machine"]["cpu_model"]
+    assert first["machine"]["openvino"]
+    (_key, recorded), = read_choices(engines / CHOICES_FILE).items()
+    assert recorded["chosen"] == first["chosen"]
+    again = _choose(toy, engines, {"openvino": False, "ort": False})  # a record exists: not measured again
+    assert again["reused"]
+    assert again["measured_at"] == first["measured_at"]
+
+
+def test_a_candidate_failing_parity_loses_however_fast(toy, tmp_path):
+    for failing, winner in (("openvino", "ort"), ("ort", "openvino")):
+        chosen = _choose(toy, tmp_path / failing, {"openvino": True, "ort": True} | {failing: False})
+        assert chosen["chosen"] == winner
+        assert chosen["rule"] == "fastest candidate that passes parity"
+
+
+def test_the_record_file_keeps_concurrent_entries_and_survives_damage(tmp_path):
+    path = tmp_path / CHOICES_FILE
+    path.write_text("{ half-written")  # only a cache of measurements: read as empty, then rewritten
+    assert read_choices(path) == {}
+    _record_choice(path, "a", {"chosen": "ort"})
+    _record_choice(path, "b", {"chosen": "openvino"})  # read-modify-write under the lock keeps "a"
+    assert json.loads(path.read_text()) == {"a": {"chosen": "ort"}, "b": {"chosen": "openvino"}}
