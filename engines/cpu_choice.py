@@ -16,6 +16,7 @@ so concurrent runs measure once and never lose each other's entries.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -79,11 +80,11 @@ def choice_key(machine_info: dict[str, Any], precision: str, onnx_sha256: str) -
 
 def read_choices(path: Path) -> dict[str, Any]:
     """The per-machine file; unreadable or damaged reads as empty (it is only a cache of measurements)."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    with contextlib.suppress(OSError, UnicodeDecodeError, json.JSONDecodeError):
+        choices = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(choices, dict):
+            return choices
+    return {}
 
 
 def _record_choice(path: Path, key: str, selection: dict[str, Any]) -> None:

@@ -10,6 +10,7 @@ from test_engines import toy_onnx
 
 from engines.chain import EngineSettings, build_engine
 from engines.cpu_choice import CHOICES_FILE, TIMED_RUNS, _record_choice, choose_cpu_engine, read_choices
+from mirnet_deploy.errors import UserError
 
 
 @pytest.fixture
@@ -55,3 +56,41 @@ def test_the_record_file_keeps_concurrent_entries_and_survives_damage(tmp_path):
     _record_choice(path, "a", {"chosen": "ort"})
     _record_choice(path, "b", {"chosen": "openvino"})  # read-modify-write under the lock keeps "a"
     assert json.loads(path.read_text()) == {"a": {"chosen": "ort"}, "b": {"chosen": "openvino"}}
+
+
+@pytest.mark.slow
+def test_build_task_auto_records_the_measured_choice_in_the_manifest(tmp_path):
+    """`mirnet build --task denoise --precision fp32` on this CPU: both engines built and parity-checked,
+    the fastest passing one chosen, the measurement in its manifest and in the per-machine file."""
+    from engines.chain import ChainRequest, run_chain
+    from engines.manifest import load_manifest
+    from export.cli import mirnet_network
+    from mirnet_ref.weights import default_weights
+
+    settings = EngineSettings(engine_dir=tmp_path / "engines", threads=1, progress=False)
+    request = ChainRequest(task="denoise", checkpoint=default_weights("denoise"), precision="fp32",
+                           artifacts=tmp_path, engine=settings)
+    result = run_chain(request, mirnet_network)
+    assert [step.name for step in result.steps] == ["export", "choose", "build", "parity"]
+    selection = load_manifest(result.engine).selection
+    timed = {c["backend"]: c for c in selection["candidates"]}
+    assert set(timed) == {"openvino", "ort"}
+    assert all(c["parity_passed"] for c in timed.values())
+    assert result.backend == selection["chosen"] == min(timed, key=lambda b: timed[b]["p50_ms"])
+    assert result.manifest.backend == {"ort": "onnxruntime", "openvino": "openvino"}[result.backend]
+    assert result.parity_passed
+    again = run_chain(request, mirnet_network)
+    assert {step.name: step.status for step in again.steps}["choose"] == "reused"
+
+
+def test_bf16_chain_on_a_cpu_without_bf16_is_refused(tmp_path, monkeypatch):
+    from engines import openvino_build
+    from engines.chain import build_engine
+
+    monkeypatch.setattr(openvino_build, "native_bf16", lambda core, device: False)
+    toy = toy_onnx(tmp_path / "toy.onnx")
+    settings = EngineSettings(engine_dir=tmp_path / "engines", progress=False)
+    with pytest.raises(UserError, match="has no BF16 arithmetic"):
+        build_engine(toy, "openvino", settings, precision="bf16")
+    with pytest.raises(UserError, match="BF16 runs on OpenVINO only"):
+        build_engine(toy, "ort", settings, precision="bf16")
