@@ -36,7 +36,7 @@ from mirnet_ref.checkpoint import file_sha256
 
 from .cache import CachedBuild, describe_onnx, precision_family
 from .cpu_choice import CHOICES_FILE, choose_cpu_engine, describe_selection
-from .manifest import EngineManifest, load_manifest, manifest_path, update_manifest, update_parity
+from .manifest import EngineManifest, load_manifest, manifest_path, update_parity
 from .openvino_build import DEFAULT_DEVICE, build_openvino_cached
 from .ort_build import build_ort_cached
 from .runners import select_backend
@@ -324,7 +324,7 @@ def _parity(request: ChainRequest, engine: CachedBuild, backend: str,
 def _choose_on_cpu(request: ChainRequest, precision: str, onnx_path: Path,
                    network: Callable[[], tuple[nn.Module, ModelSpec]]) -> StepResult:
     """`auto` on a CPU: every candidate engine built and parity-checked, timed side by side, the fastest
-    that passes chosen (engines/cpu_choice.py); the measurement goes into the chosen engine's manifest."""
+    that passes chosen (engines/cpu_choice.py, which records the measurement in its manifest)."""
     started = time.perf_counter()
 
     def prepare(backend: str) -> tuple[Path, bool]:
@@ -334,9 +334,6 @@ def _choose_on_cpu(request: ChainRequest, precision: str, onnx_path: Path,
 
     selection = choose_cpu_engine(precision, onnx_path, request.engine.engine_dir, prepare,
                                   threads=request.engine.threads, resolution=PARITY_RESOLUTION)
-    chosen = next(Path(c["engine"]) for c in selection["candidates"] if c["backend"] == selection["chosen"])
-    with artifact_lock(manifest_path(chosen)):
-        update_manifest(chosen, selection={k: v for k, v in selection.items() if k != "reused"})
     return StepResult("choose", "reused" if selection["reused"] else "built",
                       request.engine.engine_dir / CHOICES_FILE, time.perf_counter() - started, selection)
 

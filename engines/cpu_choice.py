@@ -35,6 +35,7 @@ from mirnet_deploy.atomic import atomic_write_text
 from mirnet_deploy.locks import artifact_lock
 
 from .cache import describe_onnx
+from .manifest import load_manifest, manifest_path, update_manifest
 from .runners import open_runner
 
 #: Engines `auto` weighs on a CPU per precision (BF16: OpenVINO is the one CPU runtime with it).
@@ -105,6 +106,7 @@ def choose_cpu_engine(precision: str, onnx_path: Path, engine_dir: Path, prepare
     with artifact_lock(engine_dir / f"cpu-choice-{key}"):  # one measurement per key, also across runs
         recorded = read_choices(choices_path).get(key)
         if isinstance(recorded, dict) and all(Path(c["engine"]).is_file() for c in recorded["candidates"]):
+            _record_in_manifest(recorded)
             return {**recorded, "reused": True}
         prepared = {backend: prepare(backend) for backend in CANDIDATES[precision]}
         with ExitStack() as opened:  # ONNX Runtime engines were optimized for its CPU provider
@@ -121,7 +123,20 @@ def choose_cpu_engine(precision: str, onnx_path: Path, engine_dir: Path, prepare
                      "candidates": [asdict(c) for c in candidates], "machine": machine_info,
                      "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         _record_choice(choices_path, key, selection)
+        _record_in_manifest(selection)
     return {**selection, "reused": False}
+
+
+def chosen_engine(selection: dict[str, Any]) -> Path:
+    return next(Path(c["engine"]) for c in selection["candidates"] if c["backend"] == selection["chosen"])
+
+
+def _record_in_manifest(selection: dict[str, Any]) -> None:
+    """The chosen engine's manifest says why it was chosen (unless it already does)."""
+    engine = chosen_engine(selection)
+    with artifact_lock(manifest_path(engine)):
+        if load_manifest(engine).selection != selection:
+            update_manifest(engine, selection=selection)
 
 
 def _rule(candidates: list[Candidate], passing: list[Candidate]) -> str:

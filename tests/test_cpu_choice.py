@@ -9,25 +9,35 @@ import pytest
 from test_engines import toy_onnx
 
 from engines.chain import EngineSettings, build_engine
-from engines.cpu_choice import CHOICES_FILE, TIMED_RUNS, _record_choice, choose_cpu_engine, read_choices
+from engines.cpu_choice import (
+    CHOICES_FILE,
+    TIMED_RUNS,
+    _record_choice,
+    choose_cpu_engine,
+    chosen_engine,
+    read_choices,
+)
+from engines.manifest import load_manifest
 from mirnet_deploy.errors import UserError
 
 
-@pytest.fixture
-def toy(tmp_path) -> Path:
-    return toy_onnx(tmp_path / "toy.onnx")
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory) -> Path:
+    return toy_onnx(tmp_path_factory.mktemp("toy") / "toy.onnx")
 
 
-def _choose(toy: Path, engine_dir: Path, passes: dict[str, bool]) -> dict:
+def _choose(toy: Path, passes: dict[str, bool]) -> dict:
+    """A measurement from scratch: the engines (built once for the module) stay, the record goes."""
+    engine_dir = toy.parent / "engines"
+    (engine_dir / CHOICES_FILE).unlink(missing_ok=True)
     settings = EngineSettings(engine_dir=engine_dir, threads=1, progress=False)
     return choose_cpu_engine("fp32", toy, engine_dir,
                              lambda backend: (build_engine(toy, backend, settings).path, passes[backend]),
                              threads=1, resolution=(32, 32))
 
 
-def test_fastest_passing_candidate_is_chosen_recorded_and_reused(toy, tmp_path):
-    engines = tmp_path / "engines"
-    first = _choose(toy, engines, {"openvino": True, "ort": True})
+def test_fastest_passing_candidate_is_chosen_recorded_and_reused(toy):
+    first = _choose(toy, {"openvino": True, "ort": True})
     timed = {c["backend"]: c for c in first["candidates"]}
     assert set(timed) == {"openvino", "ort"}
     assert all(len(c["runs_ms"]) == TIMED_RUNS and c["p50_ms"] > 0 for c in timed.values())
@@ -35,16 +45,20 @@ def test_fastest_passing_candidate_is_chosen_recorded_and_reused(toy, tmp_path):
     assert not first["reused"]
     assert first["machine"]["cpu_model"]
     assert first["machine"]["openvino"]
-    (_key, recorded), = read_choices(engines / CHOICES_FILE).items()
+    (_key, recorded), = read_choices(toy.parent / "engines" / CHOICES_FILE).items()
     assert recorded["chosen"] == first["chosen"]
-    again = _choose(toy, engines, {"openvino": False, "ort": False})  # a record exists: not measured again
+    assert load_manifest(chosen_engine(first)).selection == recorded  # the engine says why it was chosen
+    settings = EngineSettings(engine_dir=toy.parent / "engines", threads=1, progress=False)
+    again = choose_cpu_engine("fp32", toy, toy.parent / "engines",  # recorded: not measured again
+                              lambda backend: (build_engine(toy, backend, settings).path, False),
+                              threads=1, resolution=(32, 32))
     assert again["reused"]
     assert again["measured_at"] == first["measured_at"]
 
 
-def test_a_candidate_failing_parity_loses_however_fast(toy, tmp_path):
+def test_a_candidate_failing_parity_loses_however_fast(toy):
     for failing, winner in (("openvino", "ort"), ("ort", "openvino")):
-        chosen = _choose(toy, tmp_path / failing, {"openvino": True, "ort": True} | {failing: False})
+        chosen = _choose(toy, {"openvino": True, "ort": True} | {failing: False})
         assert chosen["chosen"] == winner
         assert chosen["rule"] == "fastest candidate that passes parity"
 
@@ -63,7 +77,6 @@ def test_build_task_auto_records_the_measured_choice_in_the_manifest(tmp_path):
     """`mirnet build --task denoise --precision fp32` on this CPU: both engines built and parity-checked,
     the fastest passing one chosen, the measurement in its manifest and in the per-machine file."""
     from engines.chain import ChainRequest, run_chain
-    from engines.manifest import load_manifest
     from export.cli import mirnet_network
     from mirnet_ref.weights import default_weights
 
