@@ -30,14 +30,19 @@ from mirnet_deploy.resolutions import parse_resolutions
 
 #: ONNX Runtime operators whose arithmetic is INT8 (the quantized convolutions and matmuls).
 ORT_INT8_OPS = ("QLinearConv", "ConvInteger", "QLinearMatMul", "MatMulInteger", "QGemm")
-#: Quantize/dequantize steps: neither the int8 work nor float work of the model, the cost of the boundary.
-QDQ_OPS = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "FakeQuantize")
+#: Quantize/dequantize steps (OpenVINO: FakeQuantize, and the Convert of INT8 data back to float): neither
+#: the model's INT8 work nor its float work, the cost of the boundary between them.
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "FakeQuantize", "Convert")
+#: The operators doing the model's multiply-accumulates, whose kernels `summarize` lists one by one.
+CONV_OPS = ("Convolution", "GroupConvolution", "ConvolutionBackpropData", "MatMul", "Conv", "ConvTranspose",
+            *ORT_INT8_OPS)
 
 
 class NodeTime(NamedTuple):
     node_type: str
     arithmetic: str  # int8 | bf16 | f32 | qdq | reorder | other
     ms: float
+    kernel: str = ""  # OpenVINO's exec type; ONNX Runtime: the operator again
 
 
 def kernel_arithmetic(node_type: str, exec_type: str) -> str:
@@ -72,7 +77,7 @@ def profile_openvino(path: Path, batch: np.ndarray) -> list[NodeTime]:
     with OpenVinoRunner(path, profile=True) as runner:
         runner.run(batch)  # warm-up: first-run allocations and kernel selection
         runner.run(batch)
-        return [NodeTime(t.node_type, kernel_arithmetic(t.node_type, t.exec_type), t.ms)
+        return [NodeTime(t.node_type, kernel_arithmetic(t.node_type, t.exec_type), t.ms, t.exec_type)
                 for t in runner.layer_times() if t.ms > 0]
 
 
@@ -91,23 +96,29 @@ def profile_onnxruntime(path: Path, batch: np.ndarray, threads: int | None) -> l
         session.run(None, feed)
         events = json.loads(Path(session.end_profiling()).read_text())
     last = max((e for e in events if e.get("name") == "model_run"), key=lambda e: e["ts"])
-    return [NodeTime(e["args"]["op_name"], ort_arithmetic(e["args"]["op_name"]), e["dur"] / 1e3)
+    return [NodeTime(e["args"]["op_name"], ort_arithmetic(e["args"]["op_name"]), e["dur"] / 1e3,
+                     e["args"]["op_name"])
             for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")
             and last["ts"] <= e["ts"] <= last["ts"] + last["dur"]]
 
 
 def summarize(rows: list[NodeTime]) -> dict[str, object]:
-    """Total time, time per arithmetic and per (operator type, arithmetic), largest first."""
+    """Total time, time per arithmetic, per convolution kernel and per (operator type, arithmetic),
+    largest first."""
     total = sum(r.ms for r in rows)
     by_arithmetic: dict[str, float] = defaultdict(float)
+    conv_kernels: dict[str, float] = defaultdict(float)
     by_op: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0])
     for row in rows:
         by_arithmetic[row.arithmetic] += row.ms
+        if row.node_type in CONV_OPS:
+            conv_kernels[row.kernel] += row.ms
         entry = by_op[(row.node_type, row.arithmetic)]
         entry[0] += row.ms
         entry[1] += 1
     return {"total_ms": total,
             "by_arithmetic": dict(sorted(by_arithmetic.items(), key=lambda kv: -kv[1])),
+            "conv_kernels": dict(sorted(conv_kernels.items(), key=lambda kv: -kv[1])),
             "by_op": [{"op": op, "arithmetic": kind, "ms": ms, "nodes": int(count)}
                       for (op, kind), (ms, count) in sorted(by_op.items(), key=lambda kv: -kv[1][0])]}
 
@@ -116,7 +127,9 @@ def format_summary(title: str, summary: dict[str, object], top: int = 12) -> str
     total = summary["total_ms"]
     lines = [f"{title}: {total:,.0f} ms in profiled nodes",
              "  by arithmetic: " + ", ".join(f"{kind} {ms:,.0f} ms ({ms / total:.1%})"
-                                             for kind, ms in summary["by_arithmetic"].items())]
+                                             for kind, ms in summary["by_arithmetic"].items()),
+             "  convolution kernels: " + ", ".join(f"{kernel} {ms / total:.1%}"
+                                                   for kernel, ms in summary["conv_kernels"].items())]
     for row in summary["by_op"][:top]:
         lines.append(f"  {row['op']:<22} {row['arithmetic']:<8} {row['nodes']:>4} nodes "
                      f"{row['ms']:>10,.1f} ms {row['ms'] / total:>6.1%}")

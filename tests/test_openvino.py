@@ -130,3 +130,15 @@ def test_bf16_engine_is_wired_to_bf16_kernels(toy, tmp_path, monkeypatch):
     with OpenVinoRunner(bf16.path) as low, OpenVinoRunner(f32.path) as high:
         error = np.abs(low.run(batch) - high.run(batch)).max()
     assert 1e-5 < error < 5e-2  # BF16 rounding (8-bit mantissa): visible, small
+
+
+def test_layer_profiles_split_the_time_by_kernel_arithmetic(toy):
+    from bench.layer_profile import profile_onnxruntime, profile_openvino, summarize
+
+    batch = np.random.default_rng(0).random((1, 3, 32, 32), dtype=np.float32)
+    for rows in (profile_openvino(toy, batch), profile_onnxruntime(toy, batch, threads=1)):
+        summary = summarize(rows)
+        assert summary["total_ms"] == pytest.approx(sum(summary["by_arithmetic"].values()))
+        assert summary["conv_kernels"]  # the toy's two convolutions, in float32 kernels
+        assert all("f32" in kernel or kernel == "Conv" for kernel in summary["conv_kernels"])
+        assert "int8" not in summary["by_arithmetic"]
