@@ -62,7 +62,7 @@ def kernel_arithmetic(node_type: str, exec_type: str) -> str:
 
 
 def ort_arithmetic(op_name: str) -> str:
-    if op_name in ORT_INT8_OPS:
+    if op_name in ORT_INT8_OPS or op_name.startswith("QLinear"):  # QLinearAdd, QLinearMul, ...: INT8 too
         return "int8"
     if op_name in QDQ_OPS:
         return "qdq"
