@@ -9,14 +9,8 @@ import pytest
 from test_engines import toy_onnx
 
 from engines.chain import EngineSettings, build_engine
-from engines.cpu_choice import (
-    CHOICES_FILE,
-    TIMED_RUNS,
-    _record_choice,
-    choose_cpu_engine,
-    chosen_engine,
-    read_choices,
-)
+from engines.cpu_choice import CHOICES_FILE, TIMED_RUNS, choose_cpu_engine, chosen_engine, read_choices
+from engines.cpu_choice import _record_choice as record_choice
 from engines.manifest import load_manifest
 from mirnet_deploy.errors import UserError
 
@@ -67,8 +61,8 @@ def test_the_record_file_keeps_concurrent_entries_and_survives_damage(tmp_path):
     path = tmp_path / CHOICES_FILE
     path.write_text("{ half-written")  # only a cache of measurements: read as empty, then rewritten
     assert read_choices(path) == {}
-    _record_choice(path, "a", {"chosen": "ort"})
-    _record_choice(path, "b", {"chosen": "openvino"})  # read-modify-write under the lock keeps "a"
+    record_choice(path, "a", {"chosen": "ort"})
+    record_choice(path, "b", {"chosen": "openvino"})  # read-modify-write under the lock keeps "a"
     assert json.loads(path.read_text()) == {"a": {"chosen": "ort"}, "b": {"chosen": "openvino"}}
 
 
