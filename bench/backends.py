@@ -18,7 +18,7 @@ from mirnet_deploy.errors import UserError
 BENCH_BACKENDS: dict[str, str] = {
     "torch": "PyTorch eager (FP32), on the GPU when PyTorch has CUDA, else the CPU",
     "ort": "ONNX Runtime, CPU execution provider",
-    "openvino": "OpenVINO, CPU device, f32 inference precision",
+    "openvino": "OpenVINO, CPU device, f32 inference precision (bf16 for BF16)",
     "ort-cuda": "ONNX Runtime, CUDA execution provider",
     "ort-trt": "ONNX Runtime, TensorRT execution provider",
     "tensorrt": "native TensorRT engine",

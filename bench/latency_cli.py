@@ -41,7 +41,8 @@ _OUTPUT = click.Path(dir_okay=False, path_type=Path)
 @click.option("--backend", "backend_text", default=ALL_AVAILABLE, show_default=True,
               help=f"{', '.join(BENCH_BACKENDS)} or {ALL_AVAILABLE}, comma-separated.")
 @click.option("--precision", "precision_text",
-              help="fp32, fp16, int8, comma-separated. [default: fp32; for an ONNX model or engine, its own]")
+              help="fp32, fp16, bf16 (OpenVINO, CPUs with BF16), int8, comma-separated. [default: fp32; "
+                   "for an ONNX model or engine, its own]")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Images per run.")
 @click.option("--warmup", type=click.IntRange(min=0), default=2, show_default=True,
               help="Untimed runs after the first run (which is timed alone and reported as first_ms).")

@@ -13,6 +13,7 @@ precision, written atomically by the stages that make them, and reused by later 
     small-<sha12>.fp16.onnx                FP16 (export.precision.convert_to_fp16)
     small-<sha12>.int8-cpu.onnx            INT8 Q/DQ (calibration.quantize; -tensorrt for TensorRT backends)
     calibration-denoise-4x128.npz          the small calibration set INT8 is quantized with
+    *.ovblob                               OpenVINO engines compiled for BF16 (the FP32 ONNX, bf16 hint)
     *.engine                               TensorRT engines per resolution and batch (engines.tensorrt_build)
 """
 
@@ -32,7 +33,7 @@ from engines.cache import precision_family, slug
 from mirnet_deploy.errors import UserError
 from mirnet_ref.checkpoint import file_sha256
 
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 DEFAULT_CACHE_DIR = Path("artifacts") / "bench"
 PRESET_SEED = 0
 #: The calibration set INT8 is quantized with: small, because weights and ranges do not change speed.
@@ -141,6 +142,8 @@ class Artifacts:
         """
         if backend == "torch":
             return self._checkpoint(precision)
+        if precision == "bf16":
+            return self._bf16_engine(backend)
         if self.model.kind == "engine":
             if backend != "tensorrt":
                 raise Unsupported(f"{self.model.label} is a TensorRT engine: it runs on the tensorrt backend "
@@ -155,6 +158,18 @@ class Artifacts:
         width, height = resolution
         shape = (min(tile, width), min(tile, height)) if tile else resolution
         return self._engine(onnx_path, shape, batch)
+
+    def _bf16_engine(self, backend: str) -> Path:
+        """BF16: the FP32 model computed in BF16, an OpenVINO engine with the bf16 hint (CPUs with BF16)."""
+        if backend != "openvino":
+            raise Unsupported("BF16 runs on OpenVINO only (the FP32 model with the bf16 inference precision "
+                              "hint); ONNX Runtime's CPU provider has no BF16 convolutions")
+        from engines.openvino_build import build_openvino_cached
+
+        try:
+            return build_openvino_cached(self._onnx("fp32"), self.cache_dir, inference_precision="bf16").path
+        except UserError as refusal:  # a CPU without BF16: a row saying why, not a failed run
+            raise Unsupported(str(refusal)) from None
 
     def _fixed_precision(self) -> Unsupported:
         return Unsupported(f"{self.model.label} is {self.model.precision}; other precisions are made from an "

@@ -23,6 +23,11 @@ from mirnet_ref.metrics import psnr, ssim
 THRESHOLDS: dict[str, dict[str, float]] = {
     "fp32": {"min_psnr_vs_reference": 80.0, "max_abs_error": 1e-4, "max_task_drop_db": 0.01},
     "fp16": {"min_psnr_vs_reference": 40.0, "max_abs_error": 5e-2, "max_task_drop_db": 0.1},
+    # BF16 (OpenVINO, the FP32 model with the bf16 hint). Measured on the three demo models, 256x256, two
+    # held-out images each: worst PSNR vs reference 61.2 dB, max |error| 4.4e-3, task drop <= 0.0014 dB
+    # (README, "BF16"); OpenVINO's native BF16 gave 58.2 dB on the random-weight `full` preset. The limits
+    # leave ~13 dB, 11x and 35x of headroom over those; BF16 keeps 3 mantissa bits fewer than FP16 (18 dB).
+    "bf16": {"min_psnr_vs_reference": 45.0, "max_abs_error": 5e-2, "max_task_drop_db": 0.05},
     "int8": {"min_psnr_vs_reference": 30.0, "max_abs_error": 0.5, "max_task_drop_db": 0.3},
 }
 

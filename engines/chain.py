@@ -35,6 +35,7 @@ from mirnet_deploy.resolutions import format_resolution
 from mirnet_ref.checkpoint import file_sha256
 
 from .cache import CachedBuild, describe_onnx, precision_family
+from .cpu_choice import CHOICES_FILE, choose_cpu_engine, describe_selection
 from .manifest import EngineManifest, load_manifest, manifest_path, update_parity
 from .openvino_build import DEFAULT_DEVICE, build_openvino_cached
 from .ort_build import build_ort_cached
@@ -74,7 +75,7 @@ class ChainRequest:
 
     task: str
     checkpoint: Path
-    precision: str  # fp32 | fp16 | int8
+    precision: str  # fp32 | fp16 | bf16 (the FP32 model computed in BF16, OpenVINO) | int8
     backend: str = "auto"  # auto | tensorrt | ort | openvino
     artifacts: Path = Path("artifacts")  # onnx/, calibration/ and calibration-cache/ go here
     calibration: Path | None = None  # int8: a calibration set (.npz); None: the task's built-in set
@@ -84,7 +85,7 @@ class ChainRequest:
 
 @dataclass
 class StepResult:
-    name: str  # export, fp16, int8-<target>, build, parity
+    name: str  # export, fp16, int8-<target>, choose (auto on a CPU), build, parity
     status: str  # "built" | "reused"
     path: Path  # what the step made (parity: the manifest that holds it)
     seconds: float
@@ -120,7 +121,7 @@ def run_chain(request: ChainRequest, load_network: NetworkLoader,
     With backend 'tensorrt' where TensorRT cannot run, the ONNX model of the requested
     precision is made first and the UserError names it, ready to build on a GPU machine.
     """
-    precision = precision_family(request.precision)
+    precision = "bf16" if request.precision == "bf16" else precision_family(request.precision)
     steps: list[StepResult] = []
 
     def finished(step: StepResult) -> StepResult:
@@ -139,8 +140,11 @@ def run_chain(request: ChainRequest, load_network: NetworkLoader,
     elif precision == "int8":
         onnx_path = finished(_int8(request, fp32, _int8_target(request.backend))).path
     backend, reason = select_backend(request.backend, onnx_path)
+    if backend == "cpu":
+        choice = finished(_choose_on_cpu(request, precision, onnx_path, network))
+        backend, reason = choice.details["chosen"], describe_selection(choice.details)
     started = time.perf_counter()
-    engine = build_engine(onnx_path, backend, request.engine)
+    engine = build_engine(onnx_path, backend, request.engine, precision=_engine_precision(precision))
     finished(StepResult("build", "reused" if engine.reused else "built", engine.path,
                         time.perf_counter() - started, _engine_details(engine.manifest)))
     parity, manifest = _parity(request, engine, backend, network)
@@ -156,12 +160,24 @@ def _int8_target(backend: str) -> str:
     return "cpu"
 
 
+def _engine_precision(precision: str) -> str | None:
+    """What `build_engine` is asked for: bf16, or nothing (the ONNX model's own precision)."""
+    return "bf16" if precision == "bf16" else None
+
+
 def build_engine(onnx_path: Path, backend: str, settings: EngineSettings, *,
                  precision: str | None = None) -> CachedBuild:
     """The cached engine of `onnx_path` for 'tensorrt' (profiles from the resolutions), 'openvino' or 'ort'.
 
-    `precision`, when given, must be the ONNX model's own (the builders refuse another).
+    `precision`, when given, must be the ONNX model's own (the builders refuse another), or 'bf16':
+    an FP32 model that OpenVINO computes in BF16 (refused on CPUs without BF16 arithmetic).
     """
+    if precision == "bf16":
+        if backend != "openvino":
+            raise UserError(f"BF16 runs on OpenVINO only (the FP32 model computed with the bf16 inference "
+                            f"precision), not on {backend}: use --backend openvino or auto.")
+        return build_openvino_cached(onnx_path, settings.engine_dir, precision="fp32",
+                                     device=settings.openvino_device, inference_precision="bf16")
     if backend == "tensorrt":
         size_multiple = int(describe_onnx(onnx_path).metadata.get("size_multiple", "1"))
         profiles = profiles_from_resolutions(settings.resolutions, batch=settings.batch,
@@ -298,11 +314,28 @@ def _parity(request: ChainRequest, engine: CachedBuild, backend: str,
         measured = manifest.parity or {}
         if measured.get("resolutions") != resolutions or measured.get("images") != PARITY_IMAGES:
             summary = measure_parity(engine.path, backend, *network(), request.task, resolutions,
-                                     precision_family(manifest.precision), threads=request.engine.threads)
+                                     manifest.compute_precision, threads=request.engine.threads)
             manifest, status = update_parity(engine.path, summary), "built"
     step = StepResult("parity", status, manifest_path(engine.path), time.perf_counter() - started,
                       manifest.parity)
     return step, manifest
+
+
+def _choose_on_cpu(request: ChainRequest, precision: str, onnx_path: Path,
+                   network: Callable[[], tuple[nn.Module, ModelSpec]]) -> StepResult:
+    """`auto` on a CPU: every candidate engine built and parity-checked, timed side by side, the fastest
+    that passes chosen (engines/cpu_choice.py, which records the measurement in its manifest)."""
+    started = time.perf_counter()
+
+    def prepare(backend: str) -> tuple[Path, bool]:
+        engine = build_engine(onnx_path, backend, request.engine, precision=_engine_precision(precision))
+        _, manifest = _parity(request, engine, backend, network)
+        return engine.path, bool(manifest.parity and manifest.parity["passed"])
+
+    selection = choose_cpu_engine(precision, onnx_path, request.engine.engine_dir, prepare,
+                                  threads=request.engine.threads, resolution=PARITY_RESOLUTION)
+    return StepResult("choose", "reused" if selection["reused"] else "built",
+                      request.engine.engine_dir / CHOICES_FILE, time.perf_counter() - started, selection)
 
 
 def measure_parity(engine_path: str | os.PathLike, backend: str, network: nn.Module, spec: ModelSpec,

@@ -16,8 +16,9 @@ from mirnet_deploy.errors import UserError
 from mirnet_deploy.resolutions import parse_resolutions
 from mirnet_ref.weights import TASKS
 
-from .cache import PRECISIONS
+from .cache import PRECISIONS, describe_onnx, precision_family
 from .chain import ChainRequest, ChainResult, EngineSettings, StepResult, build_engine, run_chain
+from .cpu_choice import choose_cpu_engine, describe_selection
 from .manifest import BACKEND_NAMES, manifest_path
 from .runners import select_backend
 from .tensorrt_build import HARDWARE_COMPATIBILITY, TensorRTOptions
@@ -37,12 +38,14 @@ SHOWN_KEPT_LAYERS = 4
                    "calibration), engine, parity; every step cached.")
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="With --task: these weights instead of the task's demo weights.")
-@click.option("--precision", type=click.Choice(PRECISIONS),
+@click.option("--precision", type=click.Choice([*PRECISIONS, "bf16"]),
               help="With --task: the precision to deploy [default: fp16]. With MODEL.onnx: checked against "
-                   "the file's own.")
+                   "the file's own. bf16: the FP32 model computed in BF16 by OpenVINO, on CPUs with BF16.")
 @click.option("--backend", type=click.Choice(["auto", "tensorrt", "ort", "openvino"]), default="auto",
-              show_default=True, help="auto: TensorRT when a GPU and TensorRT are usable, else OpenVINO "
-                                      "(faster than ONNX Runtime on CPUs, see the README).")
+              show_default=True,
+              help="auto: TensorRT when a GPU and TensorRT are usable, else ONNX Runtime or OpenVINO, "
+                   "whichever is faster here (measured side by side once per machine and model, recorded; "
+                   "with --task only among those passing parity).")
 @click.option("--ov-device", default="CPU", show_default=True,
               help="OpenVINO: the device to compile for (CPU, or GPU/NPU where OpenVINO sees them).")
 @click.option("--res", default="720p", show_default=True,
@@ -131,6 +134,9 @@ def _chain_request(task: str | None, checkpoint: Path | None, precision: str | N
 def _build_onnx(onnx_path: Path, precision: str | None, backend: str, settings: EngineSettings,
                 as_json: bool) -> None:
     chosen, reason = select_backend(backend, onnx_path)
+    if chosen == "cpu":
+        selection = _choose_without_reference(onnx_path, precision, settings)
+        chosen, reason = selection["chosen"], describe_selection(selection)
     result = build_engine(onnx_path, chosen, settings, precision=precision)
     if as_json:
         click.echo(json.dumps({"backend": chosen, "reason": reason, "engine": str(result.path),
@@ -140,6 +146,19 @@ def _build_onnx(onnx_path: Path, precision: str | None, backend: str, settings: 
     verb = "reused cached engine" if result.reused else f"built in {result.manifest.build_seconds:.1f} s"
     click.echo(f"{verb}: {result.path}")
     click.echo(f"manifest: {manifest_path(result.path)} (precision {result.manifest.precision})")
+
+
+def _choose_without_reference(onnx_path: Path, precision: str | None,
+                              settings: EngineSettings) -> dict[str, Any]:
+    """`auto` on a CPU for a bare ONNX model: the faster engine, by speed alone (no PyTorch reference to
+    check parity against here; `mirnet build --task` checks it)."""
+    from .chain import PARITY_RESOLUTION
+
+    family = precision or precision_family(describe_onnx(onnx_path).metadata.get("precision", "fp32"))
+    return choose_cpu_engine(
+        "bf16" if family == "bf16" else precision_family(family), onnx_path, settings.engine_dir,
+        lambda backend: (build_engine(onnx_path, backend, settings, precision=precision).path, None),
+        threads=settings.threads, resolution=PARITY_RESOLUTION)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -166,6 +185,8 @@ def _step_note(step: StepResult) -> str:
         return (f"task PSNR drop vs FP32 {d['drop_db']:.3f} dB (all INT8 {d['full_int8_drop_db']:.3f} dB, "
                 f"budget {d['budget_db']} dB); {d['quantized_layers']} layers INT8, {len(kept)} kept in "
                 f"high precision" + (f": {named}" if kept else ""))
+    if step.name == "choose":
+        return f"chose {d['chosen']}: {describe_selection(d)}"
     if step.name == "build":
         return f"{d['precision']}, built in {d['build_seconds']:.1f} s" if step.status == "built" else ""
     if step.name == "parity":

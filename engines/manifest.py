@@ -73,9 +73,16 @@ class EngineManifest:
     parity: dict[str, Any] | None = None  # filled by the parity stage
     device: str | None = None  # OpenVINO: the device compiled for ("CPU", "GPU", "NPU")
     device_name: str | None = None  # OpenVINO: that device's FULL_DEVICE_NAME, which the model is tied to
-    inference_precision: str | None = None  # OpenVINO: the INFERENCE_PRECISION_HINT compiled with ("f32")
+    inference_precision: str | None = None  # OpenVINO: the INFERENCE_PRECISION_HINT compiled with (f32, bf16)
+    selection: dict[str, Any] | None = None  # `auto` on a CPU: the measurement that chose this engine
     toolkit_version: str = __version__
     format: int = MANIFEST_FORMAT
+
+    @property
+    def compute_precision(self) -> str:
+        """The arithmetic parity is judged by: the ONNX precision's family (fp32, fp16, int8), or bf16 for an
+        FP32 model that OpenVINO computes in BF16."""
+        return "bf16" if self.inference_precision == "bf16" else self.precision.split("-", 1)[0]
 
     def profile_list(self) -> list[Profile]:
         return [Profile.from_dict(p) for p in self.profiles]
@@ -155,12 +162,18 @@ def _valid_profile(profile: dict[str, list[int]]) -> bool:
                                                            strict=True))
 
 
-def update_parity(engine_path: str | os.PathLike, parity: dict[str, Any]) -> EngineManifest:
-    """Record the parity stage's summary in an engine's manifest."""
+def update_manifest(engine_path: str | os.PathLike, **changes: Any) -> EngineManifest:
+    """Record later stages' findings (parity, auto's selection) in an engine's manifest."""
     manifest = load_manifest(engine_path)
-    manifest.parity = parity
+    for name, value in changes.items():
+        setattr(manifest, name, value)
     write_manifest(manifest, engine_path)
     return manifest
+
+
+def update_parity(engine_path: str | os.PathLike, parity: dict[str, Any]) -> EngineManifest:
+    """Record the parity stage's summary in an engine's manifest."""
+    return update_manifest(engine_path, parity=parity)
 
 
 def publish_engine(engine_path: str | os.PathLike, manifest: EngineManifest,

@@ -7,8 +7,10 @@ of OpenVINO's model cache) next to a manifest. Loading imports it (Python runner
 
 Precision: on CPUs with BF16 support (AVX512-BF16, AMX) OpenVINO runs FP32 models in BF16 by
 default, which parity against PyTorch FP32 would catch too late. The inference precision hint is
-therefore always set, recorded in the manifest and part of the cache key: `f32` here (every ONNX
-precision runs its declared graph in f32 arithmetic; INT8 Q/DQ layers run in INT8).
+therefore always set, recorded in the manifest and part of the cache key: `f32` unless asked
+(every ONNX precision runs its declared graph in f32 arithmetic; INT8 Q/DQ layers run in INT8), or
+`bf16` for mirnet's `bf16` precision (the FP32 ONNX computed in BF16), which is refused on CPUs
+without native BF16: OpenVINO would emulate it there, slower than f32 and less exact.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from .openvino_int8_check import check_int8_layout
 DEFAULT_DEVICE = "CPU"
 #: The hint every engine is compiled with unless asked otherwise (see the module docstring).
 DEFAULT_INFERENCE_PRECISION = "f32"
+#: mirnet's compute precisions on OpenVINO -> OpenVINO's inference precision hints.
+INFERENCE_PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
 
 
 def openvino_version() -> str:
@@ -50,6 +54,23 @@ def device_name(core: ov.Core, device: str) -> str:
     return str(core.get_property(device, "FULL_DEVICE_NAME"))
 
 
+def native_bf16(core: ov.Core, device: str) -> bool:
+    """Whether `device` computes BF16 in hardware: OpenVINO lists BF16 among a CPU's optimization
+    capabilities only with AVX512-BF16 or AMX (without them it still accepts the hint, and emulates)."""
+    return "BF16" in core.get_property(device, "OPTIMIZATION_CAPABILITIES")
+
+
+def check_inference_precision(core: ov.Core, device: str, inference_precision: str) -> None:
+    """UserError for a hint mirnet does not offer, or BF16 on a device without BF16 arithmetic."""
+    if inference_precision not in INFERENCE_PRECISIONS.values():
+        raise UserError(f"Unknown OpenVINO inference precision {inference_precision!r}: use "
+                        f"{' or '.join(INFERENCE_PRECISIONS.values())}.")
+    if inference_precision == "bf16" and not native_bf16(core, device):
+        raise UserError(f"This {device} ({device_name(core, device)}) has no BF16 arithmetic (AVX512-BF16 or "
+                        f"AMX): OpenVINO would emulate BF16 here, slower than FP32 and less exact. Use "
+                        f"--precision fp32 or int8 on this machine, or bf16 on a CPU that has it.")
+
+
 def _request(onnx_info: cache.OnnxInfo, precision: str, device: str, full_name: str,
              inference_precision: str) -> cache.EngineRequest:
     return cache.EngineRequest(onnx_sha256=onnx_info.sha256, onnx_stem=onnx_info.path.stem,
@@ -67,6 +88,7 @@ def build_openvino_engine(onnx_path: str | os.PathLike, output_path: str | os.Pa
     core = ov.Core()
     full_name = device_name(core, device)
     check_int8_layout(onnx_info.metadata.get("precision"), device, onnx_info.path)
+    check_inference_precision(core, device, inference_precision)
     request = _request(onnx_info, precision, device, full_name, inference_precision)
     properties = compile_properties(inference_precision)
     manifest = cache.new_manifest(request, onnx_info, Path(output_path), build_options=properties,
@@ -96,8 +118,10 @@ def build_openvino_cached(onnx_path: str | os.PathLike, cache_dir: str | os.Path
                           inference_precision: str = DEFAULT_INFERENCE_PRECISION) -> cache.CachedBuild:
     """`build_openvino_engine` into `cache_dir`, unless an engine for the same request is there."""
     onnx_info = cache.describe_onnx(onnx_path)
+    core = ov.Core()
+    check_inference_precision(core, device, inference_precision)
     request = _request(onnx_info, cache.resolve_precision(onnx_info, precision), device,
-                       device_name(ov.Core(), device), inference_precision)
+                       device_name(core, device), inference_precision)
     check_int8_layout(onnx_info.metadata.get("precision"), device, onnx_info.path)  # a cached one too
     return cache.build_or_reuse(request, cache_dir, lambda path: build_openvino_engine(
         onnx_path, path, precision=precision, device=device, inference_precision=inference_precision))

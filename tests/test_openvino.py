@@ -6,12 +6,15 @@ import json
 from pathlib import Path
 
 import numpy as np
+import openvino as ov
 import pytest
 from test_engines import toy_onnx
 
 from bench.backends import resolve_backends
+from bench.models import Artifacts, Unsupported, resolve_model
+from engines import openvino_build
 from engines.manifest import load_manifest, manifest_path
-from engines.openvino_build import build_openvino_cached, build_openvino_engine, openvino_version
+from engines.openvino_build import build_openvino_cached, build_openvino_engine, native_bf16, openvino_version
 from engines.openvino_int8_check import PROBES, probe
 from engines.runners import OpenVinoRunner, OrtRunner, open_runner, select_backend
 from mirnet_deploy.errors import UserError
@@ -103,3 +106,73 @@ def test_tensorrt_target_int8_is_refused_on_openvino_and_auto_takes_onnx_runtime
                                                 | {"precision": "int8-tensorrt"}))
     with pytest.raises(UserError, match=cause):
         OpenVinoRunner(engine)
+
+
+# --- precisions: fp32 is f32, bf16 only where the CPU has it ---------------------------------------
+
+
+def _kernels(engine: Path) -> set[str]:
+    """The exec types OpenVINO ran the engine's convolutions with (from its own profiling)."""
+    with OpenVinoRunner(engine, profile=True) as runner:
+        runner.run(np.random.default_rng(0).random((1, 3, 16, 16), dtype=np.float32))
+        return {t.exec_type for t in runner.layer_times() if t.node_type == "Convolution"}
+
+
+def test_fp32_engine_runs_f32_kernels_never_bf16(toy, tmp_path):
+    engine = build_openvino_cached(toy, tmp_path / "engines").path
+    kernels = _kernels(engine)
+    assert kernels
+    assert all(k.endswith("f32") for k in kernels), kernels
+    assert load_manifest(engine).compute_precision == "fp32"
+
+
+def test_native_bf16_probe_agrees_with_the_cpu_flags():
+    from engines.environment import cpu_features
+
+    native = native_bf16(ov.Core(), "CPU")
+    assert native == bool({"avx512_bf16", "amx_bf16"} & set(cpu_features()))
+
+
+def test_bf16_is_refused_on_a_cpu_without_bf16(toy, tmp_path, monkeypatch):
+    """The refusal, with the capability probe faked to 'no BF16' (the real answer on CPUs without it)."""
+    monkeypatch.setattr(openvino_build, "native_bf16", lambda core, device: False)
+    with pytest.raises(UserError, match="has no BF16 arithmetic"):
+        build_openvino_cached(toy, tmp_path / "engines", inference_precision="bf16")
+    with pytest.raises(UserError, match="Unknown OpenVINO inference precision"):
+        build_openvino_cached(toy, tmp_path / "engines", inference_precision="f16")
+    assert not list((tmp_path / "engines").glob("*.ovblob"))
+    with pytest.raises(Unsupported, match="has no BF16 arithmetic"):
+        Artifacts(resolve_model(str(toy)), tmp_path / "bench").for_run("openvino", "bf16", (16, 16), 1)
+    with pytest.raises(Unsupported, match="BF16 runs on OpenVINO only"):
+        Artifacts(resolve_model(str(toy)), tmp_path / "bench").for_run("ort", "bf16", (16, 16), 1)
+
+
+def test_bf16_engine_is_wired_to_bf16_kernels(toy, tmp_path, monkeypatch):
+    """Wiring only, with the probe faked to 'BF16' where the CPU may lack it (OpenVINO then emulates BF16):
+    the manifest, the cache key and the kernels say bf16. It proves nothing about BF16 speed or accuracy."""
+    monkeypatch.setattr(openvino_build, "native_bf16", lambda core, device: True)
+    bf16 = build_openvino_cached(toy, tmp_path / "engines", inference_precision="bf16")
+    f32 = build_openvino_cached(toy, tmp_path / "engines")
+    assert bf16.path != f32.path  # the hint is part of the cache key
+    manifest = load_manifest(bf16.path)
+    assert (manifest.precision, manifest.inference_precision, manifest.compute_precision) == (
+        "fp32", "bf16", "bf16")
+    kernels = _kernels(bf16.path)
+    assert kernels
+    assert all("bf16" in k for k in kernels), kernels
+    batch = np.random.default_rng(1).random((1, 3, 16, 16), dtype=np.float32)
+    with OpenVinoRunner(bf16.path) as low, OpenVinoRunner(f32.path) as high:
+        error = np.abs(low.run(batch) - high.run(batch)).max()
+    assert 1e-5 < error < 5e-2  # BF16 rounding (8-bit mantissa): visible, small
+
+
+def test_layer_profiles_split_the_time_by_kernel_arithmetic(toy):
+    from bench.layer_profile import profile_onnxruntime, profile_openvino, summarize
+
+    batch = np.random.default_rng(0).random((1, 3, 32, 32), dtype=np.float32)
+    for rows in (profile_openvino(toy, batch), profile_onnxruntime(toy, batch, threads=1)):
+        summary = summarize(rows)
+        assert summary["total_ms"] == pytest.approx(sum(summary["by_arithmetic"].values()))
+        assert summary["conv_kernels"]  # the toy's two convolutions, in float32 kernels
+        assert all("f32" in kernel or kernel == "Conv" for kernel in summary["conv_kernels"])
+        assert "int8" not in summary["by_arithmetic"]

@@ -19,12 +19,12 @@ BACKENDS = ("auto", "tensorrt", "ort", "openvino", "torch")
 
 
 def select_backend(requested: str = "auto", onnx_path: str | os.PathLike | None = None) -> tuple[str, str]:
-    """(backend, reason): 'auto' is TensorRT when importable and a CUDA device answers, else OpenVINO.
+    """(backend, reason): 'auto' is TensorRT when importable and a CUDA device answers, else 'cpu'.
 
-    On CPUs OpenVINO ran 1.4-2.2x faster than ONNX Runtime at every precision in a side-by-side
-    `mirnet-bench` run (README, "OpenVINO or ONNX Runtime on a CPU"), so it is the CPU default;
-    except for a TensorRT-target INT8 `onnx_path` that this OpenVINO miscomputes (see
-    `openvino_int8_check`): ONNX Runtime runs that one.
+    'cpu' means "ONNX Runtime or OpenVINO, whichever measures faster here": the caller measures
+    (`engines.cpu_choice`), since which one wins depends on the CPU, the runtimes and the precision.
+    A TensorRT-target INT8 `onnx_path` that this OpenVINO miscomputes (see `openvino_int8_check`)
+    is not measured: ONNX Runtime runs that one.
 
     Asking for 'tensorrt' where it cannot run is a UserError naming what to install; when
     `onnx_path` is given, the message says the ONNX model is ready to build elsewhere.
@@ -61,8 +61,8 @@ def select_backend(requested: str = "auto", onnx_path: str | os.PathLike | None 
         return "ort", (f"ONNX Runtime {ort.__version__}, because TensorRT is not usable here "
                        f"({tensorrt.reason}) and OpenVINO {openvino_version()} miscomputes this "
                        f"TensorRT-target INT8 model (`--backend openvino` says why)")
-    return "openvino", (f"OpenVINO {openvino_version()} (faster than ONNX Runtime on CPUs), because TensorRT "
-                        f"is not usable here: {tensorrt.reason}")
+    return "cpu", (f"ONNX Runtime or OpenVINO, whichever is faster on this CPU, because TensorRT is not "
+                   f"usable here: {tensorrt.reason}")
 
 
 def open_runner(path: str | os.PathLike, *, providers: str = "auto", threads: int | None = None) -> Runner:

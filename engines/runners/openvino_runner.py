@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import openvino as ov
@@ -29,17 +29,29 @@ def _spec(port: Any) -> TensorSpec:
     return TensorSpec(port.get_any_name(), port.get_element_type().to_dtype().name, shape)
 
 
+class LayerTime(NamedTuple):
+    """One executed node of the last run, as OpenVINO's profiling reports it."""
+
+    name: str
+    node_type: str  # Convolution, Reorder, Multiply, ...
+    exec_type: str  # the kernel: brgconv_avx512_f32, jit_avx512_amx_I8, ... ("undef": fused away)
+    ms: float
+
+
 class OpenVinoRunner(Runner):
     """Run an OpenVINO engine (`.ovblob` with its manifest, checked first) or an `.onnx` model.
 
     An engine is imported on the device and with the inference precision its manifest records;
     an ONNX model is compiled for `device` with the explicit f32 precision hint (never OpenVINO's
-    silent BF16 default on CPUs that have it).
+    silent BF16 default on CPUs that have it). `profile=True` turns on OpenVINO's per-node timing
+    (`layer_times`), which costs a little per run: for profiling, not for benchmarks.
     """
 
-    def __init__(self, path: str | os.PathLike, *, device: str = DEFAULT_DEVICE, name: str | None = None):
+    def __init__(self, path: str | os.PathLike, *, device: str = DEFAULT_DEVICE, name: str | None = None,
+                 profile: bool = False):
         path = Path(path)
         core = ov.Core()
+        extra = {"PERF_COUNT": True} if profile else {}
         if path.suffix == ".onnx":
             if not path.is_file():
                 raise UserError(f"ONNX model {path} does not exist.")
@@ -47,7 +59,7 @@ class OpenVinoRunner(Runner):
             check_int8_layout(describe_onnx(path).metadata.get("precision"), device, path)
             self.inference_precision = DEFAULT_INFERENCE_PRECISION
             self._compiled = self._load(path, lambda: core.compile_model(
-                str(path), device, compile_properties(self.inference_precision)))
+                str(path), device, compile_properties(self.inference_precision) | extra))
         else:
             manifest = load_manifest(path)
             device = manifest.device or DEFAULT_DEVICE
@@ -60,7 +72,7 @@ class OpenVinoRunner(Runner):
             check_int8_layout(manifest.precision, device, manifest.onnx_path)  # built before the check
             self.inference_precision = manifest.inference_precision or DEFAULT_INFERENCE_PRECISION
             self._compiled = self._load(path, lambda: core.import_model(
-                path.read_bytes(), device, compile_properties(self.inference_precision)))
+                path.read_bytes(), device, compile_properties(self.inference_precision) | extra))
         self.device = device
         self.name = name or f"openvino-{device.lower()}"
         self.input_spec = _spec(self._compiled.input(0))
@@ -83,6 +95,12 @@ class OpenVinoRunner(Runner):
         batch = self.check_batch(to_numpy(x))
         self._request.infer({0: batch}, share_inputs=True)
         return self._request.get_output_tensor(0).data.copy()
+
+    def layer_times(self) -> list[LayerTime]:
+        """Every node of the last run with its kernel and time (needs `profile=True`)."""
+        return [LayerTime(info.node_name, info.node_type, info.exec_type,
+                          info.real_time.total_seconds() * 1e3)
+                for info in self._request.get_profiling_info()]
 
     def close(self) -> None:
         super().close()
