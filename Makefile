@@ -84,7 +84,7 @@ demo: $(STAMP)  ## the denoise demo end to end: FP32/FP16/INT8 engines with pari
 	$(VENV)/bin/mirnet-bench --model mirnet_ref/weights/denoise.pth --res 256,512 --precision fp32,fp16,int8 \
 		--min-iters 5 --min-seconds 1 --json $(DEMO_OUT)/latency.json --md $(DEMO_OUT)/latency.md \
 		--csv $(DEMO_OUT)/latency.csv --plot $(DEMO_OUT)/latency.png
-	$(PY) -m mirnet_deploy.demo --bench $(DEMO_OUT)/latency.json --output-dir $(DEMO_OUT)
+	$(PY) -m pipeline.demo --bench $(DEMO_OUT)/latency.json --output-dir $(DEMO_OUT)
 
 # Demo weights: the `small` preset trained on the built-in training photographs.
 # Deviations from the authors' recipe, for 2 CPU cores: 64x64 patches, batch 8,
@@ -120,7 +120,7 @@ engine: $(STAMP)  ## the whole chain from the task's weights: make engine TASK=d
 	$(VENV)/bin/mirnet build --task $(TASK) --precision $(PREC) --backend $(BACKEND) --res $(RES)
 
 gpu-check: $(STAMP)  ## prints its plan; on a GPU: PyTorch CUDA parity + latency, C++ core; with TensorRT: engines + parity, latency, C++ runner -> reports/
-	$(PY) -m engines.gpu_check --task $(TASK)
+	$(PY) -m pipeline.gpu_check --task $(TASK)
 
 BENCH_MODEL ?= small
 BENCH_BACKEND ?= all-available

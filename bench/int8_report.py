@@ -27,11 +27,11 @@ DEFAULT_FOLDER = Path("artifacts") / "int8-report"
 
 
 def _fp32_export(task: str, folder: Path) -> tuple[Path, object, object]:
-    from export.cli import mirnet_network
+    from export.network import load_network
     from export.onnx_export import export_onnx
     from mirnet_ref.weights import default_weights
 
-    network, spec = mirnet_network(default_weights(task), task)
+    network, spec = load_network(default_weights(task), task)
     path = folder / f"{task}-{spec.checkpoint_sha256[:12]}.fp32.onnx"
     if not path.is_file():
         export_onnx(network, spec, path)
@@ -40,7 +40,7 @@ def _fp32_export(task: str, folder: Path) -> tuple[Path, object, object]:
 
 def task_rows(task: str, resolutions: list[tuple[int, int]], budget_db: float, folder: Path) -> list[dict]:
     """One row per (target, mode) for `task`: drops per resolution, layers kept."""
-    from calibration.cli import default_calibration_set
+    from calibration.dataset import default_calibration_set
     from calibration.mixed_precision import search_mixed_precision
     from calibration.quantize import quantize_onnx
     from engines.runners import OrtRunner, TorchRunner, as_polygraphy_runner

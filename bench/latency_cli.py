@@ -20,7 +20,7 @@ from engines.cache import precision_family
 from mirnet_deploy.errors import UserError
 from mirnet_deploy.host_allocator import HOST_ALLOCATOR_POLICIES
 from mirnet_deploy.resolutions import format_resolution, parse_resolutions
-from mirnet_ref.weights import TASKS
+from mirnet_ref.tasks import TASKS
 
 from .backends import ALL_AVAILABLE, BENCH_BACKENDS
 from .models import DEFAULT_CACHE_DIR, PRECISIONS, Artifacts, BenchModel, Unsupported, gmacs, resolve_model

@@ -1,6 +1,6 @@
 """`--model` as the file each backend runs at each precision, made once and cached.
 
-This is the benchmark's MIRNet boundary (as `export.cli.mirnet_network` is the export's):
+This is the benchmark's MIRNet boundary (as `export.network.load_network` is the export's):
 a preset or checkpoint becomes a network, a spec and a MAC count here, and everything past
 this module sees files. The model is a preset (`small`, `full`: seeded random weights, since
 speed does not depend on them), a checkpoint (`.pth`), an ONNX model or a TensorRT engine.
@@ -217,11 +217,11 @@ class Artifacts:
         checkpoint = self._checkpoint("fp32")
         path = self.cache_dir / f"{self._base_name(checkpoint)}.fp32.onnx"
         if not path.is_file():
-            from export.cli import mirnet_network
+            from export.network import load_network
             from export.onnx_export import export_onnx
 
             self.log(f"Exporting {self.model.label} to ONNX -> {path}")
-            network, spec = mirnet_network(checkpoint, self.model.task)
+            network, spec = load_network(checkpoint, self.model.task)
             export_onnx(network, spec, path)
         return path
 

@@ -29,7 +29,8 @@ from mirnet_deploy.errors import UserError
 from mirnet_deploy.resolutions import format_resolution
 from mirnet_ref.datasets import list_images
 from mirnet_ref.images import DEFAULT_MAX_PIXELS, read_image, write_image
-from mirnet_ref.weights import TASKS, default_weights
+from mirnet_ref.tasks import TASKS
+from mirnet_ref.weights import default_weights
 
 from .cache import describe_onnx
 from .manifest import load_manifest
@@ -145,14 +146,14 @@ def artifact_metadata(path: Path) -> dict[str, str]:
 def _open_checkpoint(checkpoint: Path, task: str, backend: str, threads: int | None,
                      sr_scale: int | None) -> LoadedModel:
     """PyTorch (auto, torch) or ONNX Runtime on a fresh in-memory export (ort) of a checkpoint."""
-    from export.cli import mirnet_network
     from export.graph import DeploymentGraph
+    from export.network import load_network
 
     if backend == "tensorrt":
         raise UserError(f"TensorRT runs built engines, not checkpoints: `mirnet export --checkpoint "
                         f"{checkpoint} -o model.onnx`, `mirnet build model.onnx --backend tensorrt`, then "
                         f"pass the engine with --model.")
-    network, spec = mirnet_network(checkpoint, task)
+    network, spec = load_network(checkpoint, task)
     if backend in ("ort", "openvino"):
         runner = _exported_runner(network, spec, sr_scale, threads, backend)
     else:

@@ -22,7 +22,7 @@ SUBCOMMANDS: dict[str, str] = {
     "eval": "mirnet_ref.cli:evaluate_command",
     "lint": "export.cli:lint",
     "export": "export.cli:export",
-    "build": "engines.cli:build",
+    "build": "pipeline.cli:build",
     "parity": "bench.cli:parity",
     "audit-fp16": "export.cli:audit_fp16_command",
     "calibrate": "calibration.cli:calibrate",

@@ -29,6 +29,7 @@ from .mirnetv2 import DEFOCUS_TASK, MIRNETV2_PRESETS, ContextBlock, MIRNetV2, MI
 from .model import BlurDownsample, MIRNet, MIRNetConfig
 from .mprnet import MPRNET_PRESETS, MPRNet, MPRNetConfig
 from .presets import PRESETS as MIRNET_PRESETS
+from .tasks import FAMILY_TASKS
 
 #: Any family's configuration dataclass (each has `as_dict`, `in_channels`, `size_multiple`).
 ModelConfig = Any
@@ -148,19 +149,19 @@ FAMILIES: dict[str, ModelFamily] = {
     for family in (
         ModelFamily(
             name="mirnet", title="MIRNet", build=MIRNet.from_config, config_class=MIRNetConfig,
-            presets=MIRNET_PRESETS, tasks=("denoise", "enhance", "sr"),
+            presets=MIRNET_PRESETS, tasks=FAMILY_TASKS["mirnet"],
             signature=re.compile(r"body\.\d+\.body\.\d+\.blocks\."), infer_config=infer_config,
             mac_counters={BlurDownsample: _blur_macs},
         ),
         ModelFamily(
             name="mprnet", title="MPRNet", build=MPRNet.from_config, config_class=MPRNetConfig,
-            presets=MPRNET_PRESETS, tasks=("deblur", "denoise", "derain"),
+            presets=MPRNET_PRESETS, tasks=FAMILY_TASKS["mprnet"],
             signature=re.compile(r"stage3_orsnet\."), infer_config=infer_mprnet_config,
             output_index=0, edge_loss_weight={"deblur": 0.05, "derain": 0.05},
         ),
         ModelFamily(
             name="mirnetv2", title="MIRNet-v2", build=MIRNetV2.from_config, config_class=MIRNetV2Config,
-            presets=MIRNETV2_PRESETS, tasks=("denoise", "enhance", "sr", "defocus"),
+            presets=MIRNETV2_PRESETS, tasks=FAMILY_TASKS["mirnetv2"],
             signature=re.compile(r"body\.\d+\.body\.\d+\.dau_top\."), infer_config=infer_mirnetv2_config,
             untracked_fields=("n_RRG", "height", "width", "scale"),
             mac_counters={ContextBlock: _context_macs},

@@ -47,13 +47,12 @@ import click
 import numpy as np
 from tqdm import tqdm
 
+from engines.cache import PRECISIONS
+from engines.probe import TENSORRT_INSTALL_HINT, probe_cuda, probe_tensorrt
 from mirnet_deploy import __version__
 from mirnet_deploy.atomic import atomic_write_text
 from mirnet_deploy.errors import UserError
-from mirnet_ref.weights import TASKS
-
-from .cache import PRECISIONS
-from .probe import TENSORRT_INSTALL_HINT, probe_cuda, probe_tensorrt
+from mirnet_ref.tasks import TASKS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ENGINE_RESOLUTIONS = "720p,1080p"
@@ -117,13 +116,12 @@ class GpuCheck:
     @functools.cached_property
     def reference_output(self) -> np.ndarray:
         """PyTorch FP32 on the C++ runner's input as read back from its PNG, clamped like an image."""
-        from export.cli import mirnet_network
+        from engines.runners import TorchRunner
         from export.graph import DeploymentGraph
+        from export.network import load_network
         from mirnet_ref.images import read_image
 
-        from .runners import TorchRunner
-
-        network, spec = mirnet_network(self.checkpoint, self.task)
+        network, spec = load_network(self.checkpoint, self.task)
         pixels = read_image(self.report / CPP_INPUT).pixels
         output = TorchRunner(DeploymentGraph(network, spec)).run(pixels.transpose(2, 0, 1)[None])
         return np.clip(output[0].transpose(1, 2, 0), 0.0, 1.0)
@@ -321,7 +319,7 @@ def _engine_note(check: GpuCheck, data: dict[str, Any]) -> str:
 
 
 def _write_input_image(check: GpuCheck) -> str:
-    from bench.cli import parity_cases
+    from bench.parity import parity_cases
     from mirnet_ref.images import write_image
 
     case = parity_cases(check.task, [CPP_INPUT_SIZE], 1, sr_scale=1)[0]
@@ -407,8 +405,8 @@ def gpu_check(task: str, checkpoint: Path | None, report: Path | None, artifacts
     \b
     Examples:
       make gpu-check
-      python -m engines.gpu_check --task enhance --report reports/enhance-check
-      python -m engines.gpu_check --dry-run
+      python -m pipeline.gpu_check --task enhance --report reports/enhance-check
+      python -m pipeline.gpu_check --dry-run
     """
     from mirnet_ref.weights import default_weights
 
@@ -439,7 +437,7 @@ def gpu_check(task: str, checkpoint: Path | None, report: Path | None, artifacts
 
 
 def main() -> None:
-    """`python -m engines.gpu_check`: a UserError becomes one paragraph on stderr and exit status 1."""
+    """`python -m pipeline.gpu_check`: a UserError becomes one paragraph on stderr and exit status 1."""
     try:
         gpu_check(standalone_mode=True)
     except UserError as error:

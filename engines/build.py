@@ -1,0 +1,46 @@
+"""An ONNX model into the cached engine of a backend: TensorRT, OpenVINO or ONNX Runtime.
+
+The one entry point `mirnet build MODEL.onnx`, the chain (`pipeline.chain`) and serving share.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .cache import CachedBuild, describe_onnx
+from .openvino_build import DEFAULT_DEVICE, build_openvino_cached
+from .ort_build import build_ort_cached
+from .tensorrt_build import TensorRTOptions, build_tensorrt_cached, profiles_from_resolutions
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """How an ONNX model becomes an engine (the `mirnet build` options), with or without the chain."""
+
+    engine_dir: Path = Path("artifacts") / "engines"
+    resolutions: tuple[tuple[int, int], ...] = ((1280, 720),)  # TensorRT: one optimization profile each
+    batch: int = 1
+    tensorrt: TensorRTOptions = field(default_factory=TensorRTOptions)
+    threads: int | None = None  # ONNX Runtime intra-op threads
+    openvino_device: str = DEFAULT_DEVICE  # OpenVINO: CPU, GPU or NPU
+    progress: bool = True
+
+
+def build_engine(onnx_path: Path, backend: str, settings: EngineSettings, *,
+                 precision: str | None = None) -> CachedBuild:
+    """The cached engine of `onnx_path` for 'tensorrt' (profiles from the resolutions), 'openvino' or 'ort'.
+
+    `precision`, when given, must be the ONNX model's own (the builders refuse another).
+    """
+    if backend == "tensorrt":
+        graph = describe_onnx(onnx_path)  # channels and size multiple are the model's (registry -> export)
+        profiles = profiles_from_resolutions(settings.resolutions, batch=settings.batch,
+                                             channels=graph.input_shape[1],
+                                             size_multiple=int(graph.metadata.get("size_multiple", "1")))
+        return build_tensorrt_cached(onnx_path, settings.engine_dir, profiles=profiles, precision=precision,
+                                     progress=settings.progress, **asdict(settings.tensorrt))
+    if backend == "openvino":
+        return build_openvino_cached(onnx_path, settings.engine_dir, precision=precision,
+                                     device=settings.openvino_device)
+    return build_ort_cached(onnx_path, settings.engine_dir, precision=precision, threads=settings.threads)
