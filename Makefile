@@ -17,6 +17,10 @@ TASK ?= denoise
 PREC ?= fp16
 BACKEND ?= auto
 RES ?= 720p
+# The model family (mirnet, mprnet, mirnetv2) of `make engine` / `make gpu-check`; empty: the one with
+# demo weights for TASK (MIRNet first).
+MODEL ?=
+ARCH_OPTION = $(if $(MODEL),--arch $(MODEL))
 
 .PHONY: help setup cpp-deps test cpp-test test-slow check demo demo-weights engine gpu-check bench bench-pytest clean
 
@@ -116,11 +120,11 @@ demo-weights-%: $(STAMP)
 	$(VENV)/bin/mirnet train --task $* $(DEMO_TRAIN) --iterations $(DEMO_ITERS_$*) \
 		--output build/train/$* --publish mirnet_ref/weights/$*.pth
 
-engine: $(STAMP)  ## the whole chain from the task's weights: make engine TASK=denoise PREC=fp32|fp16|int8 [BACKEND=auto|tensorrt|ort RES=720p,1080p]
-	$(VENV)/bin/mirnet build --task $(TASK) --precision $(PREC) --backend $(BACKEND) --res $(RES)
+engine: $(STAMP)  ## the whole chain from the task's weights: make engine TASK=denoise PREC=fp32|fp16|int8 [MODEL=mprnet BACKEND=auto|tensorrt|ort RES=720p,1080p]
+	$(VENV)/bin/mirnet build --task $(TASK) $(ARCH_OPTION) --precision $(PREC) --backend $(BACKEND) --res $(RES)
 
 gpu-check: $(STAMP)  ## prints its plan; on a GPU: PyTorch CUDA parity + latency, C++ core; with TensorRT: engines + parity, latency, C++ runner -> reports/
-	$(PY) -m pipeline.gpu_check --task $(TASK)
+	$(PY) -m pipeline.gpu_check --task $(TASK) $(ARCH_OPTION)
 
 BENCH_MODEL ?= small
 BENCH_BACKEND ?= all-available

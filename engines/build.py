@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .cache import CachedBuild, describe_onnx
+from .manifest import Profile
 from .openvino_build import DEFAULT_DEVICE, build_openvino_cached
 from .ort_build import build_ort_cached
 from .tensorrt_build import TensorRTOptions, build_tensorrt_cached, profiles_from_resolutions
@@ -27,6 +28,15 @@ class EngineSettings:
     progress: bool = True
 
 
+def tensorrt_profiles(onnx_path: Path, settings: EngineSettings) -> list[Profile]:
+    """One optimization profile per resolution, for the graph's own input channels and size multiple
+    (which export took from the model family's registry entry: 6 channels for MIRNet-v2's defocus)."""
+    graph = describe_onnx(onnx_path)
+    return profiles_from_resolutions(settings.resolutions, batch=settings.batch,
+                                     channels=graph.input_shape[1],
+                                     size_multiple=int(graph.metadata.get("size_multiple", "1")))
+
+
 def build_engine(onnx_path: Path, backend: str, settings: EngineSettings, *,
                  precision: str | None = None) -> CachedBuild:
     """The cached engine of `onnx_path` for 'tensorrt' (profiles from the resolutions), 'openvino' or 'ort'.
@@ -34,10 +44,7 @@ def build_engine(onnx_path: Path, backend: str, settings: EngineSettings, *,
     `precision`, when given, must be the ONNX model's own (the builders refuse another).
     """
     if backend == "tensorrt":
-        graph = describe_onnx(onnx_path)  # channels and size multiple are the model's (registry -> export)
-        profiles = profiles_from_resolutions(settings.resolutions, batch=settings.batch,
-                                             channels=graph.input_shape[1],
-                                             size_multiple=int(graph.metadata.get("size_multiple", "1")))
+        profiles = tensorrt_profiles(onnx_path, settings)
         return build_tensorrt_cached(onnx_path, settings.engine_dir, profiles=profiles, precision=precision,
                                      progress=settings.progress, **asdict(settings.tensorrt))
     if backend == "openvino":

@@ -25,11 +25,12 @@ import click
 import numpy as np
 from tqdm import tqdm
 
+from export.cli import ARCH_HELP
 from mirnet_deploy.errors import UserError
 from mirnet_deploy.resolutions import format_resolution
 from mirnet_ref.datasets import list_images
 from mirnet_ref.images import DEFAULT_MAX_PIXELS, read_image, write_image
-from mirnet_ref.tasks import TASKS
+from mirnet_ref.tasks import FAMILY_NAMES, TASKS
 from mirnet_ref.weights import default_weights
 
 from .cache import describe_onnx
@@ -78,8 +79,9 @@ class LoadedModel:
 
 
 def open_model(task: str | None, checkpoint: Path | None, model: Path | None, backend: str,
-               threads: int | None, sr_scale: int | None) -> LoadedModel:
-    """The runner for the chosen source and backend (see `infer --help` for the rules)."""
+               threads: int | None, sr_scale: int | None, arch: str | None = None) -> LoadedModel:
+    """The runner for the chosen source and backend (see `infer --help` for the rules); `arch` is the
+    family a checkpoint must hold, or whose demo weights to run."""
     if model is not None:
         if checkpoint is not None or sr_scale:
             raise UserError("--model runs an exported artifact as it is: --checkpoint and --scale apply only "
@@ -89,7 +91,7 @@ def open_model(task: str | None, checkpoint: Path | None, model: Path | None, ba
     if sr_scale and task != "sr":
         raise UserError(f"--scale upsamples inside the graph for super-resolution; it needs --task sr, "
                         f"not {task}.")
-    return _open_checkpoint(checkpoint or default_weights(task), task, backend, threads, sr_scale)
+    return _open_checkpoint(checkpoint or default_weights(task, arch), task, backend, threads, sr_scale, arch)
 
 
 def _open_artifact(path: Path, task: str | None, backend: str, threads: int | None) -> LoadedModel:
@@ -144,7 +146,7 @@ def artifact_metadata(path: Path) -> dict[str, str]:
 
 
 def _open_checkpoint(checkpoint: Path, task: str, backend: str, threads: int | None,
-                     sr_scale: int | None) -> LoadedModel:
+                     sr_scale: int | None, arch: str | None) -> LoadedModel:
     """PyTorch (auto, torch) or ONNX Runtime on a fresh in-memory export (ort) of a checkpoint."""
     from export.graph import DeploymentGraph
     from export.network import load_network
@@ -153,7 +155,7 @@ def _open_checkpoint(checkpoint: Path, task: str, backend: str, threads: int | N
         raise UserError(f"TensorRT runs built engines, not checkpoints: `mirnet export --checkpoint "
                         f"{checkpoint} -o model.onnx`, `mirnet build model.onnx --backend tensorrt`, then "
                         f"pass the engine with --model.")
-    network, spec = load_network(checkpoint, task)
+    network, spec = load_network(checkpoint, task, arch)
     if backend in ("ort", "openvino"):
         runner = _exported_runner(network, spec, sr_scale, threads, backend)
     else:
@@ -245,8 +247,9 @@ def check_finite_output(output: np.ndarray, what: str) -> None:
               help="Run the task's demo weights; with --checkpoint, the task it was trained for "
                    "(default: denoise); with --model, a check of its metadata.")
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="A MIRNet checkpoint (official or ours), run by PyTorch or, with --backend ort, by "
-                   "ONNX Runtime after an export to a scratch file.")
+              help="A checkpoint of any family (MIRNet, MPRNet, MIRNet-v2; official or ours), run by "
+                   "PyTorch or, with --backend ort, by ONNX Runtime after an export to a scratch file.")
+@click.option("--arch", type=click.Choice(FAMILY_NAMES), help=ARCH_HELP)
 @click.option("--model", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="An exported .onnx (ONNX Runtime, or OpenVINO with --backend openvino), a TensorRT "
                    ".engine or an OpenVINO .ovblob with its manifest; task and scale come from the ONNX "
@@ -273,9 +276,10 @@ def check_finite_output(output: np.ndarray, what: str) -> None:
 @click.option("--ext", type=click.Choice(["keep", "png"]), default="keep", show_default=True,
               help="Output format: the input's, or PNG.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def infer(input_path: Path, output_dir: Path, task: str | None, checkpoint: Path | None, model: Path | None,
-          backend: str, threads: int | None, sr_scale: int | None, tile: int | None, overlap: int,
-          memory_budget_mb: float, max_pixels: int, suffix: str | None, ext: str, as_json: bool) -> None:
+def infer(input_path: Path, output_dir: Path, task: str | None, checkpoint: Path | None, arch: str | None,
+          model: Path | None, backend: str, threads: int | None, sr_scale: int | None, tile: int | None,
+          overlap: int, memory_budget_mb: float, max_pixels: int, suffix: str | None, ext: str,
+          as_json: bool) -> None:
     """Restore an image or a folder of images into OUTPUT with any model on any backend.
 
     8-bit inputs give 8-bit outputs; 16-bit PNG/TIFF (and float TIFF) inputs give 16-bit
@@ -297,7 +301,7 @@ def infer(input_path: Path, output_dir: Path, task: str | None, checkpoint: Path
     if not inputs:
         raise UserError(f"No images in {input_path}: it holds no files ending in .png, .jpg, .tif, .webp "
                         f"or .bmp. Point -i at an image or a folder of images.")
-    loaded = open_model(task, checkpoint, model, backend, threads, sr_scale)
+    loaded = open_model(task, checkpoint, model, backend, threads, sr_scale, arch)
     outputs = output_paths(inputs, output_dir, f"_{loaded.task}" if suffix is None else suffix, ext)
     runner, tiling = tiled_runner(loaded, tile, overlap, memory_budget_mb)
     restored, failed = [], []

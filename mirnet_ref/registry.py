@@ -174,6 +174,11 @@ def family_named(name: str) -> ModelFamily:
     return _named(FAMILIES, name, "model family")
 
 
+def family_titled(title: str) -> ModelFamily | None:
+    """The family an ONNX model's `model_name` metadata names (its title), or None."""
+    return next((family for family in FAMILIES.values() if family.title == title), None)
+
+
 def family_of_config(config: ModelConfig) -> ModelFamily:
     """The entry whose configuration class `config` is (a model's family: `family_of_config(m.config)`)."""
     for family in FAMILIES.values():
@@ -217,6 +222,15 @@ class SelectedOutput(nn.Module):
         super().__init__()
         self.network = network
         self.index = index
+
+    @property
+    def config(self) -> ModelConfig:
+        """The network's configuration: runners read channels and the size multiple from it."""
+        return self.network.config
+
+    @property
+    def size_multiple(self) -> int:
+        return self.network.config.size_multiple
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.network(x)[self.index]

@@ -52,7 +52,7 @@ from engines.probe import TENSORRT_INSTALL_HINT, probe_cuda, probe_tensorrt
 from mirnet_deploy import __version__
 from mirnet_deploy.atomic import atomic_write_text
 from mirnet_deploy.errors import UserError
-from mirnet_ref.tasks import TASKS
+from mirnet_ref.tasks import FAMILY_NAMES, TASKS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ENGINE_RESOLUTIONS = "720p,1080p"
@@ -388,6 +388,8 @@ def write_summary(check: GpuCheck, machine: str, started: datetime) -> Path:
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--task", type=click.Choice(TASKS), default="denoise", show_default=True)
+@click.option("--arch", type=click.Choice(FAMILY_NAMES),
+              help="The family whose demo weights for --task [default: the one that has them, MIRNet first].")
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Weights to build from [default: the task's demo weights].")
 @click.option("--report", type=click.Path(file_okay=False, path_type=Path),
@@ -395,7 +397,7 @@ def write_summary(check: GpuCheck, machine: str, started: datetime) -> Path:
 @click.option("--artifacts", type=click.Path(file_okay=False, path_type=Path), default=Path("artifacts"),
               show_default=True, help="ONNX models, calibration sets and engines (cached across runs).")
 @click.option("--dry-run", is_flag=True, help="List the steps and commands (always listed first), run none.")
-def gpu_check(task: str, checkpoint: Path | None, report: Path | None, artifacts: Path,
+def gpu_check(task: str, arch: str | None, checkpoint: Path | None, report: Path | None, artifacts: Path,
               dry_run: bool) -> None:
     """Verify on this GPU machine: PyTorch CUDA parity and latency, TensorRT engines, parity, latency, C++.
 
@@ -412,7 +414,7 @@ def gpu_check(task: str, checkpoint: Path | None, report: Path | None, artifacts
 
     started = datetime.now(timezone.utc)
     report = (report or Path("reports") / f"gpu-check-{started:%Y%m%d-%H%M%S}").resolve()
-    check = GpuCheck(task, (checkpoint or default_weights(task)).resolve(), report, artifacts.resolve())
+    check = GpuCheck(task, (checkpoint or default_weights(task, arch)).resolve(), report, artifacts.resolve())
     steps = plan(check)
     for index, step in enumerate(steps, 1):
         how = " ".join(step.command) if step.command else "(in process)"
