@@ -7,8 +7,8 @@ channels, or one the model turns into NaN/Inf) is reported by name and skipped, 
 failed; the exit status is 1 if any file failed. Inputs are never overwritten: an output that would land
 on an input is refused before anything runs, and every output is written atomically.
 
-This is the CLI boundary of the engines stage, so the one MIRNet-specific fact it needs,
-the activation memory per pixel used to choose a tile size, lives here.
+The activation memory per pixel that chooses a tile size is the model family's
+(`peak_feature_maps` in the registry), found from the model's name and configuration.
 """
 
 from __future__ import annotations
@@ -43,26 +43,27 @@ if TYPE_CHECKING:
 
     from export.spec import ModelSpec
 
-#: Peak activation memory of MIRNet, in float32 feature maps of `n_feat` channels at the input's
-#: resolution: measured as the ru_maxrss growth of a fresh process running one image (PyTorch CPU
-#: eager, 1 thread) with 23-24 for the `small` preset (n_feat 16) at 256x256 and 512x512 and 24 for
-#: `full` (n_feat 64) at 256x256; ONNX Runtime CPU needs 16-21. Activations dominate, so this
-#: scales with n_feat and pixels; FP16 engines need less, so the estimate errs on the safe side.
-MIRNET_PEAK_FEATURE_MAPS = 24
 DEFAULT_MEMORY_BUDGET_MB = 2048
 #: Engines that only TensorRT runs, and OpenVINO's compiled models.
 ENGINE_SUFFIXES = (".engine", ".plan", ".ovblob")
 
 
-def mirnet_bytes_per_pixel(config: Mapping[str, Any], scale: int = 1) -> float | None:
-    """Peak host bytes per input pixel of a MIRNet run (None if `config` is not MIRNet's).
+def activation_bytes_per_pixel(model_name: str, config: Mapping[str, Any], scale: int = 1) -> float | None:
+    """Peak host bytes per input pixel of a run of the family titled `model_name` (None when the name
+    or the configuration is not a registered family's).
 
-    A graph that upsamples by `scale` inside runs the network on scale^2 pixels per input pixel.
+    Measured for PyTorch CPU eager (ONNX Runtime CPU needs less: 16-21 maps for MIRNet against 24);
+    activations dominate, so this scales with n_feat and pixels; FP16 engines need less, so the
+    estimate errs on the safe side. A graph that upsamples by `scale` inside runs the network on
+    scale^2 pixels per input pixel.
     """
+    from mirnet_ref.registry import family_titled
+
+    family = family_titled(model_name)
     n_feat = config.get("n_feat")
-    if not isinstance(n_feat, int):
+    if family is None or not isinstance(n_feat, int):
         return None
-    return 4.0 * MIRNET_PEAK_FEATURE_MAPS * n_feat * scale**2
+    return 4.0 * family.peak_feature_maps * n_feat * scale**2
 
 
 @dataclass
@@ -76,6 +77,7 @@ class LoadedModel:
     size_multiple: int
     config: Mapping[str, Any]  # constructor arguments, for the memory estimate; empty if unknown
     precision: str = "fp32"  # as the ONNX metadata declares it, for messages
+    model_name: str = ""  # the family's title (ONNX `model_name`), for the memory estimate
 
 
 def open_model(task: str | None, checkpoint: Path | None, model: Path | None, backend: str,
@@ -122,7 +124,8 @@ def _open_artifact(path: Path, task: str | None, backend: str, threads: int | No
     runner = OpenVinoRunner(path) if backend == "openvino" else open_runner(path, threads=threads)
     check_image_model(runner, path)
     return LoadedModel(runner, str(path), declared or task or "restored", scale, multiple,
-                       config if isinstance(config, dict) else {}, metadata.get("precision", "fp32"))
+                       config if isinstance(config, dict) else {}, metadata.get("precision", "fp32"),
+                       metadata.get("model_name", ""))
 
 
 def check_image_model(runner: Runner, path: Path) -> None:
@@ -165,7 +168,7 @@ def _open_checkpoint(checkpoint: Path, task: str, backend: str, threads: int | N
             torch.set_num_threads(threads)
         runner = TorchRunner(DeploymentGraph(network, spec, sr_scale), name="pytorch-fp32")
     return LoadedModel(runner, str(checkpoint), task, spec.scale * (sr_scale or 1), spec.size_multiple,
-                       spec.config)
+                       spec.config, model_name=spec.name)
 
 
 def _exported_runner(network: nn.Module, spec: ModelSpec, sr_scale: int | None, threads: int | None,
@@ -186,7 +189,7 @@ def tiled_runner(model: LoadedModel, tile: int | None, overlap: int,
     """The runner infer uses and a description of its tiling: `tile` 0 = off, None = from the budget."""
     if tile == 0:
         return model.runner, "off"
-    bytes_per_pixel = mirnet_bytes_per_pixel(model.config, model.scale)
+    bytes_per_pixel = activation_bytes_per_pixel(model.model_name, model.config, model.scale)
     if tile is None and bytes_per_pixel is None:
         return model.runner, "off (no model config in the metadata to estimate memory from: pass --tile N)"
     runner = TiledRunner(model.runner, tile=tile, overlap=overlap, memory_budget_mb=memory_budget_mb,

@@ -74,6 +74,10 @@ class ModelFamily:
     edge_loss_weight: dict[str, float] = field(default_factory=dict)
     #: MAC counters for the family's functional layers (complexity.count_macs `extra_counters`).
     mac_counters: dict[type, MacCounter] = field(default_factory=dict)
+    #: Peak activation memory of one forward, in float32 feature maps of `n_feat` channels at the
+    #: input's resolution: the ru_maxrss growth of a fresh process running one image (PyTorch CPU eager,
+    #: 1 thread), rounded up. `mirnet infer` sizes its tiles with it.
+    peak_feature_maps: float = 24.0
 
     def preset(self, name: str) -> ModelConfig:
         return _named(self.presets, name, f"{self.title} preset")
@@ -152,12 +156,14 @@ FAMILIES: dict[str, ModelFamily] = {
             presets=MIRNET_PRESETS, tasks=FAMILY_TASKS["mirnet"],
             signature=re.compile(r"body\.\d+\.body\.\d+\.blocks\."), infer_config=infer_config,
             mac_counters={BlurDownsample: _blur_macs},
+            peak_feature_maps=24,  # 23-24 for `small` at 256 and 512, 24 for `full` at 256
         ),
         ModelFamily(
             name="mprnet", title="MPRNet", build=MPRNet.from_config, config_class=MPRNetConfig,
             presets=MPRNET_PRESETS, tasks=FAMILY_TASKS["mprnet"],
             signature=re.compile(r"stage3_orsnet\."), infer_config=infer_mprnet_config,
             output_index=0, edge_loss_weight={"deblur": 0.05, "derain": 0.05},
+            peak_feature_maps=35,  # 32.4 / 33.9 for `small` at 256 / 512
         ),
         ModelFamily(
             name="mirnetv2", title="MIRNet-v2", build=MIRNetV2.from_config, config_class=MIRNetV2Config,
@@ -165,6 +171,7 @@ FAMILIES: dict[str, ModelFamily] = {
             signature=re.compile(r"body\.\d+\.body\.\d+\.dau_top\."), infer_config=infer_mirnetv2_config,
             untracked_fields=("n_RRG", "height", "width", "scale"),
             mac_counters={ContextBlock: _context_macs},
+            peak_feature_maps=20,  # 19.3 / 14.6 for `small` at 256 / 512
         ),
     )
 }

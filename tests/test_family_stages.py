@@ -117,3 +117,12 @@ def test_family_table_rows_cover_every_official_preset_once():
     v2 = next(row for row in rows if row.family == "mirnetv2" and "enhance" in row.presets)
     assert v2.presets == ("denoise", "enhance", "sr_x2", "sr_x3", "sr_x4")  # one network, five presets
     assert {row.task for row in rows if row.family == "mprnet"} == {"deblur", "denoise", "derain"}
+
+
+def test_infer_sizes_tiles_from_the_family_memory_per_pixel():
+    from engines.infer import activation_bytes_per_pixel
+
+    assert activation_bytes_per_pixel("MPRNet", {"n_feat": 96}) == 4.0 * 35 * 96
+    assert activation_bytes_per_pixel("MIRNet", {"n_feat": 16}, scale=2) == 4.0 * 24 * 16 * 4
+    assert activation_bytes_per_pixel("MIRNet-v2", {"n_feat": 80}) == 4.0 * 20 * 80
+    assert activation_bytes_per_pixel("SomethingElse", {"n_feat": 16}) is None
