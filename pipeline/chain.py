@@ -11,8 +11,8 @@ manifest. Running the chain twice therefore does the work once, and a changed ch
 calibration set or resolution redoes exactly the steps that depend on it.
 
 Orchestration, above every stage it chains (export, calibration, engines, bench's parity).
-Nothing here is family-specific (DESIGN.md): the network comes from a loader passed in
-(`export.network.load_network`: any registered family), everything else from the task and files.
+Nothing here is family-specific (DESIGN.md): the network comes from `export.network.load_network`
+(any registered family, recognised by the checkpoint's keys), everything else from the task and files.
 """
 
 from __future__ import annotations
