@@ -21,8 +21,10 @@ RES ?= 720p
 # demo weights for TASK (MIRNet first).
 MODEL ?=
 ARCH_OPTION = $(if $(MODEL),--arch $(MODEL))
-# INT8 of `make engine`: a calibration set (.npz from `mirnet calibrate`); empty: the task's built-in set.
+# INT8 of `make engine`: a calibration set (.npz from `mirnet calibrate`; empty: the task's built-in set)
+# and the PSNR budget in dB (empty: `mirnet build`'s default).
 CALIB ?=
+BUDGET ?=
 
 .PHONY: help setup cpp-deps test cpp-test test-slow check demo demo-weights engine gpu-check bench bench-pytest clean
 
@@ -122,9 +124,9 @@ demo-weights-%: $(STAMP)
 	$(VENV)/bin/mirnet train --task $* $(DEMO_TRAIN) --iterations $(DEMO_ITERS_$*) \
 		--output build/train/$* --publish mirnet_ref/weights/$*.pth
 
-engine: $(STAMP)  ## the whole chain from the task's weights: make engine TASK=denoise PREC=fp32|fp16|int8 [MODEL=mprnet BACKEND=auto|tensorrt|ort RES=720p,1080p CALIB=set.npz]
+engine: $(STAMP)  ## the whole chain from the task's weights: make engine TASK=denoise PREC=fp32|fp16|int8 [MODEL=mprnet BACKEND=auto|tensorrt|ort RES=720p,1080p CALIB=set.npz BUDGET=0.1]
 	$(VENV)/bin/mirnet build --task $(TASK) $(ARCH_OPTION) --precision $(PREC) --backend $(BACKEND) --res $(RES) \
-		$(if $(CALIB),--calib $(CALIB))
+		$(if $(CALIB),--calib $(CALIB)) $(if $(BUDGET),--budget-db $(BUDGET))
 
 gpu-check: $(STAMP)  ## prints its plan; on a GPU: PyTorch CUDA parity + latency, C++ core; with TensorRT: engines + parity, latency, C++ runner -> reports/
 	$(PY) -m pipeline.gpu_check --task $(TASK) $(ARCH_OPTION)
