@@ -34,6 +34,7 @@ from typing import Any
 import click
 
 from mirnet_deploy.atomic import atomic_write_text
+from mirnet_deploy.errors import UserError
 from mirnet_deploy.resolutions import format_resolution, parse_resolution
 
 from .models import DEFAULT_CACHE_DIR, Artifacts, resolve_model
@@ -153,27 +154,25 @@ class Measurer:
                 "iterations": iterations, "command": " ".join(["mirnet-bench", *command[1:]])}
 
 
-def measure(row: Row, columns: tuple[str, ...], settings: dict[str, Any], cache_dir: Path) -> dict[str, Any]:
-    """The row's cells for `columns`; numerics that need the task's degradation are skipped without one."""
-    measurer = Measurer(row, cache_dir)
-    cells: dict[str, Any] = {}
-    for column in columns:
-        if column in ("fp16", "int8") and not _degradable(row.task):
-            channels = family_of(row).preset(row.presets[0]).in_channels
-            cells[column] = {"na": f"no built-in images for {row.task} (a {channels}-channel input)"}
-            continue
-        click.echo(f"{row.key}: {column} ...", err=True)
+def measure(row: Row, column: str, settings: dict[str, Any], measurer: Measurer) -> dict[str, Any]:
+    """The row's cell for `column`; numerics that need the task's degradation are n/a without one, and a
+    stage's refusal (UserError) is kept as the cell, so the other columns still run."""
+    if column in ("fp16", "int8") and not _degradable(row.task):
+        channels = family_of(row).preset(row.presets[0]).in_channels
+        return {"na": f"no built-in images for {row.task} (a {channels}-channel input)"}
+    click.echo(f"{row.key}: {column} ...", err=True)
+    try:
         if column == "size":
-            cells[column] = measurer.size()
-        elif column == "export":
-            cells[column] = measurer.export()
-        elif column == "fp16":
-            cells[column] = measurer.fp16(settings["fp16_res"])
-        elif column == "int8":
-            cells[column] = measurer.int8(settings["int8_res"], settings["budget_db"])
-        else:
-            cells[column] = measurer.latency(settings["latency_res"], settings["latency_iters"])
-    return cells
+            return measurer.size()
+        if column == "export":
+            return measurer.export()
+        if column == "fp16":
+            return measurer.fp16(settings["fp16_res"])
+        if column == "int8":
+            return measurer.int8(settings["int8_res"], settings["budget_db"])
+        return measurer.latency(settings["latency_res"], settings["latency_iters"])
+    except UserError as error:
+        return {"error": str(error)}
 
 
 def _cell(cells: dict[str, Any], column: str) -> str:
@@ -182,6 +181,8 @@ def _cell(cells: dict[str, Any], column: str) -> str:
         return "not measured"
     if "na" in cell:
         return "n/a"
+    if "error" in cell:
+        return "failed (see the JSON)"
     if column == "export":
         return f"{cell['max_abs_error']:.1e}"
     if column == "fp16":
@@ -244,9 +245,10 @@ def main(row_keys: str | None, columns: str, fp16_res: str, int8_res: str, budge
                 "latency_res": format_resolution(parse_resolution(latency_res)),
                 "latency_iters": latency_iters}
     for row in chosen:
-        cells = measure(row, tuple(c for c in columns.split(",") if c), settings, cache_dir)
-        table[row.key] = {**table.get(row.key, {}), **cells}
-        atomic_write_text(json_path, json.dumps(table, indent=2) + "\n")  # each row kept as soon as measured
+        measurer = Measurer(row, cache_dir)
+        for column in (c for c in columns.split(",") if c):
+            table.setdefault(row.key, {})[column] = measure(row, column, settings, measurer)
+            atomic_write_text(json_path, json.dumps(table, indent=2) + "\n")  # each cell kept once measured
     markdown = to_markdown(rows, table)
     click.echo(markdown)
     if md_path:
