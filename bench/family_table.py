@@ -220,6 +220,21 @@ def to_markdown(rows: list[Row], table: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _read(json_path: Path) -> dict[str, dict[str, Any]]:
+    return json.loads(json_path.read_text(encoding="utf-8")) if json_path.is_file() else {}
+
+
+def _store(json_path: Path, row: str, column: str, cell: dict[str, Any]) -> None:
+    """Merge one cell into the file as soon as it is measured; runs measuring other rows side by side
+    each add theirs (read and written under a lock)."""
+    from filelock import FileLock
+
+    with FileLock(f"{json_path}.lock"):
+        table = _read(json_path)
+        table.setdefault(row, {})[column] = cell
+        atomic_write_text(json_path, json.dumps(table, indent=2) + "\n")
+
+
 @click.command()
 @click.option("--rows", "row_keys", help="Comma-separated rows (family:preset, e.g. mprnet:derain) [all].")
 @click.option("--columns", default=",".join(COLUMNS), show_default=True)
@@ -239,7 +254,6 @@ def main(row_keys: str | None, columns: str, fp16_res: str, int8_res: str, budge
     """Measure the chosen rows and columns, merge them into --json, print the Markdown table."""
     rows = official_rows()
     chosen = [r for r in rows if row_keys is None or r.key in row_keys.split(",")]
-    table = json.loads(json_path.read_text(encoding="utf-8")) if json_path.is_file() else {}
     settings = {"fp16_res": format_resolution(parse_resolution(fp16_res)),
                 "int8_res": format_resolution(parse_resolution(int8_res)), "budget_db": budget_db,
                 "latency_res": format_resolution(parse_resolution(latency_res)),
@@ -247,9 +261,8 @@ def main(row_keys: str | None, columns: str, fp16_res: str, int8_res: str, budge
     for row in chosen:
         measurer = Measurer(row, cache_dir)
         for column in (c for c in columns.split(",") if c):
-            table.setdefault(row.key, {})[column] = measure(row, column, settings, measurer)
-            atomic_write_text(json_path, json.dumps(table, indent=2) + "\n")  # each cell kept once measured
-    markdown = to_markdown(rows, table)
+            _store(json_path, row.key, column, measure(row, column, settings, measurer))
+    markdown = to_markdown(rows, _read(json_path))
     click.echo(markdown)
     if md_path:
         atomic_write_text(md_path, markdown)
