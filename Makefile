@@ -17,6 +17,14 @@ TASK ?= denoise
 PREC ?= fp16
 BACKEND ?= auto
 RES ?= 720p
+# The model family (mirnet, mprnet, mirnetv2) of `make engine` / `make gpu-check`; empty: the one with
+# demo weights for TASK (MIRNet first).
+MODEL ?=
+ARCH_OPTION = $(if $(MODEL),--arch $(MODEL))
+# INT8 of `make engine`: a calibration set (.npz from `mirnet calibrate`; empty: the task's built-in set)
+# and the PSNR budget in dB (empty: `mirnet build`'s default).
+CALIB ?=
+BUDGET ?=
 
 .PHONY: help setup cpp-deps test cpp-test test-slow check demo demo-weights engine gpu-check bench bench-pytest clean
 
@@ -102,7 +110,7 @@ demo: $(STAMP)  ## the denoise demo end to end: FP32/FP16/INT8 engines with pari
 	$(VENV)/bin/mirnet-bench --model mirnet_ref/weights/denoise.pth --res 256,512 --precision fp32,fp16,int8 \
 		--min-iters 5 --min-seconds 1 --json $(DEMO_OUT)/latency.json --md $(DEMO_OUT)/latency.md \
 		--csv $(DEMO_OUT)/latency.csv --plot $(DEMO_OUT)/latency.png
-	$(PY) -m mirnet_deploy.demo --bench $(DEMO_OUT)/latency.json --output-dir $(DEMO_OUT)
+	$(PY) -m pipeline.demo --bench $(DEMO_OUT)/latency.json --output-dir $(DEMO_OUT)
 
 # Demo weights: the `small` preset trained on the built-in training photographs.
 # Deviations from the authors' recipe, for 2 CPU cores: 64x64 patches, batch 8,
@@ -135,11 +143,12 @@ demo-weights-%: $(STAMP)
 	$(VENV)/bin/mirnet train --task $* $(DEMO_TRAIN) --iterations $(DEMO_ITERS_$*) \
 		--output build/train/$* --publish mirnet_ref/weights/$*.pth
 
-engine: $(STAMP)  ## the whole chain from the task's weights: make engine TASK=denoise PREC=fp32|fp16|int8 [BACKEND=auto|tensorrt|ort RES=720p,1080p]
-	$(VENV)/bin/mirnet build --task $(TASK) --precision $(PREC) --backend $(BACKEND) --res $(RES)
+engine: $(STAMP)  ## the whole chain from the task's weights: make engine TASK=denoise PREC=fp32|fp16|int8 [MODEL=mprnet BACKEND=auto|tensorrt|ort RES=720p,1080p CALIB=set.npz BUDGET=0.1]
+	$(VENV)/bin/mirnet build --task $(TASK) $(ARCH_OPTION) --precision $(PREC) --backend $(BACKEND) --res $(RES) \
+		$(if $(CALIB),--calib $(CALIB)) $(if $(BUDGET),--budget-db $(BUDGET))
 
 gpu-check: $(STAMP)  ## prints its plan; on a GPU: PyTorch CUDA parity + latency, C++ core; with TensorRT: engines + parity, latency, C++ runner -> reports/
-	$(PY) -m engines.gpu_check --task $(TASK)
+	$(PY) -m pipeline.gpu_check --task $(TASK) $(ARCH_OPTION)
 
 BENCH_MODEL ?= small
 BENCH_BACKEND ?= all-available

@@ -6,53 +6,30 @@ import json
 from pathlib import Path
 
 import click
-import numpy as np
 
 from mirnet_deploy.errors import UserError
-from mirnet_deploy.resolutions import format_resolution, parse_resolutions
+from mirnet_deploy.resolutions import parse_resolutions
+from mirnet_ref.tasks import FAMILY_NAMES
 
-from .parity import THRESHOLDS, ParityCase, format_table, rows_to_dict, run_parity
-
-
-def parity_cases(task: str, resolutions: list[tuple[int, int]], images: int,
-                 sr_scale: int) -> list[ParityCase]:
-    """Built-in held-out photographs at each resolution, degraded for the task (seeded).
-
-    For a graph that upsamples inside (`sr_scale` > 1) the input is the bicubic-reduced image
-    and the resolution names the output size.
-    """
-    from mirnet_ref.datasets import builtin_images, image_at_resolution
-    from mirnet_ref.degradations import bicubic_resize, degrade_pair, make_degradation
-
-    degradation = make_degradation(task)
-    cases = []
-    for width, height in resolutions:
-        for index, (name, photo) in enumerate(builtin_images("heldout")[:images]):
-            if sr_scale > 1:
-                out_w, out_h = width // sr_scale * sr_scale, height // sr_scale * sr_scale
-                clean = image_at_resolution(photo, out_w, out_h)
-                degraded = bicubic_resize(clean, clean.shape[0] // sr_scale, clean.shape[1] // sr_scale)
-            else:
-                rng = np.random.default_rng((2020, index))
-                degraded, clean = degrade_pair(degradation, image_at_resolution(photo, width, height), rng)
-            batch = np.ascontiguousarray(degraded.transpose(2, 0, 1)[None], dtype=np.float32)
-            cases.append(ParityCase(name, format_resolution((width, height)), batch, clean))
-    return cases
+from .parity import THRESHOLDS, format_table, parity_cases, rows_to_dict, run_parity
 
 
 @click.command()
 @click.option("--onnx", "artifact", type=click.Path(exists=True, dir_okay=False), required=True,
               help="The artifact: an ONNX model (FP32, FP16 or INT8 Q/DQ) or an engine with its manifest.")
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False),
-              help="The PyTorch checkpoint it was exported from (default: the task's demo weights).")
+              help="The PyTorch checkpoint (any family) it was exported from (default: the task's demo "
+                   "weights).")
+@click.option("--arch", type=click.Choice(FAMILY_NAMES),
+              help="The family the checkpoint must hold; without --checkpoint, whose demo weights.")
 @click.option("--res", default="256,720p", show_default=True, help="Resolutions, comma-separated.")
 @click.option("--images", type=click.IntRange(1, 2), default=2, show_default=True,
               help="Held-out photographs per resolution.")
 @click.option("--precision", type=click.Choice(sorted(THRESHOLDS)),
               help="Thresholds to apply (default: the artifact's own precision).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def parity(artifact: str, checkpoint: str | None, res: str, images: int, precision: str | None,
-           as_json: bool) -> None:
+def parity(artifact: str, checkpoint: str | None, arch: str | None, res: str, images: int,
+           precision: str | None, as_json: bool) -> None:
     """Compare an exported artifact with the PyTorch FP32 reference on real images.
 
     Reports per resolution: PSNR/SSIM and max |error| against the reference output,
@@ -66,8 +43,8 @@ def parity(artifact: str, checkpoint: str | None, res: str, images: int, precisi
     """
     from engines.infer import artifact_metadata
     from engines.runners import TorchRunner, as_polygraphy_runner, open_runner
-    from export.cli import mirnet_network
     from export.graph import DeploymentGraph
+    from export.network import load_network
     from mirnet_ref.weights import default_weights
 
     metadata = artifact_metadata(Path(artifact))
@@ -77,8 +54,8 @@ def parity(artifact: str, checkpoint: str | None, res: str, images: int, precisi
                         "the engine from it.")
     task = metadata.get("task", "denoise")
     precision = precision or metadata.get("precision", "fp32").split("-")[0]
-    checkpoint_path = Path(checkpoint) if checkpoint else default_weights(task)
-    network, spec = mirnet_network(checkpoint_path, task)
+    checkpoint_path = Path(checkpoint) if checkpoint else default_weights(task, arch)
+    network, spec = load_network(checkpoint_path, task, arch)
     exported_from = metadata.get("checkpoint_sha256")
     if exported_from and exported_from != spec.checkpoint_sha256:
         raise UserError(f"{artifact} was exported from a checkpoint with sha256 {exported_from[:12]}..., "

@@ -143,7 +143,7 @@ def cuda_parity(checkpoint: Path, task: str, resolution: tuple[int, int], images
     """
     import torch
 
-    from bench.cli import parity_cases
+    from bench.parity import parity_cases
     from engines.runners import TorchRunner
     from mirnet_ref.checkpoint import load_model
     from mirnet_ref.metrics import psnr

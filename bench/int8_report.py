@@ -20,43 +20,54 @@ import click
 import onnx
 
 from mirnet_deploy.resolutions import parse_resolutions
+from mirnet_ref.tasks import FAMILY_NAMES
 
 from .report import publish_rows
 
 DEFAULT_FOLDER = Path("artifacts") / "int8-report"
 
 
-def _fp32_export(task: str, folder: Path) -> tuple[Path, object, object]:
-    from export.cli import mirnet_network
+MODES = ("plain", "budget")
+
+
+def _fp32_export(task: str, folder: Path, checkpoint: Path | None, arch: str | None,
+                 fp32: Path | None) -> tuple[Path, object, object]:
+    """The checkpoint's network and its FP32 export (`fp32` when given: that file, made from it)."""
+    from export.network import load_network
     from export.onnx_export import export_onnx
     from mirnet_ref.weights import default_weights
 
-    network, spec = mirnet_network(default_weights(task), task)
-    path = folder / f"{task}-{spec.checkpoint_sha256[:12]}.fp32.onnx"
+    network, spec = load_network(checkpoint or default_weights(task, arch), task, arch)
+    path = fp32 or folder / f"{task}-{spec.checkpoint_sha256[:12]}.fp32.onnx"
     if not path.is_file():
         export_onnx(network, spec, path)
     return path, network, spec
 
 
-def task_rows(task: str, resolutions: list[tuple[int, int]], budget_db: float, folder: Path) -> list[dict]:
-    """One row per (target, mode) for `task`: drops per resolution, layers kept."""
-    from calibration.cli import default_calibration_set
+def task_rows(task: str, resolutions: list[tuple[int, int]], budget_db: float, folder: Path, *,
+              checkpoint: Path | None = None, arch: str | None = None, fp32: Path | None = None,
+              calibration: Path | None = None, modes: tuple[str, ...] = MODES) -> list[dict]:
+    """One row per (target, mode) for `task`: drops per resolution, layers kept.
+
+    The model is `checkpoint` (any family; default: the task's demo weights of `arch`), calibrated
+    on `calibration` (default: the task's built-in set).
+    """
+    from calibration.dataset import default_calibration_set
     from calibration.mixed_precision import search_mixed_precision
     from calibration.quantize import quantize_onnx
     from engines.runners import OrtRunner, TorchRunner, as_polygraphy_runner
     from export.graph import DeploymentGraph
     from export.onnx_file import read_metadata
 
-    from .cli import parity_cases
-    from .parity import run_parity
+    from .parity import parity_cases, run_parity
 
-    fp32, network, spec = _fp32_export(task, folder)
-    calibration = default_calibration_set(task)
+    fp32, network, spec = _fp32_export(task, folder, checkpoint, arch, fp32)
+    calibration = calibration or default_calibration_set(task)
     cases = parity_cases(task, resolutions, images=2, sr_scale=1)
     reference = as_polygraphy_runner(TorchRunner(DeploymentGraph(network, spec), name="pytorch-fp32"))
     rows = []
     for target in ("tensorrt", "cpu"):
-        for mode in ("plain", "budget"):
+        for mode in modes:
             path = folder / f"{fp32.stem.removesuffix('.fp32')}.int8-{target}-{mode}.onnx"
             click.echo(f"{task}: {target} target, {mode} ...", err=True)
             if path.is_file():  # made by an earlier run: the layers it kept are in its metadata
@@ -96,6 +107,8 @@ def to_markdown(rows: list[dict], budget_db: float) -> str:
 
 @click.command()
 @click.option("--tasks", default="denoise,enhance,sr", show_default=True)
+@click.option("--arch", type=click.Choice(FAMILY_NAMES),
+              help="Whose demo weights for each task [default: the family that has them, MIRNet first].")
 @click.option("--res", default="256,448x296", show_default=True,
               help="Held-out resolutions (448x296 fits both held-out photographs without enlarging them).")
 @click.option("--budget-db", type=float, default=0.1, show_default=True)
@@ -103,12 +116,13 @@ def to_markdown(rows: list[dict], budget_db: float) -> str:
               show_default=True, help="Where the ONNX models are written.")
 @click.option("--md", "md_path", type=click.Path(dir_okay=False), help="Write the Markdown table here.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the rows as JSON here.")
-def main(tasks: str, res: str, budget_db: float, folder: Path, md_path: str | None,
+def main(tasks: str, arch: str | None, res: str, budget_db: float, folder: Path, md_path: str | None,
          json_path: str | None) -> None:
     """INT8 task-PSNR drop of the demo models for both targets, plain and with the PSNR budget."""
     folder.mkdir(parents=True, exist_ok=True)
     resolutions = parse_resolutions(res)
-    rows = [row for task in tasks.split(",") for row in task_rows(task, resolutions, budget_db, folder)]
+    rows = [row for task in tasks.split(",")
+            for row in task_rows(task, resolutions, budget_db, folder, arch=arch)]
     table = to_markdown(rows, budget_db)
     publish_rows(table, rows, md_path, json_path)
 

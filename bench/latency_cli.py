@@ -22,7 +22,7 @@ from engines.cache import precision_family
 from mirnet_deploy.errors import UserError
 from mirnet_deploy.host_allocator import HOST_ALLOCATOR_POLICIES
 from mirnet_deploy.resolutions import format_resolution, parse_resolutions
-from mirnet_ref.weights import TASKS
+from mirnet_ref.tasks import FAMILY_NAMES, TASKS
 
 from .backends import ALL_AVAILABLE, BENCH_BACKENDS
 from .models import DEFAULT_CACHE_DIR, PRECISIONS, Artifacts, BenchModel, Unsupported, gmacs, resolve_model
@@ -34,8 +34,10 @@ _OUTPUT = click.Path(dir_okay=False, path_type=Path)
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--model", "model_text", default="small", show_default=True,
-              help="A preset (small, full; seeded random weights), a .pth checkpoint, an .onnx model or a "
-                   "TensorRT .engine.")
+              help="A preset of the --arch family (MIRNet: small, full; MPRNet: deblur, ...; seeded random "
+                   "weights), a .pth checkpoint of any family, an .onnx model or a TensorRT .engine.")
+@click.option("--arch", type=click.Choice(FAMILY_NAMES),
+              help="The family of a preset name [mirnet]; for a checkpoint, the family it must hold.")
 @click.option("--res", default="256", show_default=True,
               help="Resolutions: 256, 512, 480p, 720p, 1080p, 1440p, 4k or WxH, comma-separated.")
 @click.option("--backend", "backend_text", default=ALL_AVAILABLE, show_default=True,
@@ -54,7 +56,8 @@ _OUTPUT = click.Path(dir_okay=False, path_type=Path)
               help="PyTorch threads and ONNX Runtime intra-op threads, for every backend and the CPU peak. "
                    "[default: PyTorch's default here, torch.get_num_threads()]")
 @click.option("--tile", type=click.IntRange(min=1),
-              help="Run in tiles of this edge (a multiple of the model's size multiple, 4 for MIRNet).")
+              help="Run in tiles of this edge (a multiple of the model's size multiple: 4 for MIRNet and "
+                   "MIRNet-v2, 8 for MPRNet).")
 @click.option("--overlap", type=click.IntRange(min=0), default=32, show_default=True,
               help="Tile overlap in pixels (with --tile).")
 @click.option("--host-allocator", "allocator_text", default="retain", show_default=True,
@@ -82,7 +85,8 @@ _OUTPUT = click.Path(dir_okay=False, path_type=Path)
                    "http://HOST:<gRPC port + 1>/metrics, as `mirnet serve` listens by default].")
 @click.option("--from-json", "from_json", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Render the table and reports of an earlier --json run instead of measuring.")
-def mirnet_bench(model_text: str, res: str, backend_text: str, precision_text: str | None, batch: int,
+def mirnet_bench(model_text: str, arch: str | None, res: str, backend_text: str, precision_text: str | None,
+                 batch: int,
                  warmup: int, min_iters: int, min_seconds: float, threads: int | None, tile: int | None,
                  overlap: int, allocator_text: str, task: str, cache_dir: Path, json_path: Path | None,
                  csv_path: Path | None, md_path: Path | None, plot_path: Path | None,
@@ -100,6 +104,7 @@ def mirnet_bench(model_text: str, res: str, backend_text: str, precision_text: s
     Examples:
       mirnet-bench --res 256,512 --backend torch,ort --json out.json --plot out.png
       mirnet-bench --model full --res 512 --precision fp32,fp16,int8 --backend ort --md bench.md
+      mirnet-bench --arch mprnet --model deblur --res 512 --precision fp32,int8 --backend ort
       mirnet-bench --model small --res 4k --backend torch --tile 512 --overlap 32
       mirnet-bench --model denoise.fp16.onnx --res 720p,1080p --backend all-available --csv out.csv
       mirnet-bench --from-json out.json --plot out.png --md out.md   # re-render, no measuring
@@ -121,7 +126,7 @@ def mirnet_bench(model_text: str, res: str, backend_text: str, precision_text: s
         allocators = _allocators(allocator_text)
         backends, unavailable = resolve_backends(backend_text)
         skipped = [{"backend": a.backend, "reason": a.reason} for a in unavailable]
-        model = resolve_model(model_text, task)
+        model = resolve_model(model_text, task, arch)
         precisions = _precisions(precision_text, model)
         resolutions = parse_resolutions(res)
         if not resolutions:
@@ -214,7 +219,8 @@ def _run_all(model: BenchModel, artifacts: Artifacts, backends: list[str], alloc
             row = replace(row, status="error", reason=str(error))
         else:
             jobs[len(rows)] = Job(backend, str(artifact), resolution, **settings, host_allocator=allocator,
-                                  size_multiple=model.size_multiple, scale=model.scale)
+                                  size_multiple=model.size_multiple, scale=model.scale,
+                                  channels=model.channels)
         rows.append(row)
     peak = environment["cpu_peak"]["gmacs_per_s"]
     environment["host_allocators"] = {}

@@ -1,14 +1,16 @@
 """`--model` as the file each backend runs at each precision, made once and cached.
 
-This is the benchmark's MIRNet boundary (as `export.cli.mirnet_network` is the export's):
-a preset or checkpoint becomes a network, a spec and a MAC count here, and everything past
-this module sees files. The model is a preset (`small`, `full`: seeded random weights, since
-speed does not depend on them), a checkpoint (`.pth`), an ONNX model or a TensorRT engine.
+This is the benchmark's model boundary (as `export.network.load_network` is the export's):
+a preset or checkpoint of any registered family becomes a network, a spec and a MAC count
+here, and everything past this module sees files. The model is a preset of the `--arch`
+family (MIRNet `small`, `full`; MPRNet `deblur`, ...: seeded random weights, since speed does
+not depend on them), a checkpoint of any family (`.pth`), an ONNX model or a TensorRT engine.
 
 Artifacts go to a cache folder (default `artifacts/bench/`), named by model, source hash and
 precision, written atomically by the stages that make them, and reused by later runs:
 
-    preset-small-seed0.pth                 the preset with seeded weights (the torch backend loads it)
+    preset-small-seed0.pth                 the preset with seeded weights (the torch backend loads it;
+                                           other families: preset-mprnet-deblur-seed0.pth)
     small-<sha12>.fp32.onnx                the export (export.onnx_export)
     small-<sha12>.fp16.onnx                FP16 (export.precision.convert_to_fp16)
     small-<sha12>.int8-cpu.onnx            INT8 Q/DQ (calibration.quantize; -tensorrt for TensorRT backends)
@@ -54,10 +56,20 @@ class BenchModel:
     kind: str  # "preset" | "checkpoint" | "onnx" | "engine"
     path: Path | None  # the file given (None for a preset)
     task: str
-    config: dict[str, Any] | None  # MIRNet constructor arguments when known; MACs are counted from them
+    config: dict[str, Any] | None  # constructor arguments when known; MACs are counted from them
     precision: str  # the file's own precision ("fp32" for presets and checkpoints, "int8-cpu", ...)
     scale: int = 1  # output size / input size (super-resolution graphs upsample inside)
     size_multiple: int = 1  # H and W of a tile must be multiples of this
+    family: str | None = None  # the registry's name of the model family, when known
+
+    @property
+    def channels(self) -> int:
+        """Input channels, from the family's configuration (3 where the file does not say)."""
+        if self.family is None or self.config is None:
+            return 3
+        from mirnet_ref.registry import family_named
+
+        return family_named(self.family).config_class(**self.config).in_channels
 
 
 def _onnx_metadata(path: Path) -> dict[str, str]:
@@ -71,29 +83,43 @@ def _onnx_metadata(path: Path) -> dict[str, str]:
 
 def _from_metadata(label: str, kind: str, path: Path, metadata: dict[str, str], precision: str,
                    task: str) -> BenchModel:
-    """ONNX metadata (as `mirnet export` writes it) says the task, scale and MIRNet config, when present."""
-    config = json.loads(metadata["model_config"]) if metadata.get("model_name") == "MIRNet" else None
+    """ONNX metadata (as `mirnet export` writes it) says the task, scale, family and config, when present."""
+    from mirnet_ref.registry import family_titled
+
+    family = family_titled(metadata.get("model_name", ""))
+    config = json.loads(metadata["model_config"]) if family and "model_config" in metadata else None
     return BenchModel(label, kind, path, metadata.get("task", task), config, precision,
-                      int(metadata.get("scale", "1")), int(metadata.get("size_multiple", "1")))
+                      int(metadata.get("scale", "1")), int(metadata.get("size_multiple", "1")),
+                      family.name if family and config else None)
 
 
-def resolve_model(text: str, task: str = "denoise") -> BenchModel:
-    """A preset name or a .pth / .onnx / .engine (.plan) file; `task` where the file does not say."""
-    from mirnet_ref.presets import PRESETS
+def resolve_model(text: str, task: str = "denoise", arch: str | None = None) -> BenchModel:
+    """A preset of the `arch` family (MIRNet when not given) or a .pth / .onnx / .engine (.plan) file;
+    `task` where the file does not say. A checkpoint's family is recognised by its keys (`arch` must
+    agree)."""
+    from mirnet_ref.registry import family_named
 
-    if text in PRESETS:
-        config = PRESETS[text]
-        return BenchModel(text, "preset", None, task, config.as_dict(), "fp32", 1, config.size_multiple)
+    family = family_named(arch or "mirnet")
+    if text in family.presets and not Path(text).is_file():
+        config = family.presets[text]
+        label = text if family.name == "mirnet" else f"{family.name}-{text}"
+        return BenchModel(label, "preset", None, task, config.as_dict(), "fp32", 1, config.size_multiple,
+                          family.name)
     path = Path(text)
     if not path.is_file():
-        raise UserError(f"--model {text!r} is neither a preset ({', '.join(PRESETS)}) nor an existing file: "
-                        "pass a preset name or the path of a .pth checkpoint, .onnx model or .engine.")
+        raise UserError(f"--model {text!r} is neither a {family.title} preset ({', '.join(family.presets)}; "
+                        "--arch picks the family) nor an existing file: pass a preset name or the path of a "
+                        ".pth checkpoint, .onnx model or .engine.")
     if path.suffix in (".pth", ".pt"):
-        from mirnet_ref.checkpoint import infer_config, read_state_dict
+        from mirnet_ref.checkpoint import naming_file, read_state_dict
+        from mirnet_ref.registry import recognise
 
-        config = infer_config(read_state_dict(path))
+        with naming_file(path):
+            state = read_state_dict(path)
+            found = recognise(state, arch)
+            config = found.infer_config(state)
         return BenchModel(path.name, "checkpoint", path, task, config.as_dict(), "fp32", 1,
-                          config.size_multiple)
+                          config.size_multiple, found.name)
     if path.suffix == ".onnx":
         metadata = _onnx_metadata(path)
         return _from_metadata(path.name, "onnx", path, metadata, metadata.get("precision", "fp32"), task)
@@ -111,14 +137,15 @@ def resolve_model(text: str, task: str = "denoise") -> BenchModel:
 def gmacs(model: BenchModel, resolution: tuple[int, int], batch: int) -> float | None:
     """Giga multiply-accumulates of the learned convolutions for one run (the whole batch), as
     `mirnet info` counts them; None when the file does not carry the model's configuration."""
-    if model.config is None:
+    if model.config is None or model.family is None:
         return None
     from mirnet_ref.cli import describe
-    from mirnet_ref.model import MIRNetConfig
+    from mirnet_ref.registry import family_named
 
     width, height = resolution
     network_input = (width * model.scale, height * model.scale)  # an SR graph upsamples before the network
-    return describe(MIRNetConfig(**model.config), [network_input], batch)["macs"][0]["gmacs"]
+    config = family_named(model.family).config_class(**model.config)
+    return describe(config, [network_input], batch)["macs"][0]["gmacs"]
 
 
 def _stderr(message: str) -> None:
@@ -189,10 +216,11 @@ class Artifacts:
             import torch
 
             from mirnet_ref.checkpoint import save_checkpoint
-            from mirnet_ref.presets import build_preset
+            from mirnet_ref.registry import family_named
 
+            family = family_named(self.model.family)
             torch.manual_seed(PRESET_SEED)
-            save_checkpoint(build_preset(self.model.label), path)
+            save_checkpoint(family.build(family.config_class(**self.model.config)), path)
         return path
 
     def _base_name(self, source: Path) -> str:
@@ -223,7 +251,7 @@ class Artifacts:
 
             target = variant.removeprefix("int8-")
             self.log(f"Quantizing {self.model.label} to INT8 ({target} target) -> {path}")
-            quantize_onnx(fp32, path, target=target, calibration=self._calibration_set(),
+            quantize_onnx(fp32, path, target=target, calibration=self.calibration_set(),
                           cache_dir=self.cache_dir / "calibration-cache")
         return path
 
@@ -232,15 +260,16 @@ class Artifacts:
         checkpoint = self._checkpoint("fp32")
         path = self.cache_dir / f"{self._base_name(checkpoint)}.fp32.onnx"
         if not path.is_file():
-            from export.cli import mirnet_network
+            from export.network import load_network
             from export.onnx_export import export_onnx
 
             self.log(f"Exporting {self.model.label} to ONNX -> {path}")
-            network, spec = mirnet_network(checkpoint, self.model.task)
+            network, spec = load_network(checkpoint, self.model.task)
             export_onnx(network, spec, path)
         return path
 
-    def _calibration_set(self) -> Path:
+    def calibration_set(self) -> Path:
+        """The small calibration set of the model's task (made once in the cache folder)."""
         from calibration.dataset import build_calibration_set, manifest_path
 
         task = self.model.task
@@ -252,6 +281,7 @@ class Artifacts:
     def _engine(self, onnx_path: Path, shape: tuple[int, int], batch: int) -> Path:
         from engines.tensorrt_build import build_tensorrt_cached, profiles_from_resolutions
 
-        profiles = profiles_from_resolutions([shape], batch=batch, size_multiple=self.model.size_multiple)
+        profiles = profiles_from_resolutions([shape], batch=batch, channels=self.model.channels,
+                                             size_multiple=self.model.size_multiple)
         self.log(f"TensorRT engine for {onnx_path.name} at {shape[0]}x{shape[1]}, batch {batch} (cached)")
         return build_tensorrt_cached(onnx_path, self.cache_dir, profiles=profiles).path

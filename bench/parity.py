@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from mirnet_deploy.resolutions import format_resolution
 from mirnet_ref.metrics import psnr, ssim
 
 #: Pass/fail per precision: PSNR of the artifact vs the FP32 reference output, max |error|,
@@ -62,6 +63,32 @@ class ResolutionParity:
         if self.task_psnr_reference_db == self.task_psnr_artifact_db:  # also both +inf
             return 0.0
         return self.task_psnr_reference_db - self.task_psnr_artifact_db
+
+
+def parity_cases(task: str, resolutions: list[tuple[int, int]], images: int,
+                 sr_scale: int) -> list[ParityCase]:
+    """Built-in held-out photographs at each resolution, degraded for the task (seeded).
+
+    For a graph that upsamples inside (`sr_scale` > 1) the input is the bicubic-reduced image
+    and the resolution names the output size.
+    """
+    from mirnet_ref.datasets import builtin_images, image_at_resolution
+    from mirnet_ref.degradations import bicubic_resize, degrade_pair, make_degradation
+
+    degradation = make_degradation(task)
+    cases = []
+    for width, height in resolutions:
+        for index, (name, photo) in enumerate(builtin_images("heldout")[:images]):
+            if sr_scale > 1:
+                out_w, out_h = width // sr_scale * sr_scale, height // sr_scale * sr_scale
+                clean = image_at_resolution(photo, out_w, out_h)
+                degraded = bicubic_resize(clean, clean.shape[0] // sr_scale, clean.shape[1] // sr_scale)
+            else:
+                rng = np.random.default_rng((2020, index))
+                degraded, clean = degrade_pair(degradation, image_at_resolution(photo, width, height), rng)
+            batch = np.ascontiguousarray(degraded.transpose(2, 0, 1)[None], dtype=np.float32)
+            cases.append(ParityCase(name, format_resolution((width, height)), batch, clean))
+    return cases
 
 
 def _hwc(output: np.ndarray) -> np.ndarray:

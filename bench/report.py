@@ -145,8 +145,9 @@ def _cells(r: BenchResult) -> list[str]:
 
 
 def model_title(label: str) -> str:
-    """'small' -> 'MIRNet small' (a preset); a file name stays as it is."""
-    return label if "." in label else f"MIRNet {label}"
+    """'small' -> 'MIRNet small' (a MIRNet preset); other families' presets ('mprnet-deblur') and file
+    names stay as they are."""
+    return label if "." in label or "-" in label else f"MIRNet {label}"
 
 
 def _header(environment: dict[str, Any], model: str) -> str:

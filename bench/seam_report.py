@@ -16,8 +16,10 @@ from pathlib import Path
 import click
 import numpy as np
 
+from export.cli import ARCH_HELP
 from mirnet_deploy.errors import UserError
 from mirnet_deploy.resolutions import parse_resolutions
+from mirnet_ref.tasks import FAMILY_NAMES, TASKS
 
 from .report import publish_rows
 
@@ -27,14 +29,14 @@ SEED = 2020
 
 def seam_rows(task: str | None, checkpoint: Path | None, model: Path | None, backend: str,
               threads: int | None, resolutions: list[tuple[int, int]], tile: int,
-              overlaps: list[int]) -> list[dict]:
+              overlaps: list[int], arch: str | None = None) -> list[dict]:
     """One row per (resolution, overlap): the tiled-vs-untiled PSNR of the delivered images."""
     from engines.infer import open_model
     from engines.tiling import seam_psnr
     from mirnet_ref.datasets import builtin_images, image_at_resolution
     from mirnet_ref.degradations import degrade_pair, make_degradation
 
-    loaded = open_model(task, checkpoint, model, backend, threads, sr_scale=None)
+    loaded = open_model(task, checkpoint, model, backend, threads, sr_scale=None, arch=arch)
     name, photo = builtin_images("heldout")[0]
     rows = []
     try:
@@ -62,10 +64,11 @@ def to_markdown(rows: list[dict]) -> str:
 
 
 @click.command()
-@click.option("--task", type=click.Choice(["denoise", "enhance", "sr"]),
+@click.option("--task", type=click.Choice(TASKS),
               help="Default: from the model, else denoise.")
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="A MIRNet checkpoint (default: the task's demo weights).")
+              help="A checkpoint of any family (default: the task's demo weights).")
+@click.option("--arch", type=click.Choice(FAMILY_NAMES), help=ARCH_HELP)
 @click.option("--model", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="An exported ONNX model or TensorRT engine instead of a checkpoint.")
 @click.option("--backend", type=click.Choice(["auto", "torch", "ort", "tensorrt"]), default="auto",
@@ -76,8 +79,9 @@ def to_markdown(rows: list[dict]) -> str:
 @click.option("--overlaps", default="0,32", show_default=True, help="Comma-separated overlaps in pixels.")
 @click.option("--md", "md_path", type=click.Path(dir_okay=False), help="Write the Markdown table here.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the rows as JSON here.")
-def main(task: str | None, checkpoint: Path | None, model: Path | None, backend: str, threads: int | None,
-         res: str, tile: int, overlaps: str, md_path: str | None, json_path: str | None) -> None:
+def main(task: str | None, checkpoint: Path | None, arch: str | None, model: Path | None, backend: str,
+         threads: int | None, res: str, tile: int, overlaps: str, md_path: str | None,
+         json_path: str | None) -> None:
     """Seam PSNR of tiled inference against untiled, on a held-out photograph."""
     try:
         overlap_values = [int(value) for value in overlaps.split(",")]
@@ -86,7 +90,7 @@ def main(task: str | None, checkpoint: Path | None, model: Path | None, backend:
                                  param_hint="--overlaps") from None
     try:
         rows = seam_rows(task, checkpoint, model, backend, threads, parse_resolutions(res), tile,
-                         overlap_values)
+                         overlap_values, arch)
     except UserError as error:
         raise click.ClickException(str(error)) from None
     table = to_markdown(rows)

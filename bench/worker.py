@@ -49,6 +49,7 @@ class Job:
     tile: int | None = None
     overlap: int = 32
     size_multiple: int = 1  # tiles are multiples of it
+    channels: int = 3  # input channels (the model family's: 6 for MIRNet-v2's dual-pixel defocus)
     scale: int = 1  # output / input size
     seed: int = 0  # of the random input
     host_allocator: str = "retain"  # mirnet_deploy.host_allocator policy, applied before anything is loaded
@@ -129,8 +130,10 @@ def open_bench_runner(job: Job) -> Runner:
 
     if job.backend == "torch":
         from mirnet_ref.checkpoint import load_model
+        from mirnet_ref.registry import inference_module
 
-        runner = TorchRunner(load_model(job.artifact).to("cuda" if on_gpu("torch") else "cpu"))
+        model = inference_module(load_model(job.artifact))  # the output inference uses (MPRNet: the last)
+        runner = TorchRunner(model.to("cuda" if on_gpu("torch") else "cpu"))
     elif job.backend == "tensorrt":
         runner = TensorRTRunner(job.artifact)
     elif job.backend == "openvino":
@@ -152,7 +155,8 @@ def _run_profile(job: Job) -> Profile:
 
     width, height = job.resolution
     size = (min(job.tile, width), min(job.tile, height)) if job.tile else (width, height)
-    (profile,) = profiles_from_resolutions([size], batch=job.batch, size_multiple=job.size_multiple)
+    (profile,) = profiles_from_resolutions([size], batch=job.batch, channels=job.channels,
+                                           size_multiple=job.size_multiple)
     return profile
 
 
@@ -178,7 +182,7 @@ def measure(job: Job) -> Measurement:
 
         sampler = DeviceMemorySampler()
     with sampler, open_bench_runner(job) as runner:
-        channels = runner.input_spec.shape[1] if runner.input_spec.shape[1] > 0 else 3
+        channels = runner.input_spec.shape[1] if runner.input_spec.shape[1] > 0 else job.channels
         batch = random_batch(job, channels)
         timing = time_runs(lambda: runner.run(batch), warmup=job.warmup, min_iters=job.min_iters,
                            min_seconds=job.min_seconds)

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import statistics
-import time
-from pathlib import Path
 
 import click
-import numpy as np
 
 from mirnet_deploy.errors import UserError
-from mirnet_deploy.locks import artifact_lock
+from mirnet_ref.tasks import TASKS
 
-from .dataset import DEFAULT_COUNT, DEFAULT_CROP, MAX_COUNT, manifest_path, read_manifest
+from .dataset import DEFAULT_COUNT, DEFAULT_CROP, MAX_COUNT, default_calibration_set, manifest_path
 from .mixed_precision import DEFAULT_BUDGET_DB, DEFAULT_EVAL_SAMPLES
-from .quantize import DEFAULT_CACHE_DIR, HIGH_PRECISIONS, METHODS, TARGETS
-
-TASKS = ("denoise", "enhance", "sr")
-DEFAULT_SET_DIR = Path("artifacts") / "calibration"
+from .quantize import DEFAULT_CACHE_DIR, HIGH_PRECISIONS, METHODS, TARGETS, median_cpu_ms
 
 
 @click.command()
@@ -58,37 +50,6 @@ def calibrate(task: str, images_dir: str | None, count: int, crop: int, seed: in
     click.echo(f"Wrote {output}: {count} crops {crop}x{crop} from {len(manifest.sources)} image(s), "
                f"degradation {manifest.degradation}")
     click.echo(f"manifest: {manifest_path(output)}")
-
-
-def default_calibration_set(task: str, folder: Path = DEFAULT_SET_DIR) -> Path:
-    """The task's default set (built-in images, default count and crop, seed 0), built once and reused."""
-    from .dataset import build_calibration_set
-
-    path = folder / f"{task}-builtin-{DEFAULT_COUNT}x{DEFAULT_CROP}.npz"
-    with artifact_lock(path):  # concurrent builds make it once
-        if path.is_file() and manifest_path(path).is_file():
-            with contextlib.suppress(UserError):  # a damaged manifest: build the set again
-                manifest = read_manifest(manifest_path(path))
-                if (manifest.task, manifest.count, manifest.crop) == (task, DEFAULT_COUNT, DEFAULT_CROP):
-                    return path
-        click.echo(f"Building the default {task} calibration set {path} ...", err=True)
-        build_calibration_set(task, path, progress=True)
-    return path
-
-
-def median_cpu_ms(model_path: str | Path, batch: np.ndarray, runs: int = 3) -> float:
-    """Median ONNX Runtime CPU latency of one batch after a warm-up run (a quick figure; use mirnet-bench)."""
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
-    feed = {session.get_inputs()[0].name: batch}
-    session.run(None, feed)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        session.run(None, feed)
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
 
 
 @click.command()

@@ -15,6 +15,7 @@ the seed and the sha256 of the `.npz`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import zipfile
@@ -22,12 +23,14 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import click
 import numpy as np
 from tqdm import tqdm
 
 from mirnet_deploy import __version__
 from mirnet_deploy.atomic import atomic_open, atomic_write_text
 from mirnet_deploy.errors import UserError
+from mirnet_deploy.locks import artifact_lock
 from mirnet_ref.checkpoint import file_sha256
 from mirnet_ref.datasets import builtin_images, list_images
 from mirnet_ref.degradations import make_degradation
@@ -40,6 +43,7 @@ MAX_COUNT = 1024  # about 800 MB at 256x256: past that, calibration time grows a
 #: the largest square every built-in training photograph holds.
 DEFAULT_CROP = 384
 MANIFEST_FORMAT = 1
+DEFAULT_SET_DIR = Path("artifacts") / "calibration"
 
 
 @dataclass(frozen=True)
@@ -206,3 +210,17 @@ class CalibrationSet:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def default_calibration_set(task: str, folder: Path = DEFAULT_SET_DIR) -> Path:
+    """The task's default set (built-in images, default count and crop, seed 0), built once and reused."""
+    path = folder / f"{task}-builtin-{DEFAULT_COUNT}x{DEFAULT_CROP}.npz"
+    with artifact_lock(path):  # concurrent builds make it once
+        if path.is_file() and manifest_path(path).is_file():
+            with contextlib.suppress(UserError):  # a damaged manifest: build the set again
+                manifest = read_manifest(manifest_path(path))
+                if (manifest.task, manifest.count, manifest.crop) == (task, DEFAULT_COUNT, DEFAULT_CROP):
+                    return path
+        click.echo(f"Building the default {task} calibration set {path} ...", err=True)
+        build_calibration_set(task, path, progress=True)
+    return path

@@ -23,11 +23,14 @@ import hashlib
 import json
 import logging
 import os
+import statistics
 import tempfile
+import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import onnx
 from onnxruntime.quantization import (
     CalibrationMethod,
@@ -271,3 +274,18 @@ def _save(model: onnx.ModelProto, path: str | os.PathLike, *, lint: bool) -> Non
         return
     onnx.checker.check_model(model, full_check=True)
     atomic_write_bytes(path, model.SerializeToString())
+
+
+def median_cpu_ms(model_path: str | Path, batch: np.ndarray, runs: int = 3) -> float:
+    """Median ONNX Runtime CPU latency of one batch after a warm-up run (a quick figure; use mirnet-bench)."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    feed = {session.get_inputs()[0].name: batch}
+    session.run(None, feed)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        session.run(None, feed)
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)

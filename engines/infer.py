@@ -1,4 +1,5 @@
-"""`mirnet infer`: restore image files with any artifact on any backend, tiled when large.
+"""The library behind `mirnet infer` (the verb is `pipeline/infer.py`): restore image files with any
+artifact on any backend, tiled when large.
 
 Modelled on Real-ESRGAN's inference script: a file or a folder in, a folder out, one
 output per input named `<stem><suffix><ext>`, a progress bar, and a summary at the end.
@@ -7,8 +8,8 @@ channels, or one the model turns into NaN/Inf) is reported by name and skipped, 
 failed; the exit status is 1 if any file failed. Inputs are never overwritten: an output that would land
 on an input is refused before anything runs, and every output is written atomically.
 
-This is the CLI boundary of the engines stage, so the one MIRNet-specific fact it needs,
-the activation memory per pixel used to choose a tile size, lives here.
+The activation memory per pixel that chooses a tile size is the model family's
+(`peak_feature_maps` in the registry), found from the model's name and configuration.
 """
 
 from __future__ import annotations
@@ -23,44 +24,43 @@ from typing import TYPE_CHECKING, Any
 
 import click
 import numpy as np
-from tqdm import tqdm
 
 from mirnet_deploy.errors import UserError
 from mirnet_deploy.resolutions import format_resolution
-from mirnet_ref.datasets import list_images
 from mirnet_ref.images import DEFAULT_MAX_PIXELS, read_image, write_image
-from mirnet_ref.weights import TASKS, default_weights
+from mirnet_ref.weights import default_weights
 
 from .cache import describe_onnx
 from .manifest import load_manifest
-from .runners import BACKENDS, OpenVinoRunner, OrtRunner, Runner, TorchRunner, open_runner, select_backend
-from .tiling import DEFAULT_OVERLAP, TiledRunner
+from .runners import OpenVinoRunner, OrtRunner, Runner, TorchRunner, open_runner, select_backend
+from .tiling import TiledRunner
 
 if TYPE_CHECKING:
     from torch import nn
 
     from export.spec import ModelSpec
 
-#: Peak activation memory of MIRNet, in float32 feature maps of `n_feat` channels at the input's
-#: resolution: measured as the ru_maxrss growth of a fresh process running one image (PyTorch CPU
-#: eager, 1 thread) with 23-24 for the `small` preset (n_feat 16) at 256x256 and 512x512 and 24 for
-#: `full` (n_feat 64) at 256x256; ONNX Runtime CPU needs 16-21. Activations dominate, so this
-#: scales with n_feat and pixels; FP16 engines need less, so the estimate errs on the safe side.
-MIRNET_PEAK_FEATURE_MAPS = 24
 DEFAULT_MEMORY_BUDGET_MB = 2048
 #: Engines that only TensorRT runs, and OpenVINO's compiled models.
 ENGINE_SUFFIXES = (".engine", ".plan", ".ovblob")
 
 
-def mirnet_bytes_per_pixel(config: Mapping[str, Any], scale: int = 1) -> float | None:
-    """Peak host bytes per input pixel of a MIRNet run (None if `config` is not MIRNet's).
+def activation_bytes_per_pixel(model_name: str, config: Mapping[str, Any], scale: int = 1) -> float | None:
+    """Peak host bytes per input pixel of a run of the family titled `model_name` (None when the name
+    or the configuration is not a registered family's).
 
-    A graph that upsamples by `scale` inside runs the network on scale^2 pixels per input pixel.
+    Measured for PyTorch CPU eager (ONNX Runtime CPU needs less: 16-21 maps for MIRNet against 24);
+    activations dominate, so this scales with n_feat and pixels; FP16 engines need less, so the
+    estimate errs on the safe side. A graph that upsamples by `scale` inside runs the network on
+    scale^2 pixels per input pixel.
     """
+    from mirnet_ref.registry import family_titled
+
+    family = family_titled(model_name)
     n_feat = config.get("n_feat")
-    if not isinstance(n_feat, int):
+    if family is None or not isinstance(n_feat, int):
         return None
-    return 4.0 * MIRNET_PEAK_FEATURE_MAPS * n_feat * scale**2
+    return 4.0 * family.peak_feature_maps * n_feat * scale**2
 
 
 @dataclass
@@ -74,11 +74,13 @@ class LoadedModel:
     size_multiple: int
     config: Mapping[str, Any]  # constructor arguments, for the memory estimate; empty if unknown
     precision: str = "fp32"  # as the ONNX metadata declares it, for messages
+    model_name: str = ""  # the family's title (ONNX `model_name`), for the memory estimate
 
 
 def open_model(task: str | None, checkpoint: Path | None, model: Path | None, backend: str,
-               threads: int | None, sr_scale: int | None) -> LoadedModel:
-    """The runner for the chosen source and backend (see `infer --help` for the rules)."""
+               threads: int | None, sr_scale: int | None, arch: str | None = None) -> LoadedModel:
+    """The runner for the chosen source and backend (see `infer --help` for the rules); `arch` is the
+    family a checkpoint must hold, or whose demo weights to run."""
     if model is not None:
         if checkpoint is not None or sr_scale:
             raise UserError("--model runs an exported artifact as it is: --checkpoint and --scale apply only "
@@ -88,7 +90,7 @@ def open_model(task: str | None, checkpoint: Path | None, model: Path | None, ba
     if sr_scale and task != "sr":
         raise UserError(f"--scale upsamples inside the graph for super-resolution; it needs --task sr, "
                         f"not {task}.")
-    return _open_checkpoint(checkpoint or default_weights(task), task, backend, threads, sr_scale)
+    return _open_checkpoint(checkpoint or default_weights(task, arch), task, backend, threads, sr_scale, arch)
 
 
 def _open_artifact(path: Path, task: str | None, backend: str, threads: int | None) -> LoadedModel:
@@ -119,7 +121,8 @@ def _open_artifact(path: Path, task: str | None, backend: str, threads: int | No
     runner = OpenVinoRunner(path) if backend == "openvino" else open_runner(path, threads=threads)
     check_image_model(runner, path)
     return LoadedModel(runner, str(path), declared or task or "restored", scale, multiple,
-                       config if isinstance(config, dict) else {}, metadata.get("precision", "fp32"))
+                       config if isinstance(config, dict) else {}, metadata.get("precision", "fp32"),
+                       metadata.get("model_name", ""))
 
 
 def check_image_model(runner: Runner, path: Path) -> None:
@@ -143,16 +146,16 @@ def artifact_metadata(path: Path) -> dict[str, str]:
 
 
 def _open_checkpoint(checkpoint: Path, task: str, backend: str, threads: int | None,
-                     sr_scale: int | None) -> LoadedModel:
+                     sr_scale: int | None, arch: str | None) -> LoadedModel:
     """PyTorch (auto, torch) or ONNX Runtime on a fresh in-memory export (ort) of a checkpoint."""
-    from export.cli import mirnet_network
     from export.graph import DeploymentGraph
+    from export.network import load_network
 
     if backend == "tensorrt":
         raise UserError(f"TensorRT runs built engines, not checkpoints: `mirnet export --checkpoint "
                         f"{checkpoint} -o model.onnx`, `mirnet build model.onnx --backend tensorrt`, then "
                         f"pass the engine with --model.")
-    network, spec = mirnet_network(checkpoint, task)
+    network, spec = load_network(checkpoint, task, arch)
     if backend in ("ort", "openvino"):
         runner = _exported_runner(network, spec, sr_scale, threads, backend)
     else:
@@ -162,7 +165,7 @@ def _open_checkpoint(checkpoint: Path, task: str, backend: str, threads: int | N
             torch.set_num_threads(threads)
         runner = TorchRunner(DeploymentGraph(network, spec, sr_scale), name="pytorch-fp32")
     return LoadedModel(runner, str(checkpoint), task, spec.scale * (sr_scale or 1), spec.size_multiple,
-                       spec.config)
+                       spec.config, model_name=spec.name)
 
 
 def _exported_runner(network: nn.Module, spec: ModelSpec, sr_scale: int | None, threads: int | None,
@@ -183,7 +186,7 @@ def tiled_runner(model: LoadedModel, tile: int | None, overlap: int,
     """The runner infer uses and a description of its tiling: `tile` 0 = off, None = from the budget."""
     if tile == 0:
         return model.runner, "off"
-    bytes_per_pixel = mirnet_bytes_per_pixel(model.config, model.scale)
+    bytes_per_pixel = activation_bytes_per_pixel(model.model_name, model.config, model.scale)
     if tile is None and bytes_per_pixel is None:
         return model.runner, "off (no model config in the metadata to estimate memory from: pass --tile N)"
     runner = TiledRunner(model.runner, tile=tile, overlap=overlap, memory_budget_mb=memory_budget_mb,
@@ -233,122 +236,3 @@ def check_finite_output(output: np.ndarray, what: str) -> None:
         raise UserError(f"The model produced {nan:,} NaN and {inf:,} infinite values for {what}, so "
                         "nothing was written for it. FP16 overflow is the usual cause: run the FP32 model, "
                         "or check the FP16 one with `mirnet audit-fp16` and `mirnet parity`.")
-
-
-@click.command()
-@click.option("-i", "--input", "input_path", type=click.Path(exists=True, path_type=Path), required=True,
-              help="An image file, or a folder whose images (PNG, JPEG, TIFF, WebP, BMP) are restored.")
-@click.option("-o", "--output", "output_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Folder for the restored images (created if missing).")
-@click.option("--task", type=click.Choice(TASKS),
-              help="Run the task's demo weights; with --checkpoint, the task it was trained for "
-                   "(default: denoise); with --model, a check of its metadata.")
-@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="A MIRNet checkpoint (official or ours), run by PyTorch or, with --backend ort, by "
-                   "ONNX Runtime after an export to a scratch file.")
-@click.option("--model", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="An exported .onnx (ONNX Runtime, or OpenVINO with --backend openvino), a TensorRT "
-                   ".engine or an OpenVINO .ovblob with its manifest; task and scale come from the ONNX "
-                   "metadata.")
-@click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
-              help="auto: PyTorch for checkpoints, ONNX Runtime for .onnx, TensorRT for .engine, OpenVINO "
-                   "for .ovblob.")
-@click.option("--threads", type=click.IntRange(min=1), help="CPU threads (PyTorch or ONNX Runtime intra-op).")
-@click.option("--scale", "sr_scale", type=click.IntRange(2, 8),
-              help="sr checkpoints: upsample bicubically by this factor first, so the input is the "
-                   "low-resolution image (as `mirnet export --scale`); without it sr refines at the same "
-                   "size.")
-@click.option("--tile", type=click.IntRange(min=0),
-              help="Tile edge in pixels, a multiple of 4; 0: never tile. Default: the largest tile whose "
-                   "run fits --memory-budget-mb (images that fit run whole).")
-@click.option("--overlap", type=click.IntRange(min=0), default=DEFAULT_OVERLAP, show_default=True,
-              help="Overlap between tiles in pixels, blended with linear ramps.")
-@click.option("--memory-budget-mb", type=click.FloatRange(min=1), default=DEFAULT_MEMORY_BUDGET_MB,
-              show_default=True, help="Host memory the model's activations may use per tile (estimated).")
-@click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS, show_default=True,
-              help="Largest image accepted, in pixels (width x height) as its header declares them; "
-                   "larger ones are refused before decoding (decompression bombs, memory).")
-@click.option("--suffix", help="Appended to each output's stem (default: _<task>).")
-@click.option("--ext", type=click.Choice(["keep", "png"]), default="keep", show_default=True,
-              help="Output format: the input's, or PNG.")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-@click.option("--server", "servers", multiple=True, metavar="HOST:PORT",
-              help="Send the tiles to `mirnet serve` (Triton gRPC) instead of running a model here; repeat "
-                   "for replicas: requests are spread over them and retried on another while one is down. "
-                   "Tiles are 256 unless --tile says otherwise.")
-@click.option("--server-model", help="With --server: the served model's name [default: --task].")
-@click.option("--concurrency", type=click.IntRange(min=1), default=8, show_default=True,
-              help="With --server: tiles in flight at once (the server batches them).")
-@click.option("--retry-window", type=click.FloatRange(min=0), default=60.0, show_default=True,
-              help="With --server: seconds a request is retried while no server can take it.")
-def infer(input_path: Path, output_dir: Path, task: str | None, checkpoint: Path | None, model: Path | None,
-          backend: str, threads: int | None, sr_scale: int | None, tile: int | None, overlap: int,
-          memory_budget_mb: float, max_pixels: int, suffix: str | None, ext: str, as_json: bool,
-          servers: tuple[str, ...], server_model: str | None, concurrency: int, retry_window: float) -> None:
-    """Restore an image or a folder of images into OUTPUT with any model on any backend.
-
-    8-bit inputs give 8-bit outputs; 16-bit PNG/TIFF (and float TIFF) inputs give 16-bit
-    outputs. Outputs are clamped to [0, 1]; an output with NaN or Inf is refused, not written.
-    Images whose header declares more than --max-pixels are refused unread. Large images are cut
-    into overlapping tiles streamed from host memory (only a tile reaches the model or the
-    GPU), within a TensorRT engine's optimization profile. Files that cannot be restored
-    are listed at the end and the exit status is 1; the others are still written.
-
-    \b
-    Examples:
-      mirnet infer -i photo.png -o restored/ --task denoise
-      mirnet infer -i shots/ -o out/ --model denoise.fp16.onnx --threads 2
-      mirnet infer -i shots/ -o out/ --model denoise.fp16.engine --tile 512 --overlap 32
-      mirnet infer -i scans/ -o out/ --checkpoint model_denoising.pth --backend ort --json
-      mirnet infer -i small/ -o big/ --task sr --scale 4 --ext png
-      mirnet infer -i shots/ -o out/ --task denoise --server localhost:8001 --server otherhost:8001
-    """
-    inputs = list_images(input_path) if input_path.is_dir() else [input_path]
-    if not inputs:
-        raise UserError(f"No images in {input_path}: it holds no files ending in .png, .jpg, .tif, .webp "
-                        f"or .bmp. Point -i at an image or a folder of images.")
-    if servers:
-        from serving.client import open_remote_model, remote_tiled_runner
-
-        if checkpoint or model or backend != "auto" or threads or sr_scale:
-            raise UserError("--server sends the images to a served model: --checkpoint, --model, --backend, "
-                            "--threads and --scale belong to `mirnet serve` there.")
-        if not (server_model or task):
-            raise UserError("--server needs the served model's name: --task (the name `mirnet serve --task` "
-                            "gives it) or --server-model NAME.")
-        loaded = open_remote_model(servers, server_model or task, retry_window)
-        runner, tiling = remote_tiled_runner(loaded, tile, overlap, concurrency)
-    else:
-        loaded = open_model(task, checkpoint, model, backend, threads, sr_scale)
-        runner, tiling = tiled_runner(loaded, tile, overlap, memory_budget_mb)
-    outputs = output_paths(inputs, output_dir, f"_{loaded.task}" if suffix is None else suffix, ext)
-    restored, failed = [], []
-    with runner:
-        for src in tqdm(inputs, desc="infer", unit="image", disable=as_json):
-            try:
-                restored.append(restore_file(runner, src, outputs[src], loaded.precision, max_pixels))
-            except UserError as error:
-                failed.append({"input": str(src), "error": str(error)})
-            except Exception as error:  # a backend's own failure on this file: named, and the run goes on
-                failed.append({"input": str(src), "error": f"unexpected {type(error).__name__}: {error}"})
-    summary = {"model": loaded.source, "task": loaded.task, "backend": loaded.runner.name,
-               "scale": loaded.scale, "tiling": tiling, "output_dir": str(output_dir), "restored": restored,
-               "failed": failed}
-    if servers:
-        summary["servers"] = loaded.runner.replicas.report()
-    click.echo(json.dumps(summary, indent=2) if as_json else _summary_text(summary))
-    if failed:
-        raise SystemExit(1)
-
-
-def _summary_text(summary: dict[str, Any]) -> str:
-    lines = [f"{summary['backend']} ({summary['model']}, task {summary['task']}, scale {summary['scale']}), "
-             f"tiling: {summary['tiling']}",
-             f"restored {len(summary['restored'])} of {len(summary['restored']) + len(summary['failed'])} "
-             f"images into {summary['output_dir']}"]
-    for url, tally in summary.get("servers", {}).items():
-        lines.append(f"server {url}: answered {tally['answered']} requests, refused {tally['refused']}")
-    if summary["failed"]:
-        lines.append(f"failed {len(summary['failed'])}:")
-        lines += [f"  {Path(f['input']).name}: {f['error']}" for f in summary["failed"]]
-    return "\n".join(lines)

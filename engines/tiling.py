@@ -72,7 +72,7 @@ def tile_for_budget(memory_budget_mb: float, bytes_per_pixel: float, *, batch: i
     """The largest square tile edge (a multiple of `multiple`) whose run fits the host memory budget.
 
     `bytes_per_pixel` is the model's peak activation memory per *input* pixel and image (the
-    caller's estimate, e.g. `engines.infer.mirnet_bytes_per_pixel`); the image, the output
+    caller's estimate, e.g. `engines.infer.activation_bytes_per_pixel`); the image, the output
     accumulator and the weights (about (3 + 4 * scale^2) * 4 bytes per pixel) come on top.
     """
     if memory_budget_mb <= 0 or bytes_per_pixel <= 0:

@@ -7,25 +7,26 @@ only when invoked, so keep module-level imports light: no torch here.
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 import onnx
 
-from mirnet_deploy.atomic import atomic_write_bytes
 from mirnet_deploy.errors import UserError
-from mirnet_ref.weights import TASKS, default_weights
+from mirnet_ref.tasks import FAMILY_NAMES, TASKS
+from mirnet_ref.weights import default_weights
 
 from .lint import lint_onnx
-from .onnx_file import DEFAULT_OPSET, OPSETS, op_counts, read_metadata, save_onnx
+from .onnx_file import DEFAULT_OPSET, OPSETS, op_counts, read_metadata
 
 if TYPE_CHECKING:
-    from torch import nn
-
-    from .spec import ModelSpec
     from .verify import VerifyReport
+
+#: The --arch option of every verb that loads a checkpoint or a task's demo weights.
+ARCH_HELP = ("mirnet, mprnet or mirnetv2: the family a --checkpoint must hold (an error if its tensors say "
+             "otherwise); without --checkpoint, whose demo weights for --task [default: the family that has "
+             "them, MIRNet first].")
 
 #: How many op types the text summary lists (the JSON has them all).
 SHOWN_OP_TYPES = 8
@@ -61,7 +62,7 @@ def lint(model: Path, as_json: bool) -> None:
 @click.option(
     "--task",
     type=click.Choice(TASKS),
-    help="Export the task's demo weights; with --checkpoint, only the label in the metadata "
+    help="Export the task's demo weights (of --arch); with --checkpoint, only the label in the metadata "
     "(default: denoise).",
 )
 @click.option(
@@ -70,12 +71,7 @@ def lint(model: Path, as_json: bool) -> None:
     help="A MIRNet, MPRNet or MIRNet-v2 checkpoint (official or ours); the family is recognised "
     "from its keys, the architecture inferred from its tensors.",
 )
-@click.option(
-    "--arch",
-    metavar="FAMILY",
-    help="mirnet, mprnet or mirnetv2: the family the checkpoint must hold (an error if its tensors "
-    "say otherwise).",
-)
+@click.option("--arch", type=click.Choice(FAMILY_NAMES), help=ARCH_HELP)
 @click.option(
     "--output", "-o", type=click.Path(path_type=Path), required=True, help="The .onnx file to write."
 )
@@ -143,10 +139,12 @@ def export(
       mirnet export --task denoise --subpixel-upsample -o denoise.subpixel.fp32.onnx  # for INT8
     """
     task = _checked_task(task, checkpoint, precision, scale, fp32_nodes)
-    network, spec = mirnet_network(checkpoint or default_weights(task), task, arch)
-    verification = _export_verified(
-        network, spec, output, precision, opset, scale, fp32_nodes, subpixel_upsample
-    )
+    from .network import load_network
+    from .verified import export_verified
+
+    network, spec = load_network(checkpoint or default_weights(task, arch), task, arch)
+    verification = export_verified(network, spec, output, precision=precision, opset=opset, scale=scale,
+                                   fp32_nodes=fp32_nodes, subpixel_upsample=subpixel_upsample)
     model = onnx.load(output)
     counts = op_counts(model)
     result = {
@@ -170,7 +168,7 @@ def _checked_task(
     """The task label, after rejecting option combinations that mean nothing."""
     if task is None and checkpoint is None:
         raise UserError(
-            "Nothing to export: pass --task denoise|enhance|sr (demo weights) or --checkpoint PATH."
+            f"Nothing to export: pass --task {'|'.join(TASKS)} (demo weights) or --checkpoint PATH."
         )
     task = task or "denoise"
     if scale and task != "sr":
@@ -180,70 +178,6 @@ def _checked_task(
     if fp32_nodes and precision != "fp16":
         raise UserError("--fp32-node chooses nodes of the FP16 graph to keep in FP32; add --precision fp16.")
     return task
-
-
-def mirnet_network(checkpoint: Path, task: str, arch: str | None = None) -> tuple[nn.Module, ModelSpec]:
-    """The CLI boundary: a checkpoint of any registered family (recognised by its keys; `arch`
-    must agree) becomes a generic network with one output (the one inference uses) and its spec."""
-    from mirnet_ref.checkpoint import file_sha256, load_model
-    from mirnet_ref.registry import family_of_config, inference_module
-
-    from .spec import ModelSpec
-
-    model = load_model(checkpoint, arch)
-    config = model.config
-    spec = ModelSpec(
-        name=family_of_config(config).title,
-        task=task,
-        in_channels=config.in_channels,
-        out_channels=config.out_channels,
-        size_multiple=config.size_multiple,
-        config=config.as_dict(),
-        checkpoint_sha256=file_sha256(checkpoint),
-    )
-    return inference_module(model), spec
-
-
-def export_verified_fp32(
-    network: nn.Module, spec: ModelSpec, output: Path, *, opset: int = DEFAULT_OPSET
-) -> VerifyReport:
-    """`mirnet export`'s FP32 path for pipelines that chain stages (`mirnet build --task`): the same
-    export, checks and verification against PyTorch; `output` is written only if all pass."""
-    return _export_verified(network, spec, output, "fp32", opset, None, (), False)
-
-
-def _export_verified(
-    network: nn.Module,
-    spec: ModelSpec,
-    output: Path,
-    precision: str,
-    opset: int,
-    scale: int | None,
-    fp32_nodes: tuple[str, ...],
-    subpixel_upsample: bool,
-) -> VerifyReport:
-    """Export (and convert) in a scratch folder; write `output` only once verification passed."""
-    from .onnx_export import export_onnx
-    from .precision import convert_to_fp16
-    from .subpixel import rewrite_transposed_convs
-    from .verify import default_shapes, verify_onnx
-
-    with tempfile.TemporaryDirectory() as folder:
-        staged = Path(folder) / "model.fp32.onnx"
-        click.echo(f"Exporting {spec.name} ({spec.task}) to ONNX opset {opset} ...", err=True)
-        export_onnx(network, spec, staged, opset=opset, sr_scale=scale)
-        if subpixel_upsample:
-            rewritten_model, rewritten = rewrite_transposed_convs(onnx.load(staged))
-            save_onnx(rewritten_model, staged)
-            click.echo(f"Rewrote {rewritten} ConvTranspose node(s) as Conv + DepthToSpace.", err=True)
-        if precision == "fp16":
-            click.echo("Converting to FP16 ...", err=True)
-            staged = convert_to_fp16(staged, Path(folder) / "model.fp16.onnx", fp32_nodes=fp32_nodes)
-        click.echo("Verifying on ONNX Runtime CPU against PyTorch ...", err=True)
-        verification = verify_onnx(staged, network, spec, sr_scale=scale, shapes=default_shapes(scale))
-        verification.raise_if_failed()
-        atomic_write_bytes(output, staged.read_bytes())
-    return verification
 
 
 def _print_summary(result: dict[str, Any], verification: VerifyReport) -> None:
@@ -265,15 +199,18 @@ def _print_summary(result: dict[str, Any], verification: VerifyReport) -> None:
 
 
 @click.command(name="audit-fp16")
-@click.option("--task", type=click.Choice(["denoise", "enhance", "sr"]), default="denoise", show_default=True)
+@click.option("--task", type=click.Choice(TASKS), default="denoise", show_default=True,
+              help="The degradation of the held-out photographs the audit runs on.")
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Checkpoint to audit (default: the task's demo weights).")
+              help="Checkpoint of any family to audit (default: the task's demo weights).")
+@click.option("--arch", type=click.Choice(FAMILY_NAMES), help=ARCH_HELP)
 @click.option("--res", default="256,1080p", show_default=True,
               help="Resolutions: the calibration size and the largest deployment sizes (720p,1080p,4k).")
 @click.option("--top", type=click.IntRange(min=1), default=10, show_default=True,
               help="Layers listed per resolution, most at risk first.")
 @click.option("--json", "as_json", is_flag=True, help="Print the reports as JSON.")
-def audit_fp16_command(task: str, checkpoint: Path | None, res: str, top: int, as_json: bool) -> None:
+def audit_fp16_command(task: str, checkpoint: Path | None, arch: str | None, res: str, top: int,
+                       as_json: bool) -> None:
     """Predict FP16 accuracy by emulation: FP16 storage of weights and every activation.
 
     ONNX Runtime on CPU cannot say whether an FP16 engine is accurate. This runs the
@@ -289,11 +226,11 @@ def audit_fp16_command(task: str, checkpoint: Path | None, res: str, top: int, a
       mirnet audit-fp16 --checkpoint model_denoising.pth --res 256 --json
     """
     from mirnet_deploy.resolutions import parse_resolutions
-    from mirnet_ref.weights import default_weights
 
     from .fp16_audit import audit_at_resolutions
+    from .network import load_network
 
-    network, _ = mirnet_network(checkpoint or default_weights(task), task)
+    network, _ = load_network(checkpoint or default_weights(task, arch), task, arch)
     reports = audit_at_resolutions(network, parse_resolutions(res), task=task)
     if as_json:
         click.echo(json.dumps({name: report.to_dict() for name, report in reports.items()}, indent=2))

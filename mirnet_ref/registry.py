@@ -29,6 +29,7 @@ from .mirnetv2 import DEFOCUS_TASK, MIRNETV2_PRESETS, ContextBlock, MIRNetV2, MI
 from .model import BlurDownsample, MIRNet, MIRNetConfig
 from .mprnet import MPRNET_PRESETS, MPRNet, MPRNetConfig
 from .presets import PRESETS as MIRNET_PRESETS
+from .tasks import FAMILY_TASKS
 
 #: Any family's configuration dataclass (each has `as_dict`, `in_channels`, `size_multiple`).
 ModelConfig = Any
@@ -73,6 +74,10 @@ class ModelFamily:
     edge_loss_weight: dict[str, float] = field(default_factory=dict)
     #: MAC counters for the family's functional layers (complexity.count_macs `extra_counters`).
     mac_counters: dict[type, MacCounter] = field(default_factory=dict)
+    #: Peak activation memory of one forward, in float32 feature maps of `n_feat` channels at the
+    #: input's resolution: the ru_maxrss growth of a fresh process running one image (PyTorch CPU eager,
+    #: 1 thread), rounded up. `mirnet infer` sizes its tiles with it.
+    peak_feature_maps: float = 24.0
 
     def preset(self, name: str) -> ModelConfig:
         return _named(self.presets, name, f"{self.title} preset")
@@ -148,22 +153,25 @@ FAMILIES: dict[str, ModelFamily] = {
     for family in (
         ModelFamily(
             name="mirnet", title="MIRNet", build=MIRNet.from_config, config_class=MIRNetConfig,
-            presets=MIRNET_PRESETS, tasks=("denoise", "enhance", "sr"),
+            presets=MIRNET_PRESETS, tasks=FAMILY_TASKS["mirnet"],
             signature=re.compile(r"body\.\d+\.body\.\d+\.blocks\."), infer_config=infer_config,
             mac_counters={BlurDownsample: _blur_macs},
+            peak_feature_maps=24,  # 23-24 for `small` at 256 and 512, 24 for `full` at 256
         ),
         ModelFamily(
             name="mprnet", title="MPRNet", build=MPRNet.from_config, config_class=MPRNetConfig,
-            presets=MPRNET_PRESETS, tasks=("deblur", "denoise", "derain"),
+            presets=MPRNET_PRESETS, tasks=FAMILY_TASKS["mprnet"],
             signature=re.compile(r"stage3_orsnet\."), infer_config=infer_mprnet_config,
             output_index=0, edge_loss_weight={"deblur": 0.05, "derain": 0.05},
+            peak_feature_maps=35,  # 32.4 / 33.9 for `small` at 256 / 512
         ),
         ModelFamily(
             name="mirnetv2", title="MIRNet-v2", build=MIRNetV2.from_config, config_class=MIRNetV2Config,
-            presets=MIRNETV2_PRESETS, tasks=("denoise", "enhance", "sr", "defocus"),
+            presets=MIRNETV2_PRESETS, tasks=FAMILY_TASKS["mirnetv2"],
             signature=re.compile(r"body\.\d+\.body\.\d+\.dau_top\."), infer_config=infer_mirnetv2_config,
             untracked_fields=("n_RRG", "height", "width", "scale"),
             mac_counters={ContextBlock: _context_macs},
+            peak_feature_maps=20,  # 19.3 / 14.6 for `small` at 256 / 512
         ),
     )
 }
@@ -171,6 +179,11 @@ FAMILIES: dict[str, ModelFamily] = {
 
 def family_named(name: str) -> ModelFamily:
     return _named(FAMILIES, name, "model family")
+
+
+def family_titled(title: str) -> ModelFamily | None:
+    """The family an ONNX model's `model_name` metadata names (its title), or None."""
+    return next((family for family in FAMILIES.values() if family.title == title), None)
 
 
 def family_of_config(config: ModelConfig) -> ModelFamily:
@@ -216,6 +229,15 @@ class SelectedOutput(nn.Module):
         super().__init__()
         self.network = network
         self.index = index
+
+    @property
+    def config(self) -> ModelConfig:
+        """The network's configuration: runners read channels and the size multiple from it."""
+        return self.network.config
+
+    @property
+    def size_multiple(self) -> int:
+        return self.network.config.size_multiple
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.network(x)[self.index]

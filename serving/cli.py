@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from mirnet_deploy.errors import UserError
-from mirnet_ref.weights import TASKS
+from mirnet_ref.tasks import TASKS
 
 from .server import DEFAULT_MAX_BATCH, DEFAULT_QUEUE_DELAY_US
 from .triton_repo import PLATFORMS, TRT_EP_PRECISIONS, RepoOptions, write_repository

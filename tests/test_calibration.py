@@ -26,11 +26,11 @@ from mirnet_ref.degradations import make_degradation
 @pytest.fixture(scope="module")
 def fp32_model(tmp_path_factory) -> Path:
     """The denoise demo model's FP32 export."""
-    from export.cli import mirnet_network
+    from export.network import load_network
     from export.onnx_export import export_onnx
     from mirnet_ref.weights import default_weights
 
-    network, spec = mirnet_network(default_weights("denoise"), "denoise")
+    network, spec = load_network(default_weights("denoise"), "denoise")
     return export_onnx(network, spec, tmp_path_factory.mktemp("onnx") / "denoise.fp32.onnx")
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from test_engines import toy_onnx
 
-from engines.chain import EngineSettings, build_engine
+from engines.build import EngineSettings, build_engine
 from engines.cpu_choice import CHOICES_FILE, TIMED_RUNS, choose_cpu_engine, chosen_engine, read_choices
 from engines.cpu_choice import _record_choice as record_choice
 from engines.manifest import load_manifest
@@ -70,14 +70,13 @@ def test_the_record_file_keeps_concurrent_entries_and_survives_damage(tmp_path):
 def test_build_task_auto_records_the_measured_choice_in_the_manifest(tmp_path):
     """`mirnet build --task denoise --precision fp32` on this CPU: both engines built and parity-checked,
     the fastest passing one chosen, the measurement in its manifest and in the per-machine file."""
-    from engines.chain import ChainRequest, run_chain
-    from export.cli import mirnet_network
     from mirnet_ref.weights import default_weights
+    from pipeline.chain import ChainRequest, run_chain
 
     settings = EngineSettings(engine_dir=tmp_path / "engines", threads=1, progress=False)
     request = ChainRequest(task="denoise", checkpoint=default_weights("denoise"), precision="fp32",
                            artifacts=tmp_path, engine=settings)
-    result = run_chain(request, mirnet_network)
+    result = run_chain(request)
     assert [step.name for step in result.steps] == ["export", "choose", "build", "parity"]
     selection = load_manifest(result.engine).selection
     timed = {c["backend"]: c for c in selection["candidates"]}
@@ -86,13 +85,12 @@ def test_build_task_auto_records_the_measured_choice_in_the_manifest(tmp_path):
     assert result.backend == selection["chosen"] == min(timed, key=lambda b: timed[b]["p50_ms"])
     assert result.manifest.backend == {"ort": "onnxruntime", "openvino": "openvino"}[result.backend]
     assert result.parity_passed
-    again = run_chain(request, mirnet_network)
+    again = run_chain(request)
     assert {step.name: step.status for step in again.steps}["choose"] == "reused"
 
 
 def test_bf16_chain_on_a_cpu_without_bf16_is_refused(tmp_path, monkeypatch):
     from engines import openvino_build
-    from engines.chain import build_engine
 
     monkeypatch.setattr(openvino_build, "native_bf16", lambda core, device: False)
     toy = toy_onnx(tmp_path / "toy.onnx")

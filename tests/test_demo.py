@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mirnet_deploy.demo import GAP, side_by_side
 from mirnet_ref.images import read_image
+from pipeline.demo import GAP, side_by_side
 
 
 def test_side_by_side_picture(tmp_path: Path):
-    from export.cli import mirnet_network
+    from export.network import load_network
     from export.onnx_export import export_onnx
     from mirnet_ref.weights import default_weights
 
-    network, spec = mirnet_network(default_weights("denoise"), "denoise")
+    network, spec = load_network(default_weights("denoise"), "denoise")
     model = export_onnx(network, spec, tmp_path / "denoise.fp32.onnx")
     result = side_by_side(model, tmp_path / "out" / "side.png")
     picture = read_image(tmp_path / "out" / "side.png")

@@ -16,15 +16,15 @@ from click.testing import CliRunner
 from test_manifest import REQUEST, manifest_for
 
 from calibration.dataset import build_calibration_set
+from engines.build import EngineSettings
 from engines.cache import describe_onnx
-from engines.chain import ChainRequest, ChainResult, EngineSettings, parity_resolutions, run_chain
 from engines.manifest import Profile, load_manifest
 from engines.probe import probe_tensorrt
 from engines.tensorrt_build import profiles_from_resolutions
-from export.cli import mirnet_network
 from mirnet_deploy.cli import main
 from mirnet_ref.checkpoint import file_sha256, load_model, save_checkpoint
 from mirnet_ref.weights import default_weights
+from pipeline.chain import ChainRequest, ChainResult, parity_resolutions, run_chain
 
 TENSORRT = probe_tensorrt()
 ALL_BUILT = {"export": "built", "fp16": "built", "build": "built", "parity": "built"}
@@ -49,7 +49,7 @@ def build_cli(*args: str):
 @pytest.fixture(scope="module")
 def built_fp16(tmp_path_factory) -> tuple[Path, ChainResult]:
     artifacts = tmp_path_factory.mktemp("artifacts")
-    return artifacts, run_chain(request_for(artifacts), mirnet_network)
+    return artifacts, run_chain(request_for(artifacts))
 
 
 def test_fp16_chain_builds_an_ort_engine_with_parity(built_fp16):
@@ -104,7 +104,7 @@ def test_a_file_changed_behind_the_cache_is_made_again(built_fp16):
     fp32 = next(step.path for step in first.steps if step.name == "export")
     original = first.onnx.read_bytes()
     first.onnx.write_bytes(fp32.read_bytes())  # an FP32 model where the FP16 one was
-    again = run_chain(request_for(artifacts), mirnet_network)
+    again = run_chain(request_for(artifacts))
     assert statuses(again) == {**ALL_REUSED, "fp16": "built"}  # same bytes again, so the engine is reused
     assert first.onnx.read_bytes() == original
 
@@ -116,7 +116,7 @@ def test_another_checkpoint_rebuilds_every_step(built_fp16, tmp_path):
         next(model.parameters()).mul_(1.01)
     other = tmp_path / "other.pth"
     save_checkpoint(model, other)
-    result = run_chain(request_for(artifacts, checkpoint=other), mirnet_network)
+    result = run_chain(request_for(artifacts, checkpoint=other))
     assert statuses(result) == ALL_BUILT
     assert result.onnx.name == f"denoise-{file_sha256(other)[:12]}.fp16.onnx"
     assert result.engine != first.engine
@@ -132,7 +132,7 @@ def built_int8(built_fp16, tmp_path_factory) -> tuple[ChainRequest, ChainResult]
     # A budget this wide accepts all-INT8 at once: no per-layer search (minutes), which
     # tests/test_calibration.py covers; here the chain's wiring and caching are under test.
     request = request_for(artifacts, "int8", calibration=calibration, budget_db=10.0)
-    return request, run_chain(request, mirnet_network)
+    return request, run_chain(request)
 
 
 def test_int8_chain_quantizes_for_the_cpu(built_int8):
@@ -150,11 +150,11 @@ def test_int8_chain_quantizes_for_the_cpu(built_int8):
 
 def test_int8_chain_reuses_and_requantizes_on_another_budget(built_int8):
     request, first = built_int8
-    again = run_chain(request, mirnet_network)
+    again = run_chain(request)
     assert set(statuses(again).values()) == {"reused"}
     assert again.steps[1].details == first.steps[1].details
     # Another budget re-runs the quantization; the same Q/DQ model comes out, so its engine is reused.
-    other_budget = run_chain(dataclasses.replace(request, budget_db=5.0), mirnet_network)
+    other_budget = run_chain(dataclasses.replace(request, budget_db=5.0))
     assert statuses(other_budget) == {"export": "reused", "int8-cpu": "built", "build": "reused",
                                       "parity": "reused"}
 
@@ -198,12 +198,12 @@ def test_parity_resolutions_fit_the_engine_profiles():
 def test_tensorrt_chain_rebuilds_only_the_engine_for_new_resolutions(tmp_path):
     request = dataclasses.replace(request_for(tmp_path), backend="tensorrt")
     first = run_chain(dataclasses.replace(request, engine=dataclasses.replace(
-        request.engine, resolutions=((512, 512),))), mirnet_network)
+        request.engine, resolutions=((512, 512),))))
     assert statuses(first) == ALL_BUILT
     assert first.manifest.parity["resolutions"] == ["256x256", "512x512"]
     assert first.parity_passed
     wider = run_chain(dataclasses.replace(request, engine=dataclasses.replace(
-        request.engine, resolutions=((512, 512), (1280, 720)))), mirnet_network)
+        request.engine, resolutions=((512, 512), (1280, 720)))))
     assert statuses(wider) == {"export": "reused", "fp16": "reused", "build": "built", "parity": "built"}
     assert wider.engine != first.engine
     assert len(wider.manifest.profiles) == 2

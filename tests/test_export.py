@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from click.testing import CliRunner
 from onnx import TensorProto, numpy_helper
 
-from export.cli import mirnet_network
 from export.lint import lint_onnx
+from export.network import load_network
 from export.verify import verify_onnx
 from mirnet_deploy import __version__
 from mirnet_deploy.cli import main
@@ -46,7 +46,7 @@ def checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def small(checkpoint):
     """(network, spec) as the CLI builds them: through the official-checkpoint loader."""
-    return mirnet_network(checkpoint, "denoise")
+    return load_network(checkpoint, "denoise")
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,8 @@ import pytest
 import torch
 from onnx import TensorProto
 
-from export.cli import mirnet_network
 from export.lint import lint_onnx
+from export.network import load_network
 from export.onnx_export import export_onnx
 from export.precision import DEFAULT_FP32_OPS, convert_to_fp16, drop_duplicate_nodes
 from export.verify import verify_onnx
@@ -36,7 +36,7 @@ MIN_PSNR_DB = 40.0
 def small(tmp_path_factory):
     torch.manual_seed(0)
     checkpoint = save_checkpoint(build_preset("small"), tmp_path_factory.mktemp("ckpt") / "small.pth")
-    return mirnet_network(checkpoint, "denoise")
+    return load_network(checkpoint, "denoise")
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from engines.gpu_check import (
+from engines.probe import probe_cuda
+from mirnet_ref.images import write_image
+from mirnet_ref.weights import default_weights
+from pipeline.gpu_check import (
     CPP_RUNNER_TARGET,
     GpuCheck,
     Step,
@@ -24,9 +27,6 @@ from engines.gpu_check import (
     run_step,
     write_summary,
 )
-from engines.probe import probe_cuda
-from mirnet_ref.images import write_image
-from mirnet_ref.weights import default_weights
 
 CUDA = probe_cuda()
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -45,7 +45,7 @@ def python_step(name: str, code: str, *args: str, **options) -> Step:
 def test_prints_its_plan_then_stops_at_once_without_a_gpu(tmp_path):
     report = tmp_path / "report"
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "engines.gpu_check", "--report", str(report)],
+    done = subprocess.run([sys.executable, "-m", "pipeline.gpu_check", "--report", str(report)],
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 1
     assert time.perf_counter() - started < 30  # the probe, not a build: ~2 s here

@@ -104,10 +104,10 @@ def test_tiled_output_is_close_to_untiled(tmp_path: Path):
 
 
 def test_onnx_model_runs_on_onnx_runtime_with_its_metadata(folder: Path, tmp_path: Path):
-    from export.cli import mirnet_network
+    from export.network import load_network
     from export.onnx_export import export_onnx
 
-    network, spec = mirnet_network(default_weights("denoise"), "denoise")
+    network, spec = load_network(default_weights("denoise"), "denoise")
     model = export_onnx(network, spec, tmp_path / "denoise.onnx")
     code, summary = _infer("-i", str(folder / "photo16.png"), "-o", str(tmp_path / "out"),
                            "--model", str(model))

@@ -17,13 +17,13 @@ from mirnet_ref.images import write_image
 
 @pytest.fixture(scope="module")
 def overflowing_fp16(tmp_path_factory) -> Path:
-    from export.cli import mirnet_network
+    from export.network import load_network
     from export.onnx_export import export_onnx
     from export.precision import convert_to_fp16
     from mirnet_ref.weights import default_weights
 
     folder = tmp_path_factory.mktemp("overflow")
-    fp32 = export_onnx(*mirnet_network(default_weights("denoise"), "denoise"), folder / "denoise.fp32.onnx")
+    fp32 = export_onnx(*load_network(default_weights("denoise"), "denoise"), folder / "denoise.fp32.onnx")
     fp16 = convert_to_fp16(fp32, folder / "denoise.fp16.onnx")
     forced = folder / "denoise.fp16-overflow.onnx"
     onnx.save(force_fp16_overflow(onnx.load(fp16)), forced)

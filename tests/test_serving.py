@@ -279,11 +279,11 @@ def test_served_denoise_equals_local_onnxruntime_and_stops_cleanly(tmp_path: Pat
 @pytest.fixture(scope="module")
 def demo_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The denoise demo model as ONNX: a server of it restarts in seconds (no export at start)."""
-    from export.cli import mirnet_network
+    from export.network import load_network
     from export.onnx_export import export_onnx
     from mirnet_ref.weights import default_weights
 
-    network, spec = mirnet_network(default_weights("denoise"), "denoise")
+    network, spec = load_network(default_weights("denoise"), "denoise")
     return export_onnx(network, spec, tmp_path_factory.mktemp("onnx") / "denoise.onnx")
 
 

@@ -18,8 +18,8 @@ from click.testing import CliRunner
 from onnx import TensorProto, helper
 from torch import nn
 
-from export.cli import mirnet_network
 from export.lint import lint_onnx
+from export.network import load_network
 from export.onnx_export import export_onnx
 from export.onnx_file import op_counts, read_metadata
 from export.precision import convert_to_fp16
@@ -156,7 +156,7 @@ def test_fp16_graph_is_rewritten_in_fp16(tmp_path):
 @pytest.fixture(scope="module")
 def mirnet_small(tmp_path_factory) -> tuple[onnx.ModelProto, onnx.ModelProto, int]:
     """The `small` denoise demo model exported to FP32 ONNX: (original, rewritten, count)."""
-    network, spec = mirnet_network(default_weights("denoise"), "denoise")
+    network, spec = load_network(default_weights("denoise"), "denoise")
     path = export_onnx(network, spec, tmp_path_factory.mktemp("onnx") / "small.fp32.onnx")
     original = onnx.load(path)
     rewritten, count = rewrite_transposed_convs(original)

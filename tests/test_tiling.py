@@ -166,13 +166,13 @@ def test_invalid_tiling_requests(kwargs, message):
 def test_seam_psnr_of_the_denoise_demo_model():
     """MIRNet's channel attention pools the whole image, so tiles see other statistics than the
     image: measured 68.5 dB for chelsea at 384x384, tile 192, overlap 32 (47.1 dB without overlap)."""
-    from export.cli import mirnet_network
     from export.graph import DeploymentGraph
+    from export.network import load_network
     from mirnet_ref.datasets import builtin_images, image_at_resolution
     from mirnet_ref.degradations import degrade_pair, make_degradation
     from mirnet_ref.weights import default_weights
 
-    network, spec = mirnet_network(default_weights("denoise"), "denoise")
+    network, spec = load_network(default_weights("denoise"), "denoise")
     name, photo = builtin_images("heldout")[0]
     noisy, _ = degrade_pair(make_degradation("denoise"), image_at_resolution(photo, 384, 384),
                             np.random.default_rng((2020, 0)))

@@ -16,8 +16,8 @@ import pytest
 from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 
+from engines.build import EngineSettings, build_engine
 from engines.cache import describe_onnx
-from engines.chain import EngineSettings, build_engine
 from engines.manifest import EngineManifest, Profile, manifest_path, write_manifest
 from mirnet_deploy.cli import main
 from mirnet_deploy.errors import UserError

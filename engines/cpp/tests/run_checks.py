@@ -62,10 +62,10 @@ def read_pfm(path: Path) -> np.ndarray:
 def artifacts(work: Path) -> None:
     import cv2
 
-    from bench.cli import parity_cases
+    from bench.parity import parity_cases
     from engines.openvino_build import build_openvino_engine
     from engines.runners import TorchRunner
-    from export.cli import mirnet_network
+    from export.network import load_network
     from export.graph import DeploymentGraph
     from mirnet_ref.weights import default_weights
 
@@ -84,7 +84,7 @@ def artifacts(work: Path) -> None:
             build_openvino_engine(onnx / f"denoise.{name}.onnx", engines / f"{name}.ovblob")
 
     case = parity_cases("denoise", [RESOLUTION], 1, sr_scale=1)[0]
-    network, spec = mirnet_network(default_weights("denoise"), "denoise")
+    network, spec = load_network(default_weights("denoise"), "denoise")
     with TorchRunner(DeploymentGraph(network, spec), name="pytorch-fp32") as torch_runner:
         reference = np.asarray(torch_runner.run(case.input))
     photo = case.input[0].transpose(1, 2, 0)

@@ -1,12 +1,13 @@
 """The last step of `make demo`: one held-out photograph restored side by side, and the summary.
 
-    python -m mirnet_deploy.demo --bench demo-output/latency.json
+    python -m pipeline.demo --bench demo-output/latency.json
+    python -m pipeline.demo --task enhance --arch mirnetv2     # another family's demo weights
 
 The Makefile runs the pipeline's own verbs first (`mirnet build --task denoise` per precision,
 `mirnet-bench`), so a user sees exactly the commands they would type. This module asks the
 same chain for the engines (every step is cached, so nothing is rebuilt), records their
-parity in `engines.json`, composes the picture (noisy | restored | clean, each labelled with
-its PSNR) and points at the reports.
+parity in `engines.json`, composes the picture (degraded | restored | clean, each labelled
+with its PSNR) and points at the reports.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from pathlib import Path
 import click
 import cv2
 import numpy as np
+
+from mirnet_ref.tasks import FAMILY_NAMES, TASKS
 
 DEMO_IMAGE = "chelsea"  # held out from training and calibration
 DEMO_SEED = 2020
@@ -33,8 +36,9 @@ def _label(panel: np.ndarray, text: str) -> np.ndarray:
     return labelled.astype(np.float32) / 255
 
 
-def side_by_side(model_path: Path, output: Path) -> dict[str, float | str]:
-    """Restore the noisy demo photograph with the model file (engine or ONNX); write the comparison PNG."""
+def side_by_side(model_path: Path, output: Path, task: str = "denoise") -> dict[str, float | str]:
+    """Restore the demo photograph degraded for `task` with the model file (engine or ONNX); write the
+    comparison PNG."""
     from engines.runners import open_runner
     from mirnet_ref.datasets import builtin_images
     from mirnet_ref.degradations import degrade_pair, make_degradation
@@ -42,16 +46,17 @@ def side_by_side(model_path: Path, output: Path) -> dict[str, float | str]:
     from mirnet_ref.metrics import psnr
 
     photo = dict(builtin_images("heldout"))[DEMO_IMAGE]
-    noisy, clean = degrade_pair(make_degradation("denoise"), photo, np.random.default_rng(DEMO_SEED))
+    noisy, clean = degrade_pair(make_degradation(task), photo, np.random.default_rng(DEMO_SEED))
     with open_runner(model_path) as runner:
         restored = runner.run(noisy.transpose(2, 0, 1)[None].astype(np.float32))[0].transpose(1, 2, 0)
     restored = np.clip(restored, 0.0, 1.0)
     scores = {"noisy_psnr_db": psnr(noisy, clean), "restored_psnr_db": psnr(restored, clean)}
     gap = np.ones((clean.shape[0], GAP, 3), np.float32)
-    panels = [_label(noisy, f"noisy {scores['noisy_psnr_db']:.2f} dB"), gap,
+    panels = [_label(noisy, f"degraded {scores['noisy_psnr_db']:.2f} dB"), gap,
               _label(restored, f"restored {scores['restored_psnr_db']:.2f} dB"), gap, _label(clean, "clean")]
     write_image(output, np.concatenate(panels, axis=1))
-    return {**scores, "image": DEMO_IMAGE, "model": str(model_path), "output": str(output)}
+    return {**scores, "image": DEMO_IMAGE, "degradation": make_degradation(task).describe(),
+            "model": str(model_path), "output": str(output)}
 
 
 def _latency_lines(bench_json: Path) -> list[str]:
@@ -65,17 +70,18 @@ def _latency_lines(bench_json: Path) -> list[str]:
     return lines
 
 
-def engines(precisions: tuple[str, ...]) -> dict[str, dict]:
-    """The denoise demo's engine per precision, from the chain `mirnet build --task` runs (cached)."""
-    from engines.chain import ChainRequest, EngineSettings, run_chain
-    from export.cli import mirnet_network
+def engines(precisions: tuple[str, ...], task: str = "denoise", arch: str | None = None) -> dict[str, dict]:
+    """The demo's engine per precision, from the chain `mirnet build --task` runs (cached)."""
+    from engines.build import EngineSettings
     from mirnet_ref.weights import default_weights
+
+    from .chain import ChainRequest, run_chain
 
     found = {}
     for precision in precisions:
-        request = ChainRequest("denoise", default_weights("denoise"), precision,
+        request = ChainRequest(task, default_weights(task, arch), precision, arch=arch,
                                engine=EngineSettings(progress=False))
-        result = run_chain(request, mirnet_network)
+        result = run_chain(request)
         found[precision] = {"engine": str(result.engine), "backend": result.backend,
                             "steps": {step.name: step.status for step in result.steps},
                             "parity": result.manifest.parity}
@@ -83,20 +89,23 @@ def engines(precisions: tuple[str, ...]) -> dict[str, dict]:
 
 
 @click.command()
+@click.option("--task", type=click.Choice(TASKS), default="denoise", show_default=True)
+@click.option("--arch", type=click.Choice(FAMILY_NAMES),
+              help="The family whose demo weights for --task [default: the one that has them, MIRNet first].")
 @click.option("--precisions", default="fp32,fp16,int8", show_default=True,
               help="Engines to collect; the last one restores the demo photograph.")
 @click.option("--bench", "bench_json", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="mirnet-bench JSON report to summarize.")
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("demo-output"),
               show_default=True)
-def main(precisions: str, bench_json: Path | None, output_dir: Path) -> None:
-    """Write demo-output/engines.json and denoise_side_by_side.png; print where every report is."""
+def main(task: str, arch: str | None, precisions: str, bench_json: Path | None, output_dir: Path) -> None:
+    """Write demo-output/engines.json and <task>_side_by_side.png; print where every report is."""
     from mirnet_deploy.atomic import atomic_write_text
 
-    built = engines(tuple(precisions.split(",")))
+    built = engines(tuple(precisions.split(",")), task, arch)
     atomic_write_text(output_dir / "engines.json", json.dumps(built, indent=2) + "\n")
     model_path = Path(list(built.values())[-1]["engine"])
-    result = side_by_side(model_path, output_dir / "denoise_side_by_side.png")
+    result = side_by_side(model_path, output_dir / f"{task}_side_by_side.png", task)
     click.echo("\n=== mirnet-deploy demo: summary ===")
     for precision, engine in built.items():
         rows = (engine["parity"] or {}).get("results", [])
@@ -106,10 +115,10 @@ def main(precisions: str, bench_json: Path | None, output_dir: Path) -> None:
         click.echo(f"  {precision:>4} engine ({engine['backend']}): parity {verdict} ({parity})")
         click.echo(f"       {engine['engine']}")
     click.echo(f"  engines and their parity: {output_dir / 'engines.json'}")
-    click.echo(f"  {result['image']} (held out), Gaussian noise sigma 25: "
-               f"noisy {result['noisy_psnr_db']:.2f} dB -> restored {result['restored_psnr_db']:.2f} dB "
+    click.echo(f"  {result['image']} (held out), {result['degradation']['kind']}: "
+               f"degraded {result['noisy_psnr_db']:.2f} dB -> restored {result['restored_psnr_db']:.2f} dB "
                f"by {model_path.name}")
-    click.echo(f"  side by side (noisy | restored | clean): {result['output']}")
+    click.echo(f"  side by side (degraded | restored | clean): {result['output']}")
     if bench_json:
         click.echo(f"  latency ({bench_json}; also .md, .csv, .png beside it):")
         for line in _latency_lines(bench_json):

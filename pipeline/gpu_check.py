@@ -48,13 +48,12 @@ import click
 import numpy as np
 from tqdm import tqdm
 
+from engines.cache import PRECISIONS
+from engines.probe import TENSORRT_INSTALL_HINT, probe_cuda, probe_tensorrt
 from mirnet_deploy import __version__
 from mirnet_deploy.atomic import atomic_write_text
 from mirnet_deploy.errors import UserError
-from mirnet_ref.weights import TASKS
-
-from .cache import PRECISIONS
-from .probe import TENSORRT_INSTALL_HINT, probe_cuda, probe_tensorrt
+from mirnet_ref.tasks import FAMILY_NAMES, TASKS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ENGINE_RESOLUTIONS = "720p,1080p"
@@ -123,13 +122,12 @@ class GpuCheck:
     @functools.cached_property
     def reference_output(self) -> np.ndarray:
         """PyTorch FP32 on the C++ runner's input as read back from its PNG, clamped like an image."""
-        from export.cli import mirnet_network
+        from engines.runners import TorchRunner
         from export.graph import DeploymentGraph
+        from export.network import load_network
         from mirnet_ref.images import read_image
 
-        from .runners import TorchRunner
-
-        network, spec = mirnet_network(self.checkpoint, self.task)
+        network, spec = load_network(self.checkpoint, self.task)
         pixels = read_image(self.report / CPP_INPUT).pixels
         output = TorchRunner(DeploymentGraph(network, spec)).run(pixels.transpose(2, 0, 1)[None])
         return np.clip(output[0].transpose(1, 2, 0), 0.0, 1.0)
@@ -339,7 +337,7 @@ def _engine_note(check: GpuCheck, data: dict[str, Any]) -> str:
 
 
 def _write_input_image(check: GpuCheck) -> str:
-    from bench.cli import parity_cases
+    from bench.parity import parity_cases
     from mirnet_ref.images import write_image
 
     case = parity_cases(check.task, [CPP_INPUT_SIZE], 1, sr_scale=1)[0]
@@ -408,6 +406,8 @@ def write_summary(check: GpuCheck, machine: str, started: datetime) -> Path:
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--task", type=click.Choice(TASKS), default="denoise", show_default=True)
+@click.option("--arch", type=click.Choice(FAMILY_NAMES),
+              help="The family whose demo weights for --task [default: the one that has them, MIRNet first].")
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Weights to build from [default: the task's demo weights].")
 @click.option("--report", type=click.Path(file_okay=False, path_type=Path),
@@ -415,7 +415,7 @@ def write_summary(check: GpuCheck, machine: str, started: datetime) -> Path:
 @click.option("--artifacts", type=click.Path(file_okay=False, path_type=Path), default=Path("artifacts"),
               show_default=True, help="ONNX models, calibration sets and engines (cached across runs).")
 @click.option("--dry-run", is_flag=True, help="List the steps and commands (always listed first), run none.")
-def gpu_check(task: str, checkpoint: Path | None, report: Path | None, artifacts: Path,
+def gpu_check(task: str, arch: str | None, checkpoint: Path | None, report: Path | None, artifacts: Path,
               dry_run: bool) -> None:
     """Verify on this GPU machine: PyTorch CUDA parity and latency, TensorRT engines, parity, latency, C++.
 
@@ -425,14 +425,14 @@ def gpu_check(task: str, checkpoint: Path | None, report: Path | None, artifacts
     \b
     Examples:
       make gpu-check
-      python -m engines.gpu_check --task enhance --report reports/enhance-check
-      python -m engines.gpu_check --dry-run
+      python -m pipeline.gpu_check --task enhance --report reports/enhance-check
+      python -m pipeline.gpu_check --dry-run
     """
     from mirnet_ref.weights import default_weights
 
     started = datetime.now(timezone.utc)
     report = (report or Path("reports") / f"gpu-check-{started:%Y%m%d-%H%M%S}").resolve()
-    check = GpuCheck(task, (checkpoint or default_weights(task)).resolve(), report, artifacts.resolve())
+    check = GpuCheck(task, (checkpoint or default_weights(task, arch)).resolve(), report, artifacts.resolve())
     steps = plan(check)
     for index, step in enumerate(steps, 1):
         how = " ".join(step.command) if step.command else "(in process)"
@@ -457,7 +457,7 @@ def gpu_check(task: str, checkpoint: Path | None, report: Path | None, artifacts
 
 
 def main() -> None:
-    """`python -m engines.gpu_check`: a UserError becomes one paragraph on stderr and exit status 1."""
+    """`python -m pipeline.gpu_check`: a UserError becomes one paragraph on stderr and exit status 1."""
     try:
         gpu_check(standalone_mode=True)
     except UserError as error:

@@ -10,8 +10,9 @@ their manifest's cache key (`cache.py`); parity is measured once per engine and 
 manifest. Running the chain twice therefore does the work once, and a changed checkpoint,
 calibration set or resolution redoes exactly the steps that depend on it.
 
-Nothing here is MIRNet-specific (DESIGN.md): the network comes from a loader that the CLI
-boundary passes in (`export.cli.mirnet_network`), everything else from the task name and files.
+Orchestration, above every stage it chains (export, calibration, engines, bench's parity).
+Nothing here is family-specific (DESIGN.md): the network comes from `export.network.load_network`
+(any registered family, recognised by the checkpoint's keys), everything else from the task and files.
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from calibration.mixed_precision import DEFAULT_BUDGET_DB
+from engines.build import EngineSettings, build_engine
+from engines.cache import CachedBuild, precision_family
+from engines.cpu_choice import CHOICES_FILE, choose_cpu_engine, describe_selection
+from engines.manifest import EngineManifest, load_manifest, manifest_path, update_parity
+from engines.runners import select_backend
 from mirnet_deploy import __version__
 from mirnet_deploy.atomic import atomic_write_text
 from mirnet_deploy.errors import UserError
@@ -34,21 +40,10 @@ from mirnet_deploy.locks import artifact_lock
 from mirnet_deploy.resolutions import format_resolution
 from mirnet_ref.checkpoint import file_sha256
 
-from .cache import CachedBuild, describe_onnx, precision_family
-from .cpu_choice import CHOICES_FILE, choose_cpu_engine, describe_selection
-from .manifest import EngineManifest, load_manifest, manifest_path, update_parity
-from .openvino_build import DEFAULT_DEVICE, build_openvino_cached
-from .ort_build import build_ort_cached
-from .runners import select_backend
-from .tensorrt_build import TensorRTOptions, build_tensorrt_cached, profiles_from_resolutions
-
 if TYPE_CHECKING:
     from torch import nn
 
     from export.spec import ModelSpec
-
-#: (checkpoint, task) -> the network and its spec; the one place a model family enters the chain.
-NetworkLoader = Callable[[Path, str], "tuple[nn.Module, ModelSpec]"]
 
 #: Parity always runs here (cheap on a CPU); TensorRT engines are also checked at their resolutions.
 PARITY_RESOLUTION = (256, 256)
@@ -57,30 +52,18 @@ STEP_RECORD_SUFFIX = ".step.json"
 
 
 @dataclass(frozen=True)
-class EngineSettings:
-    """How an ONNX model becomes an engine (the `mirnet build` options), with or without the chain."""
-
-    engine_dir: Path = Path("artifacts") / "engines"
-    resolutions: tuple[tuple[int, int], ...] = ((1280, 720),)  # TensorRT: one optimization profile each
-    batch: int = 1
-    tensorrt: TensorRTOptions = field(default_factory=TensorRTOptions)
-    threads: int | None = None  # ONNX Runtime intra-op threads
-    openvino_device: str = DEFAULT_DEVICE  # OpenVINO: CPU, GPU or NPU
-    progress: bool = True
-
-
-@dataclass(frozen=True)
 class ChainRequest:
     """What to deploy: a task's checkpoint at a precision on a backend, and where the files go."""
 
     task: str
-    checkpoint: Path
+    checkpoint: Path  # of any registered family (mirnet_ref.registry), recognised by its keys
     precision: str  # fp32 | fp16 | bf16 (the FP32 model computed in BF16, OpenVINO) | int8
     backend: str = "auto"  # auto | tensorrt | ort | openvino
     artifacts: Path = Path("artifacts")  # onnx/, calibration/ and calibration-cache/ go here
     calibration: Path | None = None  # int8: a calibration set (.npz); None: the task's built-in set
     budget_db: float = DEFAULT_BUDGET_DB  # int8: the task PSNR drop vs FP32 the search must meet
     engine: EngineSettings = field(default_factory=EngineSettings)
+    arch: str | None = None  # the family the checkpoint must hold (None: whichever its keys say)
 
 
 @dataclass
@@ -114,8 +97,7 @@ class ChainResult:
                 "steps": [step.to_dict() for step in self.steps], "manifest": asdict(self.manifest)}
 
 
-def run_chain(request: ChainRequest, load_network: NetworkLoader,
-              on_step: Callable[[StepResult], None] | None = None) -> ChainResult:
+def run_chain(request: ChainRequest, on_step: Callable[[StepResult], None] | None = None) -> ChainResult:
     """Export, precision, build, parity; `on_step` hears of each step as it finishes.
 
     With backend 'tensorrt' where TensorRT cannot run, the ONNX model of the requested
@@ -132,7 +114,9 @@ def run_chain(request: ChainRequest, load_network: NetworkLoader,
 
     @functools.cache
     def network() -> tuple[nn.Module, ModelSpec]:
-        return load_network(request.checkpoint, request.task)
+        from export.network import load_network
+
+        return load_network(request.checkpoint, request.task, request.arch)
 
     onnx_path = fp32 = finished(_export(request, network)).path
     if precision == "fp16":
@@ -163,31 +147,6 @@ def _int8_target(backend: str) -> str:
 def _engine_precision(precision: str) -> str | None:
     """What `build_engine` is asked for: bf16, or nothing (the ONNX model's own precision)."""
     return "bf16" if precision == "bf16" else None
-
-
-def build_engine(onnx_path: Path, backend: str, settings: EngineSettings, *,
-                 precision: str | None = None) -> CachedBuild:
-    """The cached engine of `onnx_path` for 'tensorrt' (profiles from the resolutions), 'openvino' or 'ort'.
-
-    `precision`, when given, must be the ONNX model's own (the builders refuse another), or 'bf16':
-    an FP32 model that OpenVINO computes in BF16 (refused on CPUs without BF16 arithmetic).
-    """
-    if precision == "bf16":
-        if backend != "openvino":
-            raise UserError(f"BF16 runs on OpenVINO only (the FP32 model computed with the bf16 inference "
-                            f"precision), not on {backend}: use --backend openvino or auto.")
-        return build_openvino_cached(onnx_path, settings.engine_dir, precision="fp32",
-                                     device=settings.openvino_device, inference_precision="bf16")
-    if backend == "tensorrt":
-        size_multiple = int(describe_onnx(onnx_path).metadata.get("size_multiple", "1"))
-        profiles = profiles_from_resolutions(settings.resolutions, batch=settings.batch,
-                                             size_multiple=size_multiple)
-        return build_tensorrt_cached(onnx_path, settings.engine_dir, profiles=profiles, precision=precision,
-                                     progress=settings.progress, **asdict(settings.tensorrt))
-    if backend == "openvino":
-        return build_openvino_cached(onnx_path, settings.engine_dir, precision=precision,
-                                     device=settings.openvino_device)
-    return build_ort_cached(onnx_path, settings.engine_dir, precision=precision, threads=settings.threads)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -230,14 +189,14 @@ def _variant(fp32: Path, precision: str) -> Path:
 
 
 def _export(request: ChainRequest, network: Callable[[], tuple[nn.Module, ModelSpec]]) -> StepResult:
-    from export.cli import export_verified_fp32
     from export.onnx_file import DEFAULT_OPSET
+    from export.verified import export_verified
 
     checkpoint_sha256 = file_sha256(request.checkpoint)
     output = request.artifacts / "onnx" / f"{request.task}-{checkpoint_sha256[:12]}.fp32.onnx"
 
     def export(path: Path) -> dict[str, Any]:
-        report = export_verified_fp32(*network(), path, opset=DEFAULT_OPSET)
+        report = export_verified(*network(), path, opset=DEFAULT_OPSET)
         return {"checkpoint": str(request.checkpoint), "verified_shapes": len(report.checks),
                 "max_abs_error_vs_pytorch": report.max_abs_error}
 
@@ -257,8 +216,7 @@ def _fp16(fp32: Path) -> StepResult:
 
 def _int8(request: ChainRequest, fp32: Path, target: str) -> StepResult:
     """INT8 Q/DQ for `target` (tensorrt | cpu) within the PSNR budget; the report names the layers kept."""
-    from calibration.cli import default_calibration_set
-    from calibration.dataset import CalibrationSet
+    from calibration.dataset import CalibrationSet, default_calibration_set
     from calibration.mixed_precision import search_mixed_precision
 
     calibration = request.calibration or default_calibration_set(request.task,
@@ -342,12 +300,10 @@ def measure_parity(engine_path: str | os.PathLike, backend: str, network: nn.Mod
                    task: str, resolutions: Sequence[str], precision: str, *,
                    threads: int | None = None) -> dict[str, Any]:
     """`mirnet parity`'s comparison for an engine: the parity summary its manifest records."""
-    from bench.cli import parity_cases
-    from bench.parity import THRESHOLDS, rows_to_dict, run_parity
+    from bench.parity import THRESHOLDS, parity_cases, rows_to_dict, run_parity
+    from engines.runners import TorchRunner, as_polygraphy_runner, open_runner
     from export.graph import DeploymentGraph
     from mirnet_deploy.resolutions import parse_resolution
-
-    from .runners import TorchRunner, as_polygraphy_runner, open_runner
 
     if not resolutions:
         raise UserError(f"No parity resolution fits the optimization profiles of {engine_path}: add 256 "

@@ -1,0 +1,272 @@
+"""The README's table of every model family and official preset: size, export error, FP16, INT8, latency.
+
+    python -m bench.family_table --json reports/families.json --md reports/families.md
+    python -m bench.family_table --rows mprnet:derain --columns latency --latency-res 512
+
+One row per network of the official presets (presets with the same tensors share a row, e.g.
+MIRNet-v2's denoise/enhance/sr_x2/x3/x4), with seeded random weights: the preset files of
+`mirnet-bench` (`artifacts/bench/preset-<family>-<preset>-seed0.pth`), so the latency run reuses
+the same export. The columns, each measured by the toolkit's own stages:
+
+    size      parameters and learned-conv MACs per pixel (`mirnet info`)
+    export    max |error| of the FP32 ONNX against PyTorch on ONNX Runtime at odd sizes and batch 2
+    fp16      emulated FP16 PSNR vs FP32 (`mirnet audit-fp16`) at --fp16-res
+    int8      task PSNR drop vs FP32 of INT8 Q/DQ for both targets (bench.int8_report), plain, and
+              with --budget also within the PSNR budget, at --int8-res, calibrated on the small set
+    latency   one `mirnet-bench` run: ONNX Runtime CPU, FP32 and INT8 side by side at --latency-res
+
+Cells are kept in the --json file by row and column together with the setting they were measured
+at, so a run adds what it measures to what earlier runs measured; the table names each setting.
+Columns that need the task's degradation are n/a for MIRNet-v2's dual-pixel defocus (a 6-channel
+input no built-in photograph provides).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mirnet_deploy.atomic import atomic_write_text
+from mirnet_deploy.errors import UserError
+from mirnet_deploy.resolutions import format_resolution, parse_resolution
+
+from .models import DEFAULT_CACHE_DIR, Artifacts, resolve_model
+
+COLUMNS = ("size", "export", "fp16", "int8", "latency")
+#: (batch, height, width): odd heights and widths, and a batch of 2.
+ODD_SHAPES = ((1, 45, 71), (2, 33, 30))
+#: The presets sized for CPU demos and tests, not the authors'.
+DEMO_PRESETS = ("small",)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One network: a family's official preset(s) with the same tensors, and the task it is judged on."""
+
+    family: str
+    presets: tuple[str, ...]
+    task: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.family}:{self.presets[0]}"
+
+
+def official_rows() -> list[Row]:
+    """Every family's official presets from the registry, grouped by tensors."""
+    from mirnet_ref.registry import FAMILIES
+
+    rows = []
+    for family in FAMILIES.values():
+        seen: set[str] = set()
+        for name, config in family.presets.items():
+            if name in DEMO_PRESETS or name in seen:
+                continue
+            group = tuple(p for p in family.matching_presets(config) if p not in DEMO_PRESETS)
+            seen.update(group)
+            task = name.split("_")[0] if name.split("_")[0] in family.tasks else family.tasks[0]
+            rows.append(Row(family.name, group, task))
+    return rows
+
+
+def family_of(row: Row):
+    from mirnet_ref.registry import family_named
+
+    return family_named(row.family)
+
+
+def _degradable(task: str) -> bool:
+    from mirnet_ref.degradations import TASK_KINDS
+
+    return task in TASK_KINDS
+
+
+class Measurer:
+    """The row's preset as files (seeded weights, FP32 export), made once through `mirnet-bench`'s cache."""
+
+    def __init__(self, row: Row, cache_dir: Path):
+        self.row = row
+        self.cache_dir = cache_dir
+        self.model = resolve_model(row.presets[0], row.task, row.family)
+        self.artifacts = Artifacts(self.model, cache_dir, log=lambda message: click.echo(message, err=True))
+
+    def checkpoint(self) -> Path:
+        return self.artifacts.for_run("torch", "fp32", (64, 64), 1)
+
+    def fp32_onnx(self) -> Path:
+        return self.artifacts.for_run("ort", "fp32", (64, 64), 1)
+
+    def network(self):
+        from export.network import load_network
+
+        return load_network(self.checkpoint(), self.row.task, self.row.family)
+
+    def size(self) -> dict[str, Any]:
+        from mirnet_ref.cli import describe
+
+        config = family_of(self.row).preset(self.row.presets[0])
+        info = describe(config, [(512, 512)])
+        return {"parameters": info["parameters"], "macs_per_pixel": info["macs"][0]["macs_per_pixel"]}
+
+    def export(self) -> dict[str, Any]:
+        from export.verify import verify_onnx
+
+        network, spec = self.network()
+        report = verify_onnx(self.fp32_onnx(), network, spec, shapes=ODD_SHAPES)
+        report.raise_if_failed()
+        return {"max_abs_error": report.max_abs_error, "shapes": [list(s) for s in ODD_SHAPES]}
+
+    def fp16(self, resolution: str) -> dict[str, Any]:
+        from export.fp16_audit import audit_at_resolutions
+
+        network, _ = self.network()
+        (report,) = audit_at_resolutions(network, [parse_resolution(resolution)], task=self.row.task).values()
+        return {"psnr_db": report.psnr_db, "overflows": report.overflows, "resolution": resolution}
+
+    def int8(self, resolution: str, budget_db: float | None) -> dict[str, Any]:
+        from .int8_report import task_rows
+
+        modes = ("plain",) if budget_db is None else ("plain", "budget")
+        rows = task_rows(self.row.task, [parse_resolution(resolution)], budget_db or 0.0,
+                         self.cache_dir, checkpoint=self.checkpoint(), arch=self.row.family,
+                         fp32=self.fp32_onnx(), calibration=self.artifacts.calibration_set(), modes=modes)
+        drops = {f"{r['target']}-{r['mode']}": next(iter(r["drops_db"].values())) for r in rows}
+        return {"drop_db": drops, "resolution": resolution, "budget_db": budget_db}
+
+    def latency(self, resolution: str, iterations: int) -> dict[str, Any]:
+        """One `mirnet-bench` run, FP32 and INT8 side by side; the command is kept with the numbers."""
+        command = [str(Path(sys.executable).parent / "mirnet-bench"), "--arch", self.row.family,
+                   "--model", self.row.presets[0], "--task", self.row.task, "--res", resolution,
+                   "--backend", "ort", "--precision", "fp32,int8", "--warmup", "0",
+                   "--min-iters", str(iterations), "--min-seconds", "0", "--cache-dir", str(self.cache_dir)]
+        with tempfile.TemporaryDirectory() as folder:
+            report = Path(folder) / "latency.json"
+            subprocess.run([*command, "--json", str(report)], check=True, stdout=sys.stderr)
+            results = json.loads(report.read_text(encoding="utf-8"))["results"]
+        return {"p50_ms": {r["precision"]: r["p50_ms"] for r in results}, "resolution": resolution,
+                "iterations": iterations, "command": " ".join(["mirnet-bench", *command[1:]])}
+
+
+def measure(row: Row, column: str, settings: dict[str, Any], measurer: Measurer) -> dict[str, Any]:
+    """The row's cell for `column`; numerics that need the task's degradation are n/a without one, and a
+    stage's refusal (UserError) is kept as the cell, so the other columns still run."""
+    if column in ("fp16", "int8") and not _degradable(row.task):
+        channels = family_of(row).preset(row.presets[0]).in_channels
+        return {"na": f"no built-in images for {row.task} (a {channels}-channel input)"}
+    click.echo(f"{row.key}: {column} ...", err=True)
+    try:
+        if column == "size":
+            return measurer.size()
+        if column == "export":
+            return measurer.export()
+        if column == "fp16":
+            return measurer.fp16(settings["fp16_res"])
+        if column == "int8":
+            return measurer.int8(settings["int8_res"], settings["budget_db"])
+        return measurer.latency(settings["latency_res"], settings["latency_iters"])
+    except UserError as error:
+        return {"error": str(error)}
+
+
+def _cell(cells: dict[str, Any], column: str) -> str:
+    cell = cells.get(column)
+    if cell is None:
+        return "not measured"
+    if "na" in cell:
+        return "n/a"
+    if "error" in cell:
+        return "failed (see the JSON)"
+    if column == "export":
+        return f"{cell['max_abs_error']:.1e}"
+    if column == "fp16":
+        return f"{cell['psnr_db']:.1f} dB @{cell['resolution']}"
+    if column == "int8":
+        drops = cell["drop_db"]
+
+        def pair(mode: str) -> str:
+            if f"tensorrt-{mode}" not in drops:
+                return "not measured"
+            return f"{drops[f'tensorrt-{mode}']:.2f} / {drops[f'cpu-{mode}']:.2f}"
+
+        return f"{pair('plain')} | {pair('budget')} @{cell['resolution']}"
+    if column == "latency":
+        ms = {precision: cell["p50_ms"].get(precision, float("nan")) for precision in ("fp32", "int8")}
+        return f"{ms['fp32']:,.0f} / {ms['int8']:,.0f} @{cell['resolution']}"
+    return ""
+
+
+def to_markdown(rows: list[Row], table: dict[str, dict[str, Any]]) -> str:
+    lines = ["| family | preset(s) | parameters | MAC/pixel | export max \\|err\\| (odd sizes, batch 2) | "
+             "FP16 emulated PSNR vs FP32 | INT8 drop plain, TensorRT / CPU target (dB) | INT8 drop budgeted "
+             "(dB) | CPU latency FP32 / INT8 (ms, ORT) |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for row in rows:
+        cells = table.get(row.key, {})
+        size = cells.get("size", {})
+        int8 = _cell(cells, "int8")
+        plain, budget = int8.split(" | ") if " | " in int8 else (int8, int8)
+        lines.append(
+            f"| {family_of(row).title} | {', '.join(row.presets)} ({row.task}) | "
+            f"{size.get('parameters', 0):,} | {size.get('macs_per_pixel', 0) / 1e6:.2f} M | "
+            f"{_cell(cells, 'export')} | {_cell(cells, 'fp16')} | {plain} | {budget} | "
+            f"{_cell(cells, 'latency')} |")
+    return "\n".join(lines) + "\n"
+
+
+def _read(json_path: Path) -> dict[str, dict[str, Any]]:
+    return json.loads(json_path.read_text(encoding="utf-8")) if json_path.is_file() else {}
+
+
+def _store(json_path: Path, row: str, column: str, cell: dict[str, Any]) -> None:
+    """Merge one cell into the file as soon as it is measured; runs measuring other rows side by side
+    each add theirs (read and written under a lock)."""
+    from filelock import FileLock
+
+    with FileLock(f"{json_path}.lock"):
+        table = _read(json_path)
+        table.setdefault(row, {})[column] = cell
+        atomic_write_text(json_path, json.dumps(table, indent=2) + "\n")
+
+
+@click.command()
+@click.option("--rows", "row_keys", help="Comma-separated rows (family:preset, e.g. mprnet:derain) [all].")
+@click.option("--columns", default=",".join(COLUMNS), show_default=True)
+@click.option("--fp16-res", default="1080p", show_default=True)
+@click.option("--int8-res", default="256", show_default=True)
+@click.option("--budget-db", type=float, help="Also the budgeted INT8 search within this drop (slow).")
+@click.option("--latency-res", default="512", show_default=True)
+@click.option("--latency-iters", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_CACHE_DIR,
+              show_default=True)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The cells by row and column; read first, so runs add up.")
+@click.option("--md", "md_path", type=click.Path(dir_okay=False, path_type=Path))
+def main(row_keys: str | None, columns: str, fp16_res: str, int8_res: str, budget_db: float | None,
+         latency_res: str, latency_iters: int, cache_dir: Path, json_path: Path,
+         md_path: Path | None) -> None:
+    """Measure the chosen rows and columns, merge them into --json, print the Markdown table."""
+    rows = official_rows()
+    chosen = [r for r in rows if row_keys is None or r.key in row_keys.split(",")]
+    settings = {"fp16_res": format_resolution(parse_resolution(fp16_res)),
+                "int8_res": format_resolution(parse_resolution(int8_res)), "budget_db": budget_db,
+                "latency_res": format_resolution(parse_resolution(latency_res)),
+                "latency_iters": latency_iters}
+    for row in chosen:
+        measurer = Measurer(row, cache_dir)
+        for column in (c for c in columns.split(",") if c):
+            _store(json_path, row.key, column, measure(row, column, settings, measurer))
+    markdown = to_markdown(rows, _read(json_path))
+    click.echo(markdown)
+    if md_path:
+        atomic_write_text(md_path, markdown)
+
+
+if __name__ == "__main__":
+    main()
