@@ -83,7 +83,9 @@ def probe_model(reductions: tuple[str, ...], channels: int = 16) -> onnx.ModelPr
     graph = helper.make_graph(nodes, "openvino_int8_probe",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, channels, 24, 24])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], initializers)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
+    # IR 9 is opset 19's own: helper.make_model would stamp the installed onnx's newest IR (14 with onnx
+    # 1.23), which onnxruntime < 1.32 refuses (seen on the GPU machine's onnxruntime 1.30).
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)], ir_version=9)
 
 
 def run_probe(case: str, reductions: tuple[str, ...], device: str) -> ProbeResult:
