@@ -92,6 +92,15 @@ class TritonReplicas:
                 self._clients.append(clients[url])
         return clients[url]
 
+    def _forget(self, url: str) -> None:
+        """Drop this thread's channel to a server that refused: gRPC keeps a dead channel in reconnect
+        backoff (growing to minutes) after the server is back, so a restarted replica would get no work."""
+        client = self._local.__dict__.get("clients", {}).pop(url, None)
+        if client is not None:
+            with self._lock:
+                self._clients.remove(client)
+            client.close()
+
     @staticmethod
     def _describe(client: Any, url: str, model_name: str) -> tuple[str, str, str]:
         """The model's name, input and output, from its metadata (PyTriton keeps the repository index
@@ -132,6 +141,7 @@ class TritonReplicas:
                     with self._lock:
                         self.tally[url].refused += 1
                         self.tally[url].last_error = f"{error.status()}: {error.message()}"
+                    self._forget(url)
                     continue
                 with self._lock:
                     self.tally[url].answered += 1
