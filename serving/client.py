@@ -148,7 +148,8 @@ class TritonReplicas:
                 return answer
             if time.monotonic() >= deadline:
                 reasons = "; ".join(f"{url}: {t.last_error}" for url, t in self.tally.items())
-                raise UserError(f"No server answered within {self.retry_window_s:g} s ({reasons}). Start one "
+                waited = f"within {self.retry_window_s:g} s" if self.retry_window_s > 0 else "(no retries)"
+                raise UserError(f"No server answered {waited} ({reasons}). Start one "
                                 f"(`.venv-serve/bin/mirnet serve`) or check the --server addresses.")
             time.sleep(RETRY_PAUSE_S)
 
