@@ -261,7 +261,7 @@ def main(row_keys: str | None, columns: str, fp16_res: str, int8_res: str, budge
     rows = official_rows()
     wanted = row_keys.split(",") if row_keys else [row.key for row in rows]
     if set(wanted) - {row.key for row in rows}:
-        raise click.BadParameter(f"choose rows from {', '.join(row.key for row in rows)}", param_hint="--rows")
+        raise click.BadParameter(f"choose from {', '.join(row.key for row in rows)}", param_hint="--rows")
     chosen = [row for row in rows if row.key in wanted]
     settings = {"fp16_res": format_resolution(parse_resolution(fp16_res)),
                 "int8_res": format_resolution(parse_resolution(int8_res)), "budget_db": budget_db,
