@@ -2,6 +2,7 @@
 
     python -m bench.family_table --json reports/families.json --md reports/families.md
     python -m bench.family_table --rows mprnet:derain --columns latency --latency-res 512
+    python -m bench.family_table --rows mprnet:deblur --columns int8-budget --not-measured "time: ..."
 
 One row per network of the official presets (presets with the same tensors share a row, e.g.
 MIRNet-v2's denoise/enhance/sr_x2/x3/x4), with seeded random weights: the preset files of
@@ -11,12 +12,15 @@ the same export. The columns, each measured by the toolkit's own stages:
     size      parameters and learned-conv MACs per pixel (`mirnet info`)
     export    max |error| of the FP32 ONNX against PyTorch on ONNX Runtime at odd sizes and batch 2
     fp16      emulated FP16 PSNR vs FP32 (`mirnet audit-fp16`) at --fp16-res
-    int8      task PSNR drop vs FP32 of INT8 Q/DQ for both targets (bench.int8_report), plain, and
-              with --budget also within the PSNR budget, at --int8-res, calibrated on the small set
+    int8      task PSNR drop vs FP32 of INT8 Q/DQ for both targets (bench.int8_report), every layer
+              INT8, at --int8-res, calibrated on `mirnet-bench`'s small set (4 crops of 128x128)
+    int8-budget  the same within the PSNR budget --budget-db (the mixed-precision search)
     latency   one `mirnet-bench` run: ONNX Runtime CPU, FP32 and INT8 side by side at --latency-res
 
 Cells are kept in the --json file by row and column together with the setting they were measured
-at, so a run adds what it measures to what earlier runs measured; the table names each setting.
+at and the 1-minute load average before and after (the machine may be shared), so a run adds what
+it measures to what earlier runs measured; the table names each setting. A cell that could not be
+measured says why: `--not-measured REASON` stores that reason for the chosen rows and columns.
 Columns that need the task's degradation are n/a for MIRNet-v2's dual-pixel defocus (a 6-channel
 input no built-in photograph provides).
 """
@@ -24,6 +28,7 @@ input no built-in photograph provides).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -34,12 +39,11 @@ from typing import Any
 import click
 
 from mirnet_deploy.atomic import atomic_write_text
-from mirnet_deploy.errors import UserError
 from mirnet_deploy.resolutions import format_resolution, parse_resolution
 
 from .models import DEFAULT_CACHE_DIR, Artifacts, resolve_model
 
-COLUMNS = ("size", "export", "fp16", "int8", "latency")
+COLUMNS = ("size", "export", "fp16", "int8", "int8-budget", "latency")
 #: (batch, height, width): odd heights and widths, and a batch of 2.
 ODD_SHAPES = ((1, 45, 71), (2, 33, 30))
 #: The presets sized for CPU demos and tests, not the authors'.
@@ -130,15 +134,17 @@ class Measurer:
         (report,) = audit_at_resolutions(network, [parse_resolution(resolution)], task=self.row.task).values()
         return {"psnr_db": report.psnr_db, "overflows": report.overflows, "resolution": resolution}
 
-    def int8(self, resolution: str, budget_db: float | None) -> dict[str, Any]:
+    def int8(self, resolution: str, mode: str, budget_db: float) -> dict[str, Any]:
+        """Both targets' drops (`mode` plain: every layer INT8; budget: the search within `budget_db`)."""
         from .int8_report import task_rows
 
-        modes = ("plain",) if budget_db is None else ("plain", "budget")
-        rows = task_rows(self.row.task, [parse_resolution(resolution)], budget_db or 0.0,
-                         self.cache_dir, checkpoint=self.checkpoint(), arch=self.row.family,
-                         fp32=self.fp32_onnx(), calibration=self.artifacts.calibration_set(), modes=modes)
-        drops = {f"{r['target']}-{r['mode']}": next(iter(r["drops_db"].values())) for r in rows}
-        return {"drop_db": drops, "resolution": resolution, "budget_db": budget_db}
+        rows = task_rows(self.row.task, [parse_resolution(resolution)], budget_db, self.cache_dir,
+                         checkpoint=self.checkpoint(), arch=self.row.family, fp32=self.fp32_onnx(),
+                         calibration=self.artifacts.calibration_set(), modes=(mode,))
+        drops = {r["target"]: next(iter(r["drops_db"].values())) for r in rows}
+        kept = {r["target"]: len(r["kept_high_precision"]) for r in rows}
+        return {"drop_db": drops, "kept_high_precision": kept, "resolution": resolution,
+                **({"budget_db": budget_db} if mode == "budget" else {})}
 
     def latency(self, resolution: str, iterations: int) -> dict[str, Any]:
         """One `mirnet-bench` run, FP32 and INT8 side by side; the command is kept with the numbers."""
@@ -155,24 +161,29 @@ class Measurer:
 
 
 def measure(row: Row, column: str, settings: dict[str, Any], measurer: Measurer) -> dict[str, Any]:
-    """The row's cell for `column`; numerics that need the task's degradation are n/a without one, and a
-    stage's refusal (UserError) is kept as the cell, so the other columns still run."""
-    if column in ("fp16", "int8") and not _degradable(row.task):
+    """The row's cell for `column`, with the load average around it; numerics that need the task's
+    degradation are n/a without one, and a stage's failure is kept as the cell (what failed and why), so
+    the other columns still run."""
+    if column in ("fp16", "int8", "int8-budget") and not _degradable(row.task):
         channels = family_of(row).preset(row.presets[0]).in_channels
         return {"na": f"no built-in images for {row.task} (a {channels}-channel input)"}
     click.echo(f"{row.key}: {column} ...", err=True)
+    before = os.getloadavg()[0]
     try:
         if column == "size":
-            return measurer.size()
-        if column == "export":
-            return measurer.export()
-        if column == "fp16":
-            return measurer.fp16(settings["fp16_res"])
-        if column == "int8":
-            return measurer.int8(settings["int8_res"], settings["budget_db"])
-        return measurer.latency(settings["latency_res"], settings["latency_iters"])
-    except UserError as error:
-        return {"error": str(error)}
+            cell = measurer.size()
+        elif column == "export":
+            cell = measurer.export()
+        elif column == "fp16":
+            cell = measurer.fp16(settings["fp16_res"])
+        elif column in ("int8", "int8-budget"):
+            cell = measurer.int8(settings["int8_res"], "plain" if column == "int8" else "budget",
+                                 settings["budget_db"])
+        else:
+            cell = measurer.latency(settings["latency_res"], settings["latency_iters"])
+    except Exception as error:  # any stage's failure: ONNX Runtime and subprocess raise their own types
+        cell = {"error": f"{type(error).__name__}: {error}"}
+    return {**cell, "load_1min": [round(before, 1), round(os.getloadavg()[0], 1)]}
 
 
 def _cell(cells: dict[str, Any], column: str) -> str:
@@ -181,21 +192,17 @@ def _cell(cells: dict[str, Any], column: str) -> str:
         return "not measured"
     if "na" in cell:
         return "n/a"
+    if "not_measured" in cell:
+        return "not measured: " + cell["not_measured"].replace("|", "\\|")
     if "error" in cell:
         return "failed (see the JSON)"
     if column == "export":
         return f"{cell['max_abs_error']:.1e}"
     if column == "fp16":
         return f"{cell['psnr_db']:.1f} dB @{cell['resolution']}"
-    if column == "int8":
+    if column in ("int8", "int8-budget"):
         drops = cell["drop_db"]
-
-        def pair(mode: str) -> str:
-            if f"tensorrt-{mode}" not in drops:
-                return "not measured"
-            return f"{drops[f'tensorrt-{mode}']:.2f} / {drops[f'cpu-{mode}']:.2f}"
-
-        return f"{pair('plain')} | {pair('budget')} @{cell['resolution']}"
+        return f"{drops['tensorrt']:.3f} / {drops['cpu']:.3f} @{cell['resolution']}"
     if column == "latency":
         ms = {precision: cell["p50_ms"].get(precision, float("nan")) for precision in ("fp32", "int8")}
         return f"{ms['fp32']:,.0f} / {ms['int8']:,.0f} @{cell['resolution']}"
@@ -204,19 +211,16 @@ def _cell(cells: dict[str, Any], column: str) -> str:
 
 def to_markdown(rows: list[Row], table: dict[str, dict[str, Any]]) -> str:
     lines = ["| family | preset(s) | parameters | MAC/pixel | export max \\|err\\| (odd sizes, batch 2) | "
-             "FP16 emulated PSNR vs FP32 | INT8 drop plain, TensorRT / CPU target (dB) | INT8 drop budgeted "
-             "(dB) | CPU latency FP32 / INT8 (ms, ORT) |",
+             "FP16 emulated PSNR vs FP32 | INT8 drop plain, TensorRT / CPU target (dB) | "
+             "INT8 drop within the budget, TensorRT / CPU target (dB) | CPU latency FP32 / INT8 (ms, ORT) |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for row in rows:
         cells = table.get(row.key, {})
         size = cells.get("size", {})
-        int8 = _cell(cells, "int8")
-        plain, budget = int8.split(" | ") if " | " in int8 else (int8, int8)
         lines.append(
             f"| {family_of(row).title} | {', '.join(row.presets)} ({row.task}) | "
             f"{size.get('parameters', 0):,} | {size.get('macs_per_pixel', 0) / 1e6:.2f} M | "
-            f"{_cell(cells, 'export')} | {_cell(cells, 'fp16')} | {plain} | {budget} | "
-            f"{_cell(cells, 'latency')} |")
+            + " | ".join(_cell(cells, column) for column in COLUMNS[1:]) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -240,7 +244,8 @@ def _store(json_path: Path, row: str, column: str, cell: dict[str, Any]) -> None
 @click.option("--columns", default=",".join(COLUMNS), show_default=True)
 @click.option("--fp16-res", default="1080p", show_default=True)
 @click.option("--int8-res", default="256", show_default=True)
-@click.option("--budget-db", type=float, help="Also the budgeted INT8 search within this drop (slow).")
+@click.option("--budget-db", type=float, default=0.1, show_default=True,
+              help="The int8-budget column's PSNR budget (the mixed-precision search; slow).")
 @click.option("--latency-res", default="512", show_default=True)
 @click.option("--latency-iters", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_CACHE_DIR,
@@ -248,19 +253,32 @@ def _store(json_path: Path, row: str, column: str, cell: dict[str, Any]) -> None
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="The cells by row and column; read first, so runs add up.")
 @click.option("--md", "md_path", type=click.Path(dir_okay=False, path_type=Path))
-def main(row_keys: str | None, columns: str, fp16_res: str, int8_res: str, budget_db: float | None,
+@click.option("--not-measured", "reason", help="Measure nothing: store this reason as the chosen cells.")
+def main(row_keys: str | None, columns: str, fp16_res: str, int8_res: str, budget_db: float,
          latency_res: str, latency_iters: int, cache_dir: Path, json_path: Path,
-         md_path: Path | None) -> None:
+         md_path: Path | None, reason: str | None) -> None:
     """Measure the chosen rows and columns, merge them into --json, print the Markdown table."""
     rows = official_rows()
-    chosen = [r for r in rows if row_keys is None or r.key in row_keys.split(",")]
+    wanted = row_keys.split(",") if row_keys else [row.key for row in rows]
+    if set(wanted) - {row.key for row in rows}:
+        raise click.BadParameter(f"choose from {', '.join(row.key for row in rows)}", param_hint="--rows")
+    chosen = [row for row in rows if row.key in wanted]
     settings = {"fp16_res": format_resolution(parse_resolution(fp16_res)),
                 "int8_res": format_resolution(parse_resolution(int8_res)), "budget_db": budget_db,
                 "latency_res": format_resolution(parse_resolution(latency_res)),
                 "latency_iters": latency_iters}
+    chosen_columns = [c for c in columns.split(",") if c]
+    unknown = sorted(set(chosen_columns) - set(COLUMNS))
+    if unknown:
+        raise click.BadParameter(f"unknown column(s) {', '.join(unknown)}: choose from {', '.join(COLUMNS)}",
+                                 param_hint="--columns")
     for row in chosen:
+        if reason:
+            for column in chosen_columns:
+                _store(json_path, row.key, column, {"not_measured": reason})
+            continue
         measurer = Measurer(row, cache_dir)
-        for column in (c for c in columns.split(",") if c):
+        for column in chosen_columns:
             _store(json_path, row.key, column, measure(row, column, settings, measurer))
     markdown = to_markdown(rows, _read(json_path))
     click.echo(markdown)

@@ -278,9 +278,9 @@ def _save(model: onnx.ModelProto, path: str | os.PathLike, *, lint: bool) -> Non
 
 def median_cpu_ms(model_path: str | Path, batch: np.ndarray, runs: int = 3) -> float:
     """Median ONNX Runtime CPU latency of one batch after a warm-up run (a quick figure; use mirnet-bench)."""
-    import onnxruntime as ort
+    from .ort_cpu import cpu_session
 
-    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    session = cpu_session(model_path)
     feed = {session.get_inputs()[0].name: batch}
     session.run(None, feed)
     times = []

@@ -16,6 +16,7 @@ from typing import Any
 
 import onnxruntime as ort
 
+from calibration.ort_cpu import apply_config, session_config
 from mirnet_deploy.errors import UserError
 
 from .cache import (
@@ -39,17 +40,22 @@ BUILD_PROVIDERS = ["CPUExecutionProvider"]
 
 
 def _request(onnx_info: OnnxInfo, precision: str, optimization_level: str) -> EngineRequest:
+    """The cache key; the session config of the graph's target (unfused Q/DQ) is part of what is built."""
     if optimization_level not in ORT_LEVELS:
         raise UserError(f"Unknown ONNX Runtime optimization level {optimization_level!r}: use one of "
                         f"{', '.join(ORT_LEVELS)}.")
+    config = session_config(onnx_info.metadata.get("precision"))
     return EngineRequest(onnx_sha256=onnx_info.sha256, onnx_stem=onnx_info.path.stem, precision=precision,
                          backend="onnxruntime", backend_version=ort.__version__, device=cpu_model(),
-                         compute_capability=None, options={"optimization_level": optimization_level})
+                         compute_capability=None, options={"optimization_level": optimization_level,
+                                                           **({"session_config": config} if config else {})})
 
 
-def session_options(threads: int | None = None, optimization_level: str = "all") -> ort.SessionOptions:
-    """Session options: intra-op threads (None: ONNX Runtime's default) and the graph optimization level."""
-    options = ort.SessionOptions()
+def session_options(threads: int | None = None, optimization_level: str = "all",
+                    config: dict[str, str] | None = None) -> ort.SessionOptions:
+    """Session options: intra-op threads (None: ONNX Runtime's default), the graph optimization level and
+    session config entries (`calibration.ort_cpu.session_config`: how the graph's INT8 target computes)."""
+    options = apply_config(ort.SessionOptions(), config or {})
     options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, ORT_LEVELS[optimization_level])
     options.log_severity_level = 3  # errors only: the 'hardware specific' notice is what we want here
     if threads:
@@ -65,14 +71,15 @@ def build_ort_engine(onnx_path: str | os.PathLike, output_path: str | os.PathLik
     precision = resolve_precision(onnx_info, precision)
     request = _request(onnx_info, precision, optimization_level)
     output_path = Path(output_path)
+    config = session_config(onnx_info.metadata.get("precision"))
     build_options: dict[str, Any] = {"optimization_level": optimization_level, "threads": threads,
-                                     "providers": BUILD_PROVIDERS}
+                                     "providers": BUILD_PROVIDERS, "session_config": config}
     manifest = new_manifest(request, onnx_info, output_path, build_options=build_options, build_seconds=0.0,
                             cpu_model=cpu_model())
 
     def optimize_to(tmp: Path) -> None:
         """ONNX Runtime writes the optimized model while it opens the session."""
-        options = session_options(threads, optimization_level)
+        options = session_options(threads, optimization_level, config)
         options.optimized_model_filepath = str(tmp)
         started = time.perf_counter()
         try:

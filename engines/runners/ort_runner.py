@@ -9,6 +9,9 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from calibration.ort_cpu import session_config
+from export.onnx_file import read_metadata
+from export.onnx_read import load_onnx
 from mirnet_deploy.errors import UserError
 
 from ..cache import describe_onnx, precision_family
@@ -81,12 +84,14 @@ class OrtRunner(Runner):
     With the CUDA provider, inputs and outputs go through I/O binding, and a PyTorch
     CUDA tensor is read in place. With the TensorRT provider, `tensorrt_profile` is the
     shape range to build for and `tensorrt_cache_dir` (default: `ort-trt-cache/` next to
-    the model) keeps its engines and timing cache (`tensorrt_provider_options`).
+    the model) keeps its engines and timing cache (`tensorrt_provider_options`). A TensorRT-target
+    INT8 model is computed with its Q/DQ pairs unfused (`calibration.ort_cpu`); `qdq_fusion`
+    overrides that choice, to measure it.
     """
 
     def __init__(self, path: str | os.PathLike, *, providers: str = "auto", threads: int | None = None,
                  name: str | None = None, tensorrt_profile: Profile | None = None,
-                 tensorrt_cache_dir: str | os.PathLike | None = None):
+                 tensorrt_cache_dir: str | os.PathLike | None = None, qdq_fusion: bool | None = None):
         path = Path(path)
         if manifest_path(path).is_file():
             check_manifest(load_manifest(path), backend="onnxruntime", backend_version=ort.__version__,
@@ -98,8 +103,11 @@ class OrtRunner(Runner):
         if wanted[0] == "TensorrtExecutionProvider":
             cache_dir = Path(tensorrt_cache_dir) if tensorrt_cache_dir else path.parent / "ort-trt-cache"
             configured[0] = (wanted[0], tensorrt_provider_options(path, cache_dir, tensorrt_profile))
+        metadata = read_metadata(load_onnx(path, load_external_data=False))
+        config = session_config(metadata.get("precision"), qdq_fusion=qdq_fusion)
         try:
-            self._session = ort.InferenceSession(str(path), session_options(threads), providers=configured)
+            self._session = ort.InferenceSession(str(path), session_options(threads, config=config),
+                                                 providers=configured)
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
             raise UserError(f"ONNX Runtime {ort.__version__} could not load {path}: {exc}") from None
         active = self._session.get_providers()

@@ -1,0 +1,57 @@
+"""The README's family table: cells as measured, cells that say why they were not, failures kept."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from bench.family_table import Row, main, measure, official_rows, to_markdown
+
+
+def _line(markdown: str, row_key: str) -> list[str]:
+    row = next(r for r in official_rows() if r.key == row_key)
+    label = f"| {', '.join(row.presets)} ({row.task}) |"
+    line = next(line for line in markdown.splitlines() if label in line)
+    return [cell.strip() for cell in line.strip("|").split(" | ")]
+
+
+def test_cells_show_their_numbers_their_setting_and_why_they_are_missing():
+    table = {"mprnet:derain": {
+        "size": {"parameters": 3637249, "macs_per_pixel": 2151216.6},
+        "export": {"max_abs_error": 4.8e-7},
+        "fp16": {"psnr_db": 69.94, "resolution": "1920x1080"},
+        "int8": {"drop_db": {"tensorrt": 0.0123, "cpu": 0.0456}, "resolution": "256x256"},
+        "int8-budget": {"not_measured": "time (a | in the reason)"},
+        "latency": {"error": "CalledProcessError: ..."},
+    }}
+    cells = _line(to_markdown(official_rows(), table), "mprnet:derain")
+    assert cells[2:] == ["3,637,249", "2.15 M", "4.8e-07", "69.9 dB @1920x1080", "0.012 / 0.046 @256x256",
+                         "not measured: time (a \\| in the reason)", "failed (see the JSON)"]
+    assert _line(to_markdown(official_rows(), table), "mprnet:deblur")[4:] == ["not measured"] * 5
+
+
+def test_numerics_without_the_task_s_images_are_na_and_failures_become_the_cell():
+    defocus = next(r for r in official_rows() if r.key == "mirnetv2:defocus")
+    assert "6-channel" in measure(defocus, "int8-budget", {}, measurer=None)["na"]
+
+    class Failing:
+        def export(self):
+            raise RuntimeError("ONNX Runtime refused the graph")
+
+    cell = measure(Row("mprnet", ("derain",), "derain"), "export", {}, Failing())
+    assert cell["error"] == "RuntimeError: ONNX Runtime refused the graph"
+    assert len(cell["load_1min"]) == 2
+
+
+def test_not_measured_stores_the_reason_for_the_chosen_cells_only(tmp_path):
+    path = tmp_path / "families.json"
+    result = CliRunner().invoke(main, ["--json", str(path), "--rows", "mprnet:deblur,mirnet:full",
+                                       "--columns", "fp16,int8-budget", "--not-measured", "time"])
+    assert result.exit_code == 0, result.output
+    stored = json.loads(path.read_text())
+    assert stored == {key: {"fp16": {"not_measured": "time"}, "int8-budget": {"not_measured": "time"}}
+                      for key in ("mprnet:deblur", "mirnet:full")}
+    refused = CliRunner().invoke(main, ["--json", str(path), "--columns", "speed", "--not-measured", "x"])
+    assert refused.exit_code == 2
+    assert "unknown column(s) speed" in refused.output
