@@ -179,7 +179,7 @@ class Artifacts:
                 raise self._fixed_precision()
             return self.model.path
         target = "tensorrt" if backend in TENSORRT_TARGET_BACKENDS else "cpu"
-        onnx_path = self._onnx(f"int8-{target}" if precision == "int8" else precision)
+        onnx_path = self.onnx_variant(f"int8-{target}" if precision == "int8" else precision)
         if backend != "tensorrt":
             return onnx_path
         width, height = resolution
@@ -194,7 +194,8 @@ class Artifacts:
         from engines.openvino_build import build_openvino_cached
 
         try:
-            return build_openvino_cached(self._onnx("fp32"), self.cache_dir, inference_precision="bf16").path
+            return build_openvino_cached(self.onnx_variant("fp32"), self.cache_dir,
+                                         inference_precision="bf16").path
         except UserError as refusal:  # a CPU without BF16: a row saying why, not a failed run
             raise Unsupported(str(refusal)) from None
 
@@ -226,7 +227,7 @@ class Artifacts:
     def _base_name(self, source: Path) -> str:
         return f"{slug(Path(self.model.label).stem)}-{file_sha256(source)[:12]}"
 
-    def _onnx(self, variant: str) -> Path:
+    def onnx_variant(self, variant: str) -> Path:
         """The ONNX model of `variant` (fp32, fp16, int8-cpu, int8-tensorrt), made from FP32 if needed."""
         if self.model.kind == "onnx":
             if precision_family(self.model.precision) == precision_family(variant):

@@ -42,6 +42,7 @@ from .quantize import (
     DEFAULT_OP_TYPES,
     WEIGHTED_OPS,
     QuantizeReport,
+    default_subpixel,
     prepare,
     quantize_onnx,
 )
@@ -147,7 +148,7 @@ def search_mixed_precision(onnx_path: str | os.PathLike, output_path: str | os.P
     task PSNR drop within `budget_db`; the chosen model is written to `output_path`."""
     calib = CalibrationSet(calibration)
     evaluator = _Evaluator(calib, eval_samples, threads)
-    subpixel = target == "cpu" if subpixel is None else subpixel
+    subpixel = default_subpixel(target) if subpixel is None else subpixel
     op_types = tuple(op_types or DEFAULT_OP_TYPES[target])
     prepared, _ = prepare(load_onnx(onnx_path), target, subpixel=subpixel)
     evaluator.set_reference(prepared)

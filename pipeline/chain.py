@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from calibration.mixed_precision import DEFAULT_BUDGET_DB
 from engines.build import EngineSettings, build_engine
 from engines.cache import CachedBuild, precision_family
-from engines.cpu_choice import CHOICES_FILE, choose_cpu_engine, describe_selection
+from engines.cpu_choice import CHOICES_FILE, candidates, choose_cpu_engine, describe_selection, forms
 from engines.manifest import EngineManifest, load_manifest, manifest_path, update_parity
 from engines.runners import select_backend
 from mirnet_deploy import __version__
@@ -68,7 +68,7 @@ class ChainRequest:
 
 @dataclass
 class StepResult:
-    name: str  # export, fp16, int8-<target>, choose (auto on a CPU), build, parity
+    name: str  # export, fp16, int8-<target> (one per target), choose (auto on a CPU), build, parity
     status: str  # "built" | "reused"
     path: Path  # what the step made (parity: the manifest that holds it)
     seconds: float
@@ -118,15 +118,19 @@ def run_chain(request: ChainRequest, on_step: Callable[[StepResult], None] | Non
 
         return load_network(request.checkpoint, request.task, request.arch)
 
-    onnx_path = fp32 = finished(_export(request, network)).path
+    fp32 = finished(_export(request, network)).path
+    models = {"fp32": fp32}  # the ONNX forms the engine may be built from, by their precision
     if precision == "fp16":
-        onnx_path = finished(_fp16(fp32)).path
+        models = {"fp16": finished(_fp16(fp32)).path}
     elif precision == "int8":
-        onnx_path = finished(_int8(request, fp32, _int8_target(request.backend))).path
+        models = {f"int8-{target}": finished(_int8(request, fp32, target)).path
+                  for target in _int8_targets(request.backend)}
+    onnx_path = next(iter(models.values()))
     backend, reason = select_backend(request.backend, onnx_path)
-    if backend == "cpu":
-        choice = finished(_choose_on_cpu(request, precision, onnx_path, network))
+    if backend == "cpu" or len(candidates(precision, models, backend)) > 1:
+        choice = finished(_choose_on_cpu(request, precision, models, backend, network))
         backend, reason = choice.details["chosen"], describe_selection(choice.details)
+        onnx_path = models[choice.details["chosen_form"]]
     started = time.perf_counter()
     engine = build_engine(onnx_path, backend, request.engine, precision=_engine_precision(precision))
     finished(StepResult("build", "reused" if engine.reused else "built", engine.path,
@@ -136,12 +140,14 @@ def run_chain(request: ChainRequest, on_step: Callable[[StepResult], None] | Non
     return ChainResult(backend, reason, onnx_path, engine.path, manifest, steps)
 
 
-def _int8_target(backend: str) -> str:
-    """The Q/DQ flavour the backend runs: TensorRT's for 'tensorrt' (also where TensorRT is missing:
-    that ONNX is what the GPU machine will build) and for 'auto' where TensorRT is usable, else the CPU's."""
+def _int8_targets(backend: str) -> list[str]:
+    """The Q/DQ flavours the backend runs: TensorRT's for 'tensorrt' (also where TensorRT is missing:
+    that ONNX is what the GPU machine will build) and for 'auto' where TensorRT is usable; on a CPU,
+    every INT8 form that a candidate engine of the backend runs (`engines.cpu_choice.CANDIDATES`),
+    which the choose step measures against each other."""
     if backend == "tensorrt" or select_backend(backend)[0] == "tensorrt":
-        return "tensorrt"
-    return "cpu"
+        return ["tensorrt"]
+    return [form.removeprefix("int8-") for form in forms("int8", select_backend(backend)[0])] or ["cpu"]
 
 
 def _engine_precision(precision: str) -> str | None:
@@ -279,18 +285,19 @@ def _parity(request: ChainRequest, engine: CachedBuild, backend: str,
     return step, manifest
 
 
-def _choose_on_cpu(request: ChainRequest, precision: str, onnx_path: Path,
+def _choose_on_cpu(request: ChainRequest, precision: str, models: dict[str, Path], backend: str,
                    network: Callable[[], tuple[nn.Module, ModelSpec]]) -> StepResult:
-    """`auto` on a CPU: every candidate engine built and parity-checked, timed side by side, the fastest
-    that passes chosen (engines/cpu_choice.py, which records the measurement in its manifest)."""
+    """`auto` on a CPU (or one CPU runtime with several INT8 forms): every candidate engine built and
+    parity-checked, timed side by side, the fastest that passes chosen (engines/cpu_choice.py, which
+    records the measurement in its manifest)."""
     started = time.perf_counter()
 
-    def prepare(backend: str) -> tuple[Path, bool]:
-        engine = build_engine(onnx_path, backend, request.engine, precision=_engine_precision(precision))
-        _, manifest = _parity(request, engine, backend, network)
+    def prepare(runtime: str, onnx_path: Path) -> tuple[Path, bool]:
+        engine = build_engine(onnx_path, runtime, request.engine, precision=_engine_precision(precision))
+        _, manifest = _parity(request, engine, runtime, network)
         return engine.path, bool(manifest.parity and manifest.parity["passed"])
 
-    selection = choose_cpu_engine(precision, onnx_path, request.engine.engine_dir, prepare,
+    selection = choose_cpu_engine(precision, models, request.engine.engine_dir, prepare, backend=backend,
                                   threads=request.engine.threads, resolution=PARITY_RESOLUTION)
     return StepResult("choose", "reused" if selection["reused"] else "built",
                       request.engine.engine_dir / CHOICES_FILE, time.perf_counter() - started, selection)

@@ -160,10 +160,11 @@ def _choose_without_reference(onnx_path: Path, precision: str | None,
                               settings: EngineSettings) -> dict[str, Any]:
     """`auto` on a CPU for a bare ONNX model: the faster engine, by speed alone (no PyTorch reference to
     check parity against here; `mirnet build --task` checks it)."""
-    family = precision or precision_family(describe_onnx(onnx_path).metadata.get("precision", "fp32"))
+    form = describe_onnx(onnx_path).metadata.get("precision", "fp32")
+    family = precision or precision_family(form)
     return choose_cpu_engine(
-        "bf16" if family == "bf16" else precision_family(family), onnx_path, settings.engine_dir,
-        lambda backend: (build_engine(onnx_path, backend, settings, precision=precision).path, None),
+        "bf16" if family == "bf16" else precision_family(family), {form: onnx_path}, settings.engine_dir,
+        lambda backend, onnx: (build_engine(onnx, backend, settings, precision=precision).path, None),
         threads=settings.threads, resolution=PARITY_RESOLUTION)
 
 
