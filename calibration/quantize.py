@@ -12,7 +12,8 @@ One Q/DQ file cannot serve both (DEPLOY_STACK.md §3.2), so there are two target
   more of the network run in INT8 (see `prepare`).
 - `cpu-symmetric`: the `cpu` graph with symmetric s8 activations (zero points 0). OpenVINO
   fuses an asymmetric activation's zero point into a float Subtract and a u8->f32 Convert
-  outside its INT8 convolutions; without a zero point there is nothing to subtract.
+  outside its INT8 convolutions; without a zero point there is nothing to subtract. ONNX
+  Runtime runs s8 activations no faster than FP32 on x86: this target is for OpenVINO.
 
 Quantization is ONNX Runtime's `quantize_static`, fed ranges that `ranges.collect_ranges`
 measured one sample at a time (bounded memory; see there). The ranges are cached per
@@ -122,6 +123,18 @@ def target_settings(target: str) -> tuple[QuantType, QuantType, dict]:
     raise UserError(f"Unknown quantization target {target!r}: choose one of {', '.join(TARGETS)}.")
 
 
+def unsigned_for_target(model: onnx.ModelProto, target: str) -> list[str]:
+    """Tensors a target quantizes as asymmetric u8 whatever its activation type. `cpu-symmetric`:
+    the concatenations read by convolutions (MIRNet's attention outputs and its spatial attention's
+    channel max and mean). OpenVINO 2026.4.1 computes Concat -> s8 Q/DQ -> INT8 Conv wrongly (the
+    output comes out near zero), where u8 is right (`engines.openvino_int8_check` probes both)."""
+    if target != "cpu-symmetric":
+        return []
+    concats = {node.output[0] for node in model.graph.node if node.op_type == "Concat"}
+    return sorted({node.input[0] for node in model.graph.node
+                   if node.op_type in ("Conv", "ConvTranspose") and node.input[0] in concats})
+
+
 def default_subpixel(target: str) -> bool:
     """The sub-pixel rewrite is on for the CPU targets, off for TensorRT (see `quantize_onnx`)."""
     return target in CPU_TARGETS
@@ -207,6 +220,10 @@ def quantize_onnx(onnx_path: str | os.PathLike, output_path: str | os.PathLike, 
     subpixel = default_subpixel(target) if subpixel is None else subpixel
     model, rewrites = prepare(source, target, subpixel=subpixel)
     _check_node_names(model, exclude_nodes)
+    unsigned = unsigned_for_target(model, target)
+    if unsigned:
+        extra_options = {**extra_options, "TensorQuantOverrides": {
+            name: [{"quant_type": QuantType.QUInt8, "symmetric": False}] for name in unsigned}}
 
     calib = calibration if isinstance(calibration, CalibrationSet) else CalibrationSet(calibration)
     _check_task(calib, metadata)
@@ -237,7 +254,7 @@ def quantize_onnx(onnx_path: str | os.PathLike, output_path: str | os.PathLike, 
     set_metadata(quantized, {**metadata, "precision": f"int8-{target}", "quantization": json.dumps({
         "target": target, "method": method, "high_precision": high_precision, "op_types": list(op_types),
         "calibration_sha256": calib.sha256, "calibration_task": calib.manifest.task,
-        "excluded_nodes": sorted(exclude_nodes), "rewrites": rewrites})})
+        "excluded_nodes": sorted(exclude_nodes), "unsigned_for_target": unsigned, "rewrites": rewrites})})
     _save(quantized, output_path, lint=target == "tensorrt")
     return QuantizeReport(
         output=str(output_path), target=target, method=method, high_precision=high_precision,
