@@ -124,7 +124,9 @@ def choose_cpu_engine(precision: str, models: dict[str, Path], engine_dir: Path,
     """The selection record (chosen backend and ONNX form, every candidate's parity and timing, the
     machine), measured once per machine, precision and ONNX models. `models` maps each ONNX form at
     hand to its file; `prepare(backend, onnx)` builds and parity-checks a candidate."""
-    weighed = candidates(precision, models, backend)
+    offered = candidates(precision, models, backend)
+    refused = _miscomputed(offered)
+    weighed = [pair for pair in offered if pair not in refused]
     if not weighed:
         raise UserError(f"No {backend} engine runs {precision} from {', '.join(map(str, models.values()))} "
                         f"(forms {', '.join(models)}); choose --backend ort or openvino.")
@@ -152,12 +154,28 @@ def choose_cpu_engine(precision: str, models: dict[str, Path], engine_dir: Path,
         chosen = min(passing or measured, key=lambda c: c.p50_ms)
         selection = {"chosen": chosen.backend, "chosen_form": chosen.form, "precision": precision,
                      "onnx_sha256": onnx_sha256, "rule": _rule(measured, passing),
+                     "refused": [{"backend": runtime, "form": form, "reason": reason}
+                                 for (runtime, form), reason in refused.items()],
                      "resolution": list(resolution), "timed_runs": TIMED_RUNS,
                      "candidates": [asdict(c) for c in measured], "machine": machine_info,
                      "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         _record_choice(choices_path, key, selection)
         _record_in_manifest(selection)
     return {**selection, "reused": False}
+
+
+def _miscomputed(pairs: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """The OpenVINO candidates whose INT8 layout this OpenVINO computes wrongly (`openvino_int8_check`),
+    with why: not weighed, since parity would only fail them after a build."""
+    from .openvino_build import DEFAULT_DEVICE
+    from .openvino_int8_check import miscomputed_probes
+
+    refused = {}
+    for runtime, form in pairs:
+        wrong = miscomputed_probes(form, DEFAULT_DEVICE) if runtime == "openvino" else []
+        if wrong:
+            refused[(runtime, form)] = "OpenVINO miscomputes " + "; ".join(result.case for result in wrong)
+    return refused
 
 
 def _label(backend: str, form: str) -> str:
