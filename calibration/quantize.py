@@ -53,6 +53,9 @@ from .ranges import collect_ranges
 TARGETS = ("tensorrt", "cpu", "cpu-symmetric")
 #: Targets with the CPU graph: the exact rewrites of `prepare` and INT8 chains between convolutions.
 CPU_TARGETS = ("cpu", "cpu-symmetric")
+#: A target whose graph is another's with other quantization types -> that target: the layers the
+#: other's PSNR-budget search kept in high precision are the first guess for its own.
+TWIN_TARGETS = {"cpu-symmetric": "cpu"}
 METHODS: dict[str, CalibrationMethod] = {
     "minmax": CalibrationMethod.MinMax,
     "entropy": CalibrationMethod.Entropy,

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from calibration.mixed_precision import DEFAULT_BUDGET_DB
+from calibration.quantize import TWIN_TARGETS
 from engines.build import EngineSettings, build_engine
 from engines.cache import CachedBuild, precision_family
 from engines.cpu_choice import CHOICES_FILE, candidates, choose_cpu_engine, describe_selection, forms
@@ -123,8 +124,12 @@ def run_chain(request: ChainRequest, on_step: Callable[[StepResult], None] | Non
     if precision == "fp16":
         models = {"fp16": finished(_fp16(fp32)).path}
     elif precision == "int8":
-        models = {f"int8-{target}": finished(_int8(request, fp32, target)).path
-                  for target in _int8_targets(request.backend)}
+        kept: dict[str, list[str]] = {}  # target -> the layers its search kept in high precision
+        models = {}
+        for target in _int8_targets(request.backend):
+            twin_kept = kept.get(TWIN_TARGETS.get(target, ""), [])
+            step = finished(_int8(request, fp32, target, try_first=twin_kept))
+            models[f"int8-{target}"], kept[target] = step.path, step.details["kept_high_precision"]
     onnx_path = next(iter(models.values()))
     backend, reason = select_backend(request.backend, onnx_path)
     if backend == "cpu" or len(candidates(precision, models, backend)) > 1:
@@ -220,8 +225,9 @@ def _fp16(fp32: Path) -> StepResult:
     return _cached_step("fp16", _variant(fp32, "fp16"), {"source_sha256": file_sha256(fp32)}, convert)
 
 
-def _int8(request: ChainRequest, fp32: Path, target: str) -> StepResult:
-    """INT8 Q/DQ for `target` (tensorrt | cpu) within the PSNR budget; the report names the layers kept."""
+def _int8(request: ChainRequest, fp32: Path, target: str, try_first: list[str]) -> StepResult:
+    """INT8 Q/DQ for `target` (tensorrt | cpu | cpu-symmetric) within the PSNR budget, trying the layers
+    `try_first` first (its twin target's: `TWIN_TARGETS`); the report names the layers kept."""
     from calibration.dataset import CalibrationSet, default_calibration_set
     from calibration.mixed_precision import search_mixed_precision
 
@@ -234,14 +240,14 @@ def _int8(request: ChainRequest, fp32: Path, target: str) -> StepResult:
         report = search_mixed_precision(fp32, path, target=target, calibration=calibration,
                                         budget_db=request.budget_db, threads=request.engine.threads,
                                         cache_dir=request.artifacts / "calibration-cache",
-                                        progress=request.engine.progress)
+                                        progress=request.engine.progress, try_first=try_first)
         return {"target": target, "calibration_set": str(calibration), "budget_db": report.budget_db,
                 "fp32_task_psnr_db": report.fp32_task_psnr_db, "full_int8_drop_db": report.full_int8.drop_db,
                 "drop_db": report.final.drop_db, "quantized_layers": len(report.quantize.quantized_layers),
                 "kept_high_precision": report.kept_high_precision}
 
     key = {"source_sha256": file_sha256(fp32), "target": target, "calibration_sha256": calibration_sha256,
-           "budget_db": request.budget_db}
+           "budget_db": request.budget_db, **({"try_first": try_first} if try_first else {})}
     return _cached_step(f"int8-{target}", _variant(fp32, f"int8-{target}"), key, quantize)
 
 
