@@ -193,7 +193,7 @@ def _step_note(step: StepResult) -> str:
                 f"budget {d['budget_db']} dB); {d['quantized_layers']} layers INT8, {len(kept)} kept in "
                 f"high precision" + (f": {named}" if kept else ""))
     if step.name == "choose":
-        return f"chose {d['chosen']}: {describe_selection(d)}"
+        return f"chose {d['chosen']} {d['chosen_form']}: {describe_selection(d)}"
     if step.name == "build":
         return f"{d['precision']}, built in {d['build_seconds']:.1f} s" if step.status == "built" else ""
     if step.name == "parity":
