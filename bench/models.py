@@ -13,7 +13,8 @@ precision, written atomically by the stages that make them, and reused by later 
                                            other families: preset-mprnet-deblur-seed0.pth)
     small-<sha12>.fp32.onnx                the export (export.onnx_export)
     small-<sha12>.fp16.onnx                FP16 (export.precision.convert_to_fp16)
-    small-<sha12>.int8-cpu.onnx            INT8 Q/DQ (calibration.quantize; -tensorrt for TensorRT backends)
+    small-<sha12>.int8-cpu.onnx            INT8 Q/DQ (calibration.quantize; -tensorrt for TensorRT backends,
+                                           -cpu-symmetric for OpenVINO)
     calibration-denoise-4x128.npz          the small calibration set INT8 is quantized with
     *.ovblob                               OpenVINO engines compiled for BF16 (the FP32 ONNX, bf16 hint)
     *.engine                               TensorRT engines per resolution and batch (engines.tensorrt_build)
@@ -40,8 +41,10 @@ DEFAULT_CACHE_DIR = Path("artifacts") / "bench"
 PRESET_SEED = 0
 #: The calibration set INT8 is quantized with: small, because weights and ranges do not change speed.
 CALIBRATION_COUNT, CALIBRATION_CROP = 4, 128
-#: Backends that run INT8 as TensorRT-target Q/DQ; the others run the CPU-target model.
-TENSORRT_TARGET_BACKENDS = ("tensorrt", "ort-trt")
+#: The INT8 Q/DQ target each backend runs: TensorRT's for TensorRT (also through ONNX Runtime); OpenVINO
+#: the symmetric CPU target, its fastest form that it computes right (`python -m bench.int8_forms`);
+#: the others the CPU target.
+INT8_TARGETS = {"tensorrt": "tensorrt", "ort-trt": "tensorrt", "openvino": "cpu-symmetric"}
 
 
 class Unsupported(Exception):
@@ -178,7 +181,7 @@ class Artifacts:
             if precision_family(self.model.precision) != precision:
                 raise self._fixed_precision()
             return self.model.path
-        target = "tensorrt" if backend in TENSORRT_TARGET_BACKENDS else "cpu"
+        target = INT8_TARGETS.get(backend, "cpu")
         onnx_path = self.onnx_variant(f"int8-{target}" if precision == "int8" else precision)
         if backend != "tensorrt":
             return onnx_path
