@@ -2,7 +2,9 @@
 
 Which CPU runtime is faster depends on the CPU (VNNI, BF16, AMX), the runtime versions, the
 precision and the model: on one machine OpenVINO won every precision, on another ONNX Runtime's
-INT8 may. So `auto` does not prefer one. It builds every candidate engine (cached), checks each
+INT8 may; and OpenVINO runs a symmetric INT8 file faster than the one ONNX Runtime prefers. So
+`auto` does not prefer one. A candidate is a runtime and the ONNX form it runs (`CANDIDATES`). It
+builds every candidate engine (cached), checks each
 against PyTorch FP32 (the parity stage, kept in each manifest), times them alternately run by
 run on the same input (so both see the same load on a shared machine) and picks the fastest
 that passes.
@@ -87,12 +89,12 @@ def forms(precision: str, backend: str = "cpu") -> list[str]:
                               if backend in ("cpu", runtime)))
 
 
-def candidates(precision: str, forms: Iterable[str], backend: str = "cpu") -> list[tuple[str, str]]:
-    """The (backend, form) pairs `auto` weighs for `precision` among the ONNX `forms` at hand; `backend`
+def candidates(precision: str, at_hand: Iterable[str], backend: str = "cpu") -> list[tuple[str, str]]:
+    """The (backend, form) pairs `auto` weighs for `precision` among the ONNX forms at hand; `backend`
     'cpu' for any CPU runtime, or one runtime (`--backend openvino`: its INT8 forms against each other)."""
-    forms = set(forms)
+    at_hand = set(at_hand)
     return [(runtime, form) for runtime, form in CANDIDATES[precision]
-            if form in forms and backend in ("cpu", runtime)]
+            if form in at_hand and backend in ("cpu", runtime)]
 
 
 def choice_key(machine_info: dict[str, Any], precision: str, onnx_sha256: dict[str, str],
