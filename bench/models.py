@@ -13,7 +13,8 @@ precision, written atomically by the stages that make them, and reused by later 
                                            other families: preset-mprnet-deblur-seed0.pth)
     small-<sha12>.fp32.onnx                the export (export.onnx_export)
     small-<sha12>.fp16.onnx                FP16 (export.precision.convert_to_fp16)
-    small-<sha12>.int8-cpu.onnx            INT8 Q/DQ (calibration.quantize; -tensorrt for TensorRT backends)
+    small-<sha12>.int8-cpu.onnx            INT8 Q/DQ (calibration.quantize; -tensorrt for TensorRT backends,
+                                           -cpu-symmetric for OpenVINO)
     calibration-denoise-4x128.npz          the small calibration set INT8 is quantized with
     *.ovblob                               OpenVINO engines compiled for BF16 (the FP32 ONNX, bf16 hint)
     *.engine                               TensorRT engines per resolution and batch (engines.tensorrt_build)
@@ -40,8 +41,10 @@ DEFAULT_CACHE_DIR = Path("artifacts") / "bench"
 PRESET_SEED = 0
 #: The calibration set INT8 is quantized with: small, because weights and ranges do not change speed.
 CALIBRATION_COUNT, CALIBRATION_CROP = 4, 128
-#: Backends that run INT8 as TensorRT-target Q/DQ; the others run the CPU-target model.
-TENSORRT_TARGET_BACKENDS = ("tensorrt", "ort-trt")
+#: The INT8 Q/DQ target each backend runs: TensorRT's for TensorRT (also through ONNX Runtime); OpenVINO
+#: the symmetric CPU target, its fastest form that it computes right (`python -m bench.int8_forms`);
+#: the others the CPU target.
+INT8_TARGETS = {"tensorrt": "tensorrt", "ort-trt": "tensorrt", "openvino": "cpu-symmetric"}
 
 
 class Unsupported(Exception):
@@ -178,8 +181,8 @@ class Artifacts:
             if precision_family(self.model.precision) != precision:
                 raise self._fixed_precision()
             return self.model.path
-        target = "tensorrt" if backend in TENSORRT_TARGET_BACKENDS else "cpu"
-        onnx_path = self._onnx(f"int8-{target}" if precision == "int8" else precision)
+        target = INT8_TARGETS.get(backend, "cpu")
+        onnx_path = self.onnx_variant(f"int8-{target}" if precision == "int8" else precision)
         if backend != "tensorrt":
             return onnx_path
         width, height = resolution
@@ -194,7 +197,8 @@ class Artifacts:
         from engines.openvino_build import build_openvino_cached
 
         try:
-            return build_openvino_cached(self._onnx("fp32"), self.cache_dir, inference_precision="bf16").path
+            return build_openvino_cached(self.onnx_variant("fp32"), self.cache_dir,
+                                         inference_precision="bf16").path
         except UserError as refusal:  # a CPU without BF16: a row saying why, not a failed run
             raise Unsupported(str(refusal)) from None
 
@@ -226,7 +230,7 @@ class Artifacts:
     def _base_name(self, source: Path) -> str:
         return f"{slug(Path(self.model.label).stem)}-{file_sha256(source)[:12]}"
 
-    def _onnx(self, variant: str) -> Path:
+    def onnx_variant(self, variant: str) -> Path:
         """The ONNX model of `variant` (fp32, fp16, int8-cpu, int8-tensorrt), made from FP32 if needed."""
         if self.model.kind == "onnx":
             if precision_family(self.model.precision) == precision_family(variant):

@@ -45,7 +45,7 @@ class Job:
     warmup: int = 2
     min_iters: int = 10
     min_seconds: float = 2.0
-    threads: int | None = None  # PyTorch threads and ONNX Runtime intra-op threads; None: their defaults
+    threads: int | None = None  # PyTorch, ONNX Runtime and OpenVINO threads; None: their defaults
     tile: int | None = None
     overlap: int = 32
     size_multiple: int = 1  # tiles are multiples of it
@@ -137,7 +137,7 @@ def open_bench_runner(job: Job) -> Runner:
     elif job.backend == "tensorrt":
         runner = TensorRTRunner(job.artifact)
     elif job.backend == "openvino":
-        runner = OpenVinoRunner(job.artifact)
+        runner = OpenVinoRunner(job.artifact, threads=job.threads)
     elif job.backend in ORT_PROVIDERS:
         runner = OrtRunner(job.artifact, providers=ORT_PROVIDERS[job.backend], threads=job.threads,
                            tensorrt_profile=_run_profile(job))

@@ -42,6 +42,7 @@ from .quantize import (
     DEFAULT_OP_TYPES,
     WEIGHTED_OPS,
     QuantizeReport,
+    default_subpixel,
     prepare,
     quantize_onnx,
 )
@@ -141,13 +142,17 @@ def search_mixed_precision(onnx_path: str | os.PathLike, output_path: str | os.P
                            method: str = "minmax", high_precision: str = "fp16",
                            eval_samples: int = DEFAULT_EVAL_SAMPLES, threads: int | None = None,
                            cache_dir: str | os.PathLike = DEFAULT_CACHE_DIR, subpixel: bool | None = None,
-                           op_types: tuple[str, ...] | None = None,
-                           progress: bool = False) -> MixedPrecisionReport:
+                           op_types: tuple[str, ...] | None = None, progress: bool = False,
+                           try_first: Sequence[str] = ()) -> MixedPrecisionReport:
     """Quantize `onnx_path` for `target`, keeping the fewest layers in high precision that bring the
-    task PSNR drop within `budget_db`; the chosen model is written to `output_path`."""
+    task PSNR drop within `budget_db`; the chosen model is written to `output_path`.
+
+    `try_first`: nodes to keep that another search of the same model found (the `cpu` target's, for
+    its symmetric twin). If keeping them meets the budget, that verified result is taken without a
+    search of its own (its layers may not be the fewest); else the search runs as usual."""
     calib = CalibrationSet(calibration)
     evaluator = _Evaluator(calib, eval_samples, threads)
-    subpixel = target == "cpu" if subpixel is None else subpixel
+    subpixel = default_subpixel(target) if subpixel is None else subpixel
     op_types = tuple(op_types or DEFAULT_OP_TYPES[target])
     prepared, _ = prepare(load_onnx(onnx_path), target, subpixel=subpixel)
     evaluator.set_reference(prepared)
@@ -161,9 +166,14 @@ def search_mixed_precision(onnx_path: str | os.PathLike, output_path: str | os.P
     with tempfile.TemporaryDirectory(prefix="mirnet-mixed.") as scratch:
         candidate = Path(scratch) / "candidate.onnx"
         full_report, full = evaluate(())
+        quantized = onnx.load(candidate)  # before `candidate` is overwritten
         final, kept, sensitivity, tried = full, [], [], [(0, full.drop_db)]
-        if full.drop_db > budget_db * SEARCH_MARGIN:
-            quantized = onnx.load(candidate)
+        if full.drop_db > budget_db * SEARCH_MARGIN and try_first:
+            seeded = evaluate(try_first)[1]
+            tried.append((-1, seeded.drop_db))  # -1: the nodes given, not a count of ranked layers
+            if seeded.drop_db <= budget_db * SEARCH_MARGIN:
+                final, kept = seeded, list(try_first)
+        if final.drop_db > budget_db * SEARCH_MARGIN:
             layers = _by_weight(prepared, full_report.quantized_layers) + _elementwise(quantized, op_types)
             ranking = _Evaluator(calib, RANKING_SAMPLES, threads, crop=RANKING_CROP)
             ranking.set_reference(prepared)

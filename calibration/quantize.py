@@ -10,6 +10,10 @@ One Q/DQ file cannot serve both (DEPLOY_STACK.md §3.2), so there are two target
 - `cpu`: the layout ONNX Runtime fuses into QLinearConv on x86 (u8 activations with zero
   points, s8 per-channel weights, quantized outputs), preceded by exact rewrites that let
   more of the network run in INT8 (see `prepare`).
+- `cpu-symmetric`: the `cpu` graph with symmetric s8 activations (zero points 0). OpenVINO
+  fuses an asymmetric activation's zero point into a float Subtract and a u8->f32 Convert
+  outside its INT8 convolutions; without a zero point there is nothing to subtract. ONNX
+  Runtime runs s8 activations no faster than FP32 on x86: this target is for OpenVINO.
 
 Quantization is ONNX Runtime's `quantize_static`, fed ranges that `ranges.collect_ranges`
 measured one sample at a time (bounded memory; see there). The ranges are cached per
@@ -46,7 +50,12 @@ from mirnet_deploy.errors import UserError
 from .dataset import CalibrationSet
 from .ranges import collect_ranges
 
-TARGETS = ("tensorrt", "cpu")
+TARGETS = ("tensorrt", "cpu", "cpu-symmetric")
+#: Targets with the CPU graph: the exact rewrites of `prepare` and INT8 chains between convolutions.
+CPU_TARGETS = ("cpu", "cpu-symmetric")
+#: A target whose graph is another's with other quantization types -> that target: the layers the
+#: other's PSNR-budget search kept in high precision are the first guess for its own.
+TWIN_TARGETS = {"cpu-symmetric": "cpu"}
 METHODS: dict[str, CalibrationMethod] = {
     "minmax": CalibrationMethod.MinMax,
     "entropy": CalibrationMethod.Entropy,
@@ -62,6 +71,7 @@ HIGH_PRECISIONS = ("fp16", "fp32")
 DEFAULT_OP_TYPES: dict[str, tuple[str, ...]] = {
     "tensorrt": ("Conv", "ConvTranspose"),
     "cpu": ("Conv", "ConvTranspose", "Add", "Mul", "LeakyRelu"),
+    "cpu-symmetric": ("Conv", "ConvTranspose", "Add", "Mul", "LeakyRelu"),
 }
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 TENSORRT_OPSET = 19  # FP16 Q/DQ scales need opset 19
@@ -100,13 +110,37 @@ def target_settings(target: str) -> tuple[QuantType, QuantType, dict]:
             "OpTypesToExcludeOutputQuantization": ["Conv", "ConvTranspose"],
             "QDQOpTypePerChannelSupportToAxis": {"Conv": 0, "ConvTranspose": 1},
         }
+    per_channel_axes = {"Conv": 0, "ConvTranspose": 1}
     if target == "cpu":
         # u8 activations / s8 weights: the VNNI-friendly combination; no reduce_range on VNNI machines.
         return QuantType.QUInt8, QuantType.QInt8, {
             "WeightSymmetric": True,
-            "QDQOpTypePerChannelSupportToAxis": {"Conv": 0, "ConvTranspose": 1},
+            "QDQOpTypePerChannelSupportToAxis": per_channel_axes,
+        }
+    if target == "cpu-symmetric":
+        return QuantType.QInt8, QuantType.QInt8, {
+            "ActivationSymmetric": True,
+            "WeightSymmetric": True,
+            "QDQOpTypePerChannelSupportToAxis": per_channel_axes,
         }
     raise UserError(f"Unknown quantization target {target!r}: choose one of {', '.join(TARGETS)}.")
+
+
+def unsigned_for_target(model: onnx.ModelProto, target: str) -> list[str]:
+    """Tensors a target quantizes as asymmetric u8 whatever its activation type. `cpu-symmetric`:
+    the concatenations read by convolutions (MIRNet's attention outputs and its spatial attention's
+    channel max and mean). OpenVINO 2026.4.1 computes Concat -> s8 Q/DQ -> INT8 Conv wrongly (the
+    output comes out near zero), where u8 is right (`engines.openvino_int8_check` probes both)."""
+    if target != "cpu-symmetric":
+        return []
+    concats = {node.output[0] for node in model.graph.node if node.op_type == "Concat"}
+    return sorted({node.input[0] for node in model.graph.node
+                   if node.op_type in ("Conv", "ConvTranspose") and node.input[0] in concats})
+
+
+def default_subpixel(target: str) -> bool:
+    """The sub-pixel rewrite is on for the CPU targets, off for TensorRT (see `quantize_onnx`)."""
+    return target in CPU_TARGETS
 
 
 def prepare(model: onnx.ModelProto, target: str, *, subpixel: bool) -> tuple[onnx.ModelProto, dict[str, int]]:
@@ -121,7 +155,7 @@ def prepare(model: onnx.ModelProto, target: str, *, subpixel: bool) -> tuple[onn
         from export.subpixel import rewrite_transposed_convs
 
         model, rewrites["convtranspose_to_subpixel"] = rewrite_transposed_convs(model)
-    if target == "cpu":
+    if target in CPU_TARGETS:
         model, rewrites["prelu_to_leakyrelu"] = scalar_prelu_to_leaky_relu(model)
     if target == "tensorrt" and _opset(model) < TENSORRT_OPSET:
         model = onnx.version_converter.convert_version(model, TENSORRT_OPSET)
@@ -169,7 +203,7 @@ def quantize_onnx(onnx_path: str | os.PathLike, output_path: str | os.PathLike, 
     """Quantize the FP32 model at `onnx_path` for `target` and write it atomically to `output_path`.
 
     `exclude_nodes` stay in high precision (names from the prepared graph, as reports list them).
-    `subpixel` defaults to on for the cpu target and off for tensorrt (TensorRT has INT8
+    `subpixel` defaults to on for the cpu targets and off for tensorrt (TensorRT has INT8
     ConvTranspose kernels and the rewrite adds 16/9 of the transposed layers' work).
     """
     from export.onnx_file import read_metadata, set_metadata
@@ -186,9 +220,13 @@ def quantize_onnx(onnx_path: str | os.PathLike, output_path: str | os.PathLike, 
                         "(`mirnet export --precision fp32`), never from an already reduced model.")
     activation_type, weight_type, extra_options = target_settings(target)
     op_types = tuple(op_types or DEFAULT_OP_TYPES[target])
-    subpixel = target == "cpu" if subpixel is None else subpixel
+    subpixel = default_subpixel(target) if subpixel is None else subpixel
     model, rewrites = prepare(source, target, subpixel=subpixel)
     _check_node_names(model, exclude_nodes)
+    unsigned = unsigned_for_target(model, target)
+    if unsigned:
+        extra_options = {**extra_options, "TensorQuantOverrides": {
+            name: [{"quant_type": QuantType.QUInt8, "symmetric": False}] for name in unsigned}}
 
     calib = calibration if isinstance(calibration, CalibrationSet) else CalibrationSet(calibration)
     _check_task(calib, metadata)
@@ -219,7 +257,7 @@ def quantize_onnx(onnx_path: str | os.PathLike, output_path: str | os.PathLike, 
     set_metadata(quantized, {**metadata, "precision": f"int8-{target}", "quantization": json.dumps({
         "target": target, "method": method, "high_precision": high_precision, "op_types": list(op_types),
         "calibration_sha256": calib.sha256, "calibration_task": calib.manifest.task,
-        "excluded_nodes": sorted(exclude_nodes), "rewrites": rewrites})})
+        "excluded_nodes": sorted(exclude_nodes), "unsigned_for_target": unsigned, "rewrites": rewrites})})
     _save(quantized, output_path, lint=target == "tensorrt")
     return QuantizeReport(
         output=str(output_path), target=target, method=method, high_precision=high_precision,

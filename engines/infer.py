@@ -118,7 +118,8 @@ def _open_artifact(path: Path, task: str | None, backend: str, threads: int | No
     except ValueError:
         raise UserError(f"The metadata of {path.name} is damaged (model_config, scale or size_multiple "
                         f"cannot be parsed): re-export the model.") from None
-    runner = OpenVinoRunner(path) if backend == "openvino" else open_runner(path, threads=threads)
+    runner = (OpenVinoRunner(path, threads=threads) if backend == "openvino"
+              else open_runner(path, threads=threads))
     check_image_model(runner, path)
     return LoadedModel(runner, str(path), declared or task or "restored", scale, multiple,
                        config if isinstance(config, dict) else {}, metadata.get("precision", "fp32"),
@@ -177,7 +178,7 @@ def _exported_runner(network: nn.Module, spec: ModelSpec, sr_scale: int | None, 
     with tempfile.TemporaryDirectory() as folder:
         path = export_onnx(network, spec, Path(folder) / "model.onnx", sr_scale=sr_scale)
         if backend == "openvino":
-            return OpenVinoRunner(path)
+            return OpenVinoRunner(path, threads=threads)
         return OrtRunner(path, providers="auto", threads=threads)
 
 

@@ -28,9 +28,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from calibration.mixed_precision import DEFAULT_BUDGET_DB
+from calibration.quantize import TWIN_TARGETS
 from engines.build import EngineSettings, build_engine
 from engines.cache import CachedBuild, precision_family
-from engines.cpu_choice import CHOICES_FILE, choose_cpu_engine, describe_selection
+from engines.cpu_choice import CHOICES_FILE, candidates, choose_cpu_engine, describe_selection, forms
 from engines.manifest import EngineManifest, load_manifest, manifest_path, update_parity
 from engines.runners import select_backend
 from mirnet_deploy import __version__
@@ -68,7 +69,7 @@ class ChainRequest:
 
 @dataclass
 class StepResult:
-    name: str  # export, fp16, int8-<target>, choose (auto on a CPU), build, parity
+    name: str  # export, fp16, int8-<target> (one per target), choose (auto on a CPU), build, parity
     status: str  # "built" | "reused"
     path: Path  # what the step made (parity: the manifest that holds it)
     seconds: float
@@ -118,15 +119,23 @@ def run_chain(request: ChainRequest, on_step: Callable[[StepResult], None] | Non
 
         return load_network(request.checkpoint, request.task, request.arch)
 
-    onnx_path = fp32 = finished(_export(request, network)).path
+    fp32 = finished(_export(request, network)).path
+    models = {"fp32": fp32}  # the ONNX forms the engine may be built from, by their precision
     if precision == "fp16":
-        onnx_path = finished(_fp16(fp32)).path
+        models = {"fp16": finished(_fp16(fp32)).path}
     elif precision == "int8":
-        onnx_path = finished(_int8(request, fp32, _int8_target(request.backend))).path
+        kept: dict[str, list[str]] = {}  # target -> the layers its search kept in high precision
+        models = {}
+        for target in _int8_targets(request.backend):
+            twin_kept = kept.get(TWIN_TARGETS.get(target, ""), [])
+            step = finished(_int8(request, fp32, target, try_first=twin_kept))
+            models[f"int8-{target}"], kept[target] = step.path, step.details["kept_high_precision"]
+    onnx_path = next(iter(models.values()))
     backend, reason = select_backend(request.backend, onnx_path)
-    if backend == "cpu":
-        choice = finished(_choose_on_cpu(request, precision, onnx_path, network))
+    if backend == "cpu" or len(candidates(precision, models, backend)) > 1:
+        choice = finished(_choose_on_cpu(request, precision, models, backend, network))
         backend, reason = choice.details["chosen"], describe_selection(choice.details)
+        onnx_path = models[choice.details["chosen_form"]]
     started = time.perf_counter()
     engine = build_engine(onnx_path, backend, request.engine, precision=_engine_precision(precision))
     finished(StepResult("build", "reused" if engine.reused else "built", engine.path,
@@ -136,12 +145,14 @@ def run_chain(request: ChainRequest, on_step: Callable[[StepResult], None] | Non
     return ChainResult(backend, reason, onnx_path, engine.path, manifest, steps)
 
 
-def _int8_target(backend: str) -> str:
-    """The Q/DQ flavour the backend runs: TensorRT's for 'tensorrt' (also where TensorRT is missing:
-    that ONNX is what the GPU machine will build) and for 'auto' where TensorRT is usable, else the CPU's."""
+def _int8_targets(backend: str) -> list[str]:
+    """The Q/DQ flavours the backend runs: TensorRT's for 'tensorrt' (also where TensorRT is missing:
+    that ONNX is what the GPU machine will build) and for 'auto' where TensorRT is usable; on a CPU,
+    every INT8 form that a candidate engine of the backend runs (`engines.cpu_choice.CANDIDATES`),
+    which the choose step measures against each other."""
     if backend == "tensorrt" or select_backend(backend)[0] == "tensorrt":
-        return "tensorrt"
-    return "cpu"
+        return ["tensorrt"]
+    return [form.removeprefix("int8-") for form in forms("int8", select_backend(backend)[0])] or ["cpu"]
 
 
 def _engine_precision(precision: str) -> str | None:
@@ -214,8 +225,9 @@ def _fp16(fp32: Path) -> StepResult:
     return _cached_step("fp16", _variant(fp32, "fp16"), {"source_sha256": file_sha256(fp32)}, convert)
 
 
-def _int8(request: ChainRequest, fp32: Path, target: str) -> StepResult:
-    """INT8 Q/DQ for `target` (tensorrt | cpu) within the PSNR budget; the report names the layers kept."""
+def _int8(request: ChainRequest, fp32: Path, target: str, try_first: list[str]) -> StepResult:
+    """INT8 Q/DQ for `target` (tensorrt | cpu | cpu-symmetric) within the PSNR budget, trying the layers
+    `try_first` first (its twin target's: `TWIN_TARGETS`); the report names the layers kept."""
     from calibration.dataset import CalibrationSet, default_calibration_set
     from calibration.mixed_precision import search_mixed_precision
 
@@ -228,14 +240,14 @@ def _int8(request: ChainRequest, fp32: Path, target: str) -> StepResult:
         report = search_mixed_precision(fp32, path, target=target, calibration=calibration,
                                         budget_db=request.budget_db, threads=request.engine.threads,
                                         cache_dir=request.artifacts / "calibration-cache",
-                                        progress=request.engine.progress)
+                                        progress=request.engine.progress, try_first=try_first)
         return {"target": target, "calibration_set": str(calibration), "budget_db": report.budget_db,
                 "fp32_task_psnr_db": report.fp32_task_psnr_db, "full_int8_drop_db": report.full_int8.drop_db,
                 "drop_db": report.final.drop_db, "quantized_layers": len(report.quantize.quantized_layers),
                 "kept_high_precision": report.kept_high_precision}
 
     key = {"source_sha256": file_sha256(fp32), "target": target, "calibration_sha256": calibration_sha256,
-           "budget_db": request.budget_db}
+           "budget_db": request.budget_db, **({"try_first": try_first} if try_first else {})}
     return _cached_step(f"int8-{target}", _variant(fp32, f"int8-{target}"), key, quantize)
 
 
@@ -279,18 +291,19 @@ def _parity(request: ChainRequest, engine: CachedBuild, backend: str,
     return step, manifest
 
 
-def _choose_on_cpu(request: ChainRequest, precision: str, onnx_path: Path,
+def _choose_on_cpu(request: ChainRequest, precision: str, models: dict[str, Path], backend: str,
                    network: Callable[[], tuple[nn.Module, ModelSpec]]) -> StepResult:
-    """`auto` on a CPU: every candidate engine built and parity-checked, timed side by side, the fastest
-    that passes chosen (engines/cpu_choice.py, which records the measurement in its manifest)."""
+    """`auto` on a CPU (or one CPU runtime with several INT8 forms): every candidate engine built and
+    parity-checked, timed side by side, the fastest that passes chosen (engines/cpu_choice.py, which
+    records the measurement in its manifest)."""
     started = time.perf_counter()
 
-    def prepare(backend: str) -> tuple[Path, bool]:
-        engine = build_engine(onnx_path, backend, request.engine, precision=_engine_precision(precision))
-        _, manifest = _parity(request, engine, backend, network)
+    def prepare(runtime: str, onnx_path: Path) -> tuple[Path, bool]:
+        engine = build_engine(onnx_path, runtime, request.engine, precision=_engine_precision(precision))
+        _, manifest = _parity(request, engine, runtime, network)
         return engine.path, bool(manifest.parity and manifest.parity["passed"])
 
-    selection = choose_cpu_engine(precision, onnx_path, request.engine.engine_dir, prepare,
+    selection = choose_cpu_engine(precision, models, request.engine.engine_dir, prepare, backend=backend,
                                   threads=request.engine.threads, resolution=PARITY_RESOLUTION)
     return StepResult("choose", "reused" if selection["reused"] else "built",
                       request.engine.engine_dir / CHOICES_FILE, time.perf_counter() - started, selection)

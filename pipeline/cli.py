@@ -160,10 +160,11 @@ def _choose_without_reference(onnx_path: Path, precision: str | None,
                               settings: EngineSettings) -> dict[str, Any]:
     """`auto` on a CPU for a bare ONNX model: the faster engine, by speed alone (no PyTorch reference to
     check parity against here; `mirnet build --task` checks it)."""
-    family = precision or precision_family(describe_onnx(onnx_path).metadata.get("precision", "fp32"))
+    form = describe_onnx(onnx_path).metadata.get("precision", "fp32")
+    family = precision or precision_family(form)
     return choose_cpu_engine(
-        "bf16" if family == "bf16" else precision_family(family), onnx_path, settings.engine_dir,
-        lambda backend: (build_engine(onnx_path, backend, settings, precision=precision).path, None),
+        "bf16" if family == "bf16" else precision_family(family), {form: onnx_path}, settings.engine_dir,
+        lambda backend, onnx: (build_engine(onnx, backend, settings, precision=precision).path, None),
         threads=settings.threads, resolution=PARITY_RESOLUTION)
 
 
@@ -192,7 +193,7 @@ def _step_note(step: StepResult) -> str:
                 f"budget {d['budget_db']} dB); {d['quantized_layers']} layers INT8, {len(kept)} kept in "
                 f"high precision" + (f": {named}" if kept else ""))
     if step.name == "choose":
-        return f"chose {d['chosen']}: {describe_selection(d)}"
+        return f"chose {d['chosen']} {d['chosen_form']}: {describe_selection(d)}"
     if step.name == "build":
         return f"{d['precision']}, built in {d['build_seconds']:.1f} s" if step.status == "built" else ""
     if step.name == "parity":

@@ -9,7 +9,15 @@ import pytest
 from test_engines import toy_onnx
 
 from engines.build import EngineSettings, build_engine
-from engines.cpu_choice import CHOICES_FILE, TIMED_RUNS, choose_cpu_engine, chosen_engine, read_choices
+from engines.cpu_choice import (
+    CHOICES_FILE,
+    TIMED_RUNS,
+    candidates,
+    choose_cpu_engine,
+    chosen_engine,
+    forms,
+    read_choices,
+)
 from engines.cpu_choice import _record_choice as record_choice
 from engines.manifest import load_manifest
 from mirnet_deploy.errors import UserError
@@ -25,8 +33,9 @@ def _choose(toy: Path, passes: dict[str, bool]) -> dict:
     engine_dir = toy.parent / "engines"
     (engine_dir / CHOICES_FILE).unlink(missing_ok=True)
     settings = EngineSettings(engine_dir=engine_dir, threads=1, progress=False)
-    return choose_cpu_engine("fp32", toy, engine_dir,
-                             lambda backend: (build_engine(toy, backend, settings).path, passes[backend]),
+    return choose_cpu_engine("fp32", {"fp32": toy}, engine_dir,
+                             lambda backend, onnx: (build_engine(onnx, backend, settings).path,
+                                                    passes[backend]),
                              threads=1, resolution=(32, 32))
 
 
@@ -43,8 +52,8 @@ def test_fastest_passing_candidate_is_chosen_recorded_and_reused(toy):
     assert recorded["chosen"] == first["chosen"]
     assert load_manifest(chosen_engine(first)).selection == recorded  # the engine says why it was chosen
     settings = EngineSettings(engine_dir=toy.parent / "engines", threads=1, progress=False)
-    again = choose_cpu_engine("fp32", toy, toy.parent / "engines",  # recorded: not measured again
-                              lambda backend: (build_engine(toy, backend, settings).path, False),
+    again = choose_cpu_engine("fp32", {"fp32": toy}, toy.parent / "engines",  # recorded: not measured again
+                              lambda backend, onnx: (build_engine(onnx, backend, settings).path, False),
                               threads=1, resolution=(32, 32))
     assert again["reused"]
     assert again["measured_at"] == first["measured_at"]
@@ -55,6 +64,22 @@ def test_a_candidate_failing_parity_loses_however_fast(toy):
         chosen = _choose(toy, {"openvino": True, "ort": True} | {failing: False})
         assert chosen["chosen"] == winner
         assert chosen["rule"] == "fastest candidate that passes parity"
+
+
+def test_int8_candidates_are_runtimes_and_q_dq_forms():
+    """OpenVINO weighs both CPU Q/DQ forms; ONNX Runtime only the u8 one; a form not made is not weighed."""
+    assert forms("int8") == ["int8-cpu", "int8-cpu-symmetric"]
+    assert forms("int8", "ort") == ["int8-cpu"]
+    both = {"int8-cpu", "int8-cpu-symmetric"}
+    assert candidates("int8", both) == [("openvino", "int8-cpu"), ("ort", "int8-cpu"),
+                                        ("openvino", "int8-cpu-symmetric")]
+    assert candidates("int8", both, "openvino") == [("openvino", "int8-cpu"),
+                                                    ("openvino", "int8-cpu-symmetric")]
+    assert candidates("int8", {"int8-cpu"}) == [("openvino", "int8-cpu"), ("ort", "int8-cpu")]
+    assert candidates("bf16", {"fp32"}, "ort") == []
+    with pytest.raises(UserError, match="No ort engine runs bf16"):
+        choose_cpu_engine("bf16", {"fp32": Path("model.onnx")}, Path("engines"), lambda b, o: (o, None),
+                          threads=1, resolution=(32, 32), backend="ort")
 
 
 def test_the_record_file_keeps_concurrent_entries_and_survives_damage(tmp_path):

@@ -159,6 +159,25 @@ def test_int8_chain_reuses_and_requantizes_on_another_budget(built_int8):
                                       "parity": "reused"}
 
 
+@pytest.mark.slow
+def test_openvino_int8_weighs_both_cpu_forms_and_records_the_choice(built_int8):
+    """`--backend openvino --precision int8`: the cpu and cpu-symmetric Q/DQ models (the second seeded
+    with the first's kept layers), both built and parity-checked on OpenVINO, the faster passing one
+    chosen, the measurement in its manifest."""
+    request, _ = built_int8
+    result = run_chain(dataclasses.replace(request, backend="openvino"))
+    assert statuses(result) == {"export": "reused", "int8-cpu": "reused", "int8-cpu-symmetric": "built",
+                                "choose": "built", "build": "reused", "parity": "reused"}
+    selection = load_manifest(result.engine).selection
+    timed = {c["form"]: c for c in selection["candidates"]}
+    assert set(timed) == {"int8-cpu", "int8-cpu-symmetric"}
+    assert {c["backend"] for c in timed.values()} == {"openvino"}
+    assert all(c["parity_passed"] for c in timed.values())
+    assert selection["chosen_form"] == min(timed, key=lambda form: timed[form]["p50_ms"])
+    assert describe_onnx(result.onnx).metadata["precision"] == selection["chosen_form"]
+    assert result.parity_passed
+
+
 @pytest.mark.skipif(TENSORRT.available, reason="TensorRT is usable here, so the chain builds instead")
 def test_tensorrt_without_tensorrt_names_the_ready_onnx(built_fp16):
     artifacts, first = built_fp16

@@ -15,7 +15,7 @@ from bench.models import Artifacts, Unsupported, resolve_model
 from engines import openvino_build
 from engines.manifest import load_manifest, manifest_path
 from engines.openvino_build import build_openvino_cached, build_openvino_engine, native_bf16, openvino_version
-from engines.openvino_int8_check import PROBES, probe
+from engines.openvino_int8_check import FAULTS, PROBES, TENSORRT_TARGET, probe, run_probe
 from engines.runners import OpenVinoRunner, OrtRunner, open_runner, select_backend
 from mirnet_deploy.errors import UserError
 
@@ -80,10 +80,25 @@ def test_probe_reproduces_openvinos_int8_fault_that_onnx_runtime_does_not_have()
     gives the ONNX result. If this fails, an OpenVINO release computes them: the refusal below lifts by
     itself, and `run.parity.int8_tensorrt` judges the whole model; update the README."""
     results = probe("CPU")
-    assert [result.case for result in results] == list(PROBES)
+    assert [result.case for result in results] == list(PROBES[TENSORRT_TARGET])
     for result in results:
         assert result.largest_output > 0.05, result  # the probe's true output is far from zero
         assert not result.correct, f"OpenVINO {openvino_version()} now computes {result.case} correctly"
+
+
+def test_openvino_computes_the_symmetric_cpu_layout_and_not_s8_concatenations():
+    """The cpu-symmetric target's cases are right on this OpenVINO; the fault its u8 concatenations avoid
+    (Concat -> s8 Q/DQ -> Conv) is still there. If the second part fails, an OpenVINO release computes
+    s8 concatenations: `calibration.quantize.unsigned_for_target` may go; update the README."""
+    results = probe("CPU", "int8-cpu-symmetric")
+    assert [result.case for result in results] == list(PROBES["int8-cpu-symmetric"])
+    for result in results:
+        assert result.largest_output > 0.05, result
+        assert result.correct, result
+    for case, pattern in FAULTS.items():
+        fault = run_probe(case, pattern, "CPU")
+        assert fault.largest_output > 0.05, fault
+        assert not fault.correct, f"OpenVINO {openvino_version()} now computes {case} correctly"
 
 
 def test_tensorrt_target_int8_is_refused_on_openvino_and_auto_takes_onnx_runtime(tmp_path):

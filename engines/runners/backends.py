@@ -72,7 +72,7 @@ def open_runner(path: str | os.PathLike, *, providers: str = "auto", threads: in
     if path.suffix in (".engine", ".plan"):
         return TensorRTRunner(path)
     if path.suffix == ".ovblob":
-        return OpenVinoRunner(path)
+        return OpenVinoRunner(path, threads=threads)
     if path.suffix == ".onnx":
         return OrtRunner(path, providers=providers, threads=threads)
     raise UserError(f"Cannot tell how to run {path}: expected a TensorRT .engine/.plan, an OpenVINO .ovblob "

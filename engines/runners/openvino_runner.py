@@ -43,15 +43,19 @@ class OpenVinoRunner(Runner):
 
     An engine is imported on the device and with the inference precision its manifest records;
     an ONNX model is compiled for `device` with the explicit f32 precision hint (never OpenVINO's
-    silent BF16 default on CPUs that have it). `profile=True` turns on OpenVINO's per-node timing
-    (`layer_times`), which costs a little per run: for profiling, not for benchmarks.
+    silent BF16 default on CPUs that have it). `threads` caps OpenVINO's inference threads (None: its
+    default, one per core), as it caps ONNX Runtime's, so that the two are compared on equal terms.
+    `profile=True` turns on OpenVINO's per-node timing (`layer_times`), which costs a little per run:
+    for profiling, not for benchmarks.
     """
 
     def __init__(self, path: str | os.PathLike, *, device: str = DEFAULT_DEVICE, name: str | None = None,
-                 profile: bool = False):
+                 threads: int | None = None, profile: bool = False):
         path = Path(path)
         core = ov.Core()
-        extra = {"PERF_COUNT": True} if profile else {}
+        extra: dict[str, Any] = {"PERF_COUNT": True} if profile else {}
+        if threads:
+            extra["INFERENCE_NUM_THREADS"] = threads
         if path.suffix == ".onnx":
             if not path.is_file():
                 raise UserError(f"ONNX model {path} does not exist.")

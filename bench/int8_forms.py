@@ -1,0 +1,125 @@
+"""INT8 forms on OpenVINO, timed side by side: `python -m bench.int8_forms --model small --res 256`.
+
+Which INT8 graph OpenVINO runs fastest is a measurement, not a preference: the `cpu` Q/DQ target
+(asymmetric u8 activations), the same graph with symmetric s8 activations (`cpu-symmetric`), and
+OpenVINO's own post-training quantization (NNCF, when installed: `pip install nncf`) of the FP32
+model, next to ONNX Runtime FP32, OpenVINO FP32 and ONNX Runtime INT8. Every form runs in this one
+process, timed alternately run by run (`engines.cpu_choice.time_alternately`), so load on a shared
+machine hits all of them alike; the table gives medians and ratios to the first form listed
+(ONNX Runtime FP32 by default).
+
+Speed only: whether OpenVINO computes a form correctly is the parity stage's question
+(`mirnet build --task denoise --precision int8 --backend auto` runs it on every candidate).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engines.cpu_choice import time_alternately
+from mirnet_deploy.errors import UserError
+from mirnet_deploy.resolutions import parse_resolution
+
+from .models import DEFAULT_CACHE_DIR, Artifacts, resolve_model
+
+#: label -> (runtime, ONNX variant, extra OpenVINO compile properties)
+FORMS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "ort-fp32": ("ort", "fp32", {}),
+    "openvino-fp32": ("openvino", "fp32", {}),
+    "ort-int8-cpu": ("ort", "int8-cpu", {}),
+    "openvino-int8-cpu": ("openvino", "int8-cpu", {}),
+    "openvino-int8-cpu-symmetric": ("openvino", "int8-cpu-symmetric", {}),
+    "openvino-int8-nncf": ("openvino", "int8-nncf", {}),
+    "openvino-int8-cpu-unpinned": ("openvino", "int8-cpu", {"ENABLE_CPU_PINNING": False}),
+    "openvino-int8-cpu-denormals": ("openvino", "int8-cpu", {"CPU_DENORMALS_OPTIMIZATION": True}),
+}
+
+
+def nncf_onnx(artifacts: Artifacts) -> Path:
+    """NNCF's post-training quantization of the FP32 ONNX model with the benchmark's calibration set,
+    its defaults for a CPU (symmetric activations: the PERFORMANCE preset), cached beside the others."""
+    fp32 = artifacts.onnx_variant("fp32")
+    path = fp32.with_name(fp32.name.removesuffix(".fp32.onnx") + ".int8-nncf.onnx")
+    if path.is_file():
+        return path
+    import nncf
+    import onnx
+
+    from calibration.dataset import CalibrationSet
+    from mirnet_deploy.atomic import atomic_write_bytes
+
+    model = onnx.load(fp32)
+    input_name = model.graph.input[0].name
+    with CalibrationSet(artifacts.calibration_set()) as calibration:
+        feeds = [{input_name: x} for x in calibration.inputs()]
+        artifacts.log(f"NNCF {nncf.__version__}: quantizing {fp32.name} ({len(feeds)} samples) -> {path}")
+        quantized = nncf.quantize(model, nncf.Dataset(feeds), target_device=nncf.TargetDevice.CPU,
+                                  subset_size=len(feeds))
+    atomic_write_bytes(path, quantized.SerializeToString())
+    return path
+
+
+def open_form(artifacts: Artifacts, label: str, threads: int) -> Callable[[np.ndarray], Any]:
+    """A run function for one form (its model made and cached on first use)."""
+    runtime, variant, extra = FORMS[label]
+    onnx_path = nncf_onnx(artifacts) if variant == "int8-nncf" else artifacts.onnx_variant(variant)
+    if runtime == "ort":
+        from engines.runners import OrtRunner
+
+        return OrtRunner(onnx_path, providers="cpu", threads=threads).run
+    import openvino as ov
+
+    from engines.openvino_build import compile_properties
+
+    compiled = ov.Core().compile_model(str(onnx_path), "CPU", compile_properties("f32") | extra
+                                       | {"INFERENCE_NUM_THREADS": threads})
+    request = compiled.create_infer_request()
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        request.infer({0: batch}, share_inputs=True)
+        return request.get_output_tensor(0).data.copy()
+
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.int8_forms", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="small", help="a MIRNet preset (random weights) or an FP32 ONNX")
+    parser.add_argument("--res", default="256", help="one resolution, e.g. 256 or 512x384")
+    parser.add_argument("--forms", default=",".join(FORMS),
+                        help=f"comma-separated, the reference of the ratios first, of: {', '.join(FORMS)}")
+    parser.add_argument("--rounds", type=int, default=3, help="alternated timed rounds after one warm-up")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE_DIR))
+    args = parser.parse_args(argv)
+    try:
+        labels = [label.strip() for label in args.forms.split(",") if label.strip()]
+        unknown = [label for label in labels if label not in FORMS]
+        if unknown or not labels:
+            raise UserError(f"--forms: unknown {', '.join(unknown) or 'none given'}; choose from "
+                            f"{', '.join(FORMS)}")
+        artifacts = Artifacts(resolve_model(args.model), args.cache_dir)
+        runs = {label: open_form(artifacts, label, args.threads) for label in labels}
+        timings = time_alternately(runs, parse_resolution(args.res), rounds=args.rounds)
+    except UserError as error:
+        print(f"Error: {error}", file=sys.stderr)
+        return 2
+    medians = {label: statistics.median(ms) for label, ms in timings.items()}
+    reference = labels[0]
+    print(f"| form ({args.model}, {args.res}, {args.threads} threads, {args.rounds} alternated rounds) "
+          f"| median | runs (ms) | vs {reference} |\n| --- | --- | --- | --- |")
+    for label, median in medians.items():
+        runs_text = ", ".join(f"{ms:,.0f}" for ms in timings[label])
+        print(f"| {label} | {median:,.0f} ms | {runs_text} | {medians[reference] / median:.2f}x |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
