@@ -23,11 +23,13 @@ and nearly as exact as FP32. The search:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -83,9 +85,27 @@ class MixedPrecisionReport:
     sensitivity: list[tuple[list[str], float]]
     candidates_tried: list[tuple[int, float]]  # (layers kept, drop dB)
     quantize: QuantizeReport
+    #: CPU seconds of this process (ONNX Runtime's threads included) per part of the search:
+    #: where its time goes, whatever else loads the machine.
+    cpu_seconds: dict[str, float]
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+class _Stopwatch:
+    """CPU seconds of this process, summed per named part (`with stopwatch("part"): ...`)."""
+
+    def __init__(self) -> None:
+        self.cpu_seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, part: str) -> Iterator[None]:
+        start = time.process_time()
+        try:
+            yield
+        finally:
+            self.cpu_seconds[part] = self.cpu_seconds.get(part, 0.0) + time.process_time() - start
 
 
 class _Evaluator:
@@ -153,41 +173,54 @@ def search_mixed_precision(onnx_path: str | os.PathLike, output_path: str | os.P
     """Quantize `onnx_path` for `target`, keeping the fewest layers in high precision that bring the
     task PSNR drop within `budget_db`; the chosen model is written to `output_path`."""
     calib = CalibrationSet(calibration)
+    stopwatch = _Stopwatch()
     evaluator = _Evaluator(calib, eval_samples, threads)
     subpixel = target == "cpu" if subpixel is None else subpixel
     op_types = tuple(op_types or DEFAULT_OP_TYPES[target])
     prepared, _ = prepare(load_onnx(onnx_path), target, subpixel=subpixel)
-    evaluator.set_reference(prepared)
+    with stopwatch("fp32 reference"):
+        evaluator.set_reference(prepared)
 
     with tempfile.TemporaryDirectory(prefix="mirnet-mixed.") as scratch:
         candidates: dict[int, QuantizeReport] = {}  # by the number of nodes kept (one per k)
 
         def evaluate(excluded: Sequence[str]) -> tuple[QuantizeReport, Evaluation]:
             path = Path(scratch) / f"candidate-{len(excluded)}.onnx"
-            candidates[len(excluded)] = quantize_onnx(
-                onnx_path, path, target=target, calibration=calib, method=method,
-                high_precision=high_precision, exclude_nodes=tuple(excluded), subpixel=subpixel,
-                op_types=op_types, cache_dir=cache_dir)
-            return candidates[len(excluded)], evaluator.evaluate(path)
+            with stopwatch("quantize"):
+                candidates[len(excluded)] = quantize_onnx(
+                    onnx_path, path, target=target, calibration=calib, method=method,
+                    high_precision=high_precision, exclude_nodes=tuple(excluded), subpixel=subpixel,
+                    op_types=op_types, cache_dir=cache_dir)
+            with stopwatch("evaluate"):
+                return candidates[len(excluded)], evaluator.evaluate(path)
 
         full_report, full = evaluate(())
         final, kept, sensitivity, tried = full, [], [], [(0, full.drop_db)]
         if full.drop_db > budget_db * SEARCH_MARGIN:
-            quantized = onnx.load(full_report.output)
-            layers = _by_weight(prepared, full_report.quantized_layers) + _elementwise(quantized, op_types)
-            ranking = _Evaluator(calib, RANKING_SAMPLES, threads, crop=RANKING_CROP)
-            ranking.set_reference(prepared)
-            probe = _LayerProbe(quantized, prepared, layers, ranking)
-            sensitivity = probe.rank(progress)
+            with stopwatch("probe session"):
+                quantized = onnx.load(full_report.output)
+                layers = (_by_weight(prepared, full_report.quantized_layers)
+                          + _elementwise(quantized, op_types))
+                ranking = _Evaluator(calib, RANKING_SAMPLES, threads, crop=RANKING_CROP)
+                ranking.set_reference(prepared)
+                probe = _LayerProbe(quantized, prepared, layers, ranking)
+            with stopwatch("ranking"):
+                sensitivity = probe.rank(progress)
             ranked = [nodes for nodes, _ in sensitivity]
-            kept, final = _verified_fewest(ranked, probe.drop_predictor(ranked, full.drop_db),
-                                           budget_db * SEARCH_MARGIN, evaluate, tried)
+            with stopwatch("prediction"):
+                predictor = probe.drop_predictor(ranked, full.drop_db)
+
+            def predicted_drop(k: int) -> float:
+                with stopwatch("prediction"):
+                    return predictor(k)
+
+            kept, final = _verified_fewest(ranked, predicted_drop, budget_db * SEARCH_MARGIN, evaluate, tried)
         chosen = candidates[len(kept)]
         atomic_write_bytes(output_path, Path(chosen.output).read_bytes())
     calib.close()
     report = dataclasses.replace(chosen, output=str(output_path))
     return MixedPrecisionReport(budget_db, evaluator.reference_psnr, full, final, kept, sensitivity, tried,
-                                report)
+                                report, stopwatch.cpu_seconds)
 
 
 def _by_weight(prepared: onnx.ModelProto, nodes: Sequence[str]) -> list[list[str]]:
