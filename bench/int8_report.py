@@ -14,6 +14,7 @@ which layers the budget kept in high precision.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import click
@@ -28,6 +29,7 @@ DEFAULT_FOLDER = Path("artifacts") / "int8-report"
 
 
 MODES = ("plain", "budget")
+TARGETS = ("tensorrt", "cpu")
 
 
 def _fp32_export(task: str, folder: Path, checkpoint: Path | None, arch: str | None,
@@ -46,8 +48,11 @@ def _fp32_export(task: str, folder: Path, checkpoint: Path | None, arch: str | N
 
 def task_rows(task: str, resolutions: list[tuple[int, int]], budget_db: float, folder: Path, *,
               checkpoint: Path | None = None, arch: str | None = None, fp32: Path | None = None,
-              calibration: Path | None = None, modes: tuple[str, ...] = MODES) -> list[dict]:
-    """One row per (target, mode) for `task`: drops per resolution, layers kept.
+              calibration: Path | None = None, modes: tuple[str, ...] = MODES,
+              targets: tuple[str, ...] = TARGETS) -> list[dict]:
+    """One row per (target, mode) for `task`: drops per resolution, layers kept and, for a budget
+    model made in this run, the search's real evaluations (layers kept, calibration-sample drop)
+    and its CPU and wall seconds (process CPU time counts ONNX Runtime's threads).
 
     The model is `checkpoint` (any family; default: the task's demo weights of `arch`), calibrated
     on `calibration` (default: the task's built-in set).
@@ -66,21 +71,26 @@ def task_rows(task: str, resolutions: list[tuple[int, int]], budget_db: float, f
     cases = parity_cases(task, resolutions, images=2, sr_scale=1)
     reference = as_polygraphy_runner(TorchRunner(DeploymentGraph(network, spec), name="pytorch-fp32"))
     rows = []
-    for target in ("tensorrt", "cpu"):
+    for target in targets:
         for mode in modes:
             path = folder / f"{fp32.stem.removesuffix('.fp32')}.int8-{target}-{mode}.onnx"
             click.echo(f"{task}: {target} target, {mode} ...", err=True)
+            tried, seconds = None, None  # the search's trail and cost, when it runs here
             if path.is_file():  # made by an earlier run: the layers it kept are in its metadata
                 kept = json.loads(read_metadata(onnx.load(path, load_external_data=False))["quantization"])[
                     "excluded_nodes"]
             elif mode == "plain":
                 kept = quantize_onnx(fp32, path, target=target, calibration=calibration).excluded_nodes
             else:
-                kept = search_mixed_precision(fp32, path, target=target, calibration=calibration,
-                                              budget_db=budget_db).kept_high_precision
+                wall, cpu = time.perf_counter(), time.process_time()
+                search = search_mixed_precision(fp32, path, target=target, calibration=calibration,
+                                                budget_db=budget_db)
+                seconds = {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu}
+                kept, tried = search.kept_high_precision, search.candidates_tried
             with OrtRunner(path, providers="cpu") as runner:
                 parity = run_parity(reference, as_polygraphy_runner(runner), cases, "int8")
             rows.append({"task": task, "target": target, "mode": mode, "kept_high_precision": kept,
+                         "search_tried": tried, "search_seconds": seconds,
                          "drops_db": {row.resolution: row.task_drop_db for row in parity},
                          "psnr_vs_fp32_db": {row.resolution: row.psnr_vs_reference_db for row in parity},
                          "task_psnr_fp32_db": {row.resolution: row.task_psnr_reference_db for row in parity}})
@@ -98,10 +108,16 @@ def to_markdown(rows: list[dict], budget_db: float) -> str:
         worst = min(row["psnr_vs_fp32_db"].values())
         lines.append(f"| {row['task']} | {row['target']} | {mode} | {len(row['kept_high_precision'])} | "
                      f"{drops} | {worst:.1f} |")
+    tried = [f"- {row['task']} / {row['target']}: "
+             + ", ".join(f"{k} ({drop:.3f} dB)" for k, drop in row["search_tried"])
+             + f"; {row['search_seconds']['cpu']:.0f} CPU-s, {row['search_seconds']['wall']:.0f} s wall"
+             for row in rows if row.get("search_tried")]
+    if tried:
+        lines += ["", "Real evaluations of the budget search, layers kept (calibration-sample drop):", *tried]
     kept = [f"- {row['task']} / {row['target']}: {', '.join(row['kept_high_precision'])}"
             for row in rows if row["mode"] == "budget" and row["kept_high_precision"]]
     if kept:
-        lines += ["", "Layers the budget kept in high precision:", *kept]
+        lines += ["", "Nodes the budget kept in high precision:", *kept]
     return "\n".join(lines) + "\n"
 
 
@@ -111,20 +127,35 @@ def to_markdown(rows: list[dict], budget_db: float) -> str:
               help="Whose demo weights for each task [default: the family that has them, MIRNet first].")
 @click.option("--res", default="256,448x296", show_default=True,
               help="Held-out resolutions (448x296 fits both held-out photographs without enlarging them).")
+@click.option("--targets", default=",".join(TARGETS), show_default=True,
+              help="Q/DQ targets, comma-separated.")
+@click.option("--modes", default=",".join(MODES), show_default=True,
+              help="plain (every layer INT8) and/or budget (the PSNR-budget search), comma-separated.")
 @click.option("--budget-db", type=float, default=0.1, show_default=True)
 @click.option("--folder", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_FOLDER,
               show_default=True, help="Where the ONNX models are written.")
 @click.option("--md", "md_path", type=click.Path(dir_okay=False), help="Write the Markdown table here.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the rows as JSON here.")
-def main(tasks: str, arch: str | None, res: str, budget_db: float, folder: Path, md_path: str | None,
-         json_path: str | None) -> None:
+def main(tasks: str, arch: str | None, res: str, targets: str, modes: str, budget_db: float, folder: Path,
+         md_path: str | None, json_path: str | None) -> None:
     """INT8 task-PSNR drop of the demo models for both targets, plain and with the PSNR budget."""
+    chosen_targets, chosen_modes = _choices(targets, TARGETS, "--targets"), _choices(modes, MODES, "--modes")
     folder.mkdir(parents=True, exist_ok=True)
     resolutions = parse_resolutions(res)
     rows = [row for task in tasks.split(",")
-            for row in task_rows(task, resolutions, budget_db, folder, arch=arch)]
+            for row in task_rows(task, resolutions, budget_db, folder, arch=arch, modes=chosen_modes,
+                                 targets=chosen_targets)]
     table = to_markdown(rows, budget_db)
     publish_rows(table, rows, md_path, json_path)
+
+
+def _choices(text: str, allowed: tuple[str, ...], option: str) -> tuple[str, ...]:
+    chosen = tuple(item.strip() for item in text.split(",") if item.strip())
+    unknown = [item for item in chosen if item not in allowed]
+    if unknown or not chosen:
+        raise click.BadParameter(f"{text!r}: choose among {', '.join(allowed)}, comma-separated.",
+                                 param_hint=option)
+    return chosen
 
 
 if __name__ == "__main__":

@@ -155,8 +155,12 @@ def _print_report(result: dict) -> None:
         click.echo(f"  task PSNR drop vs FP32 ({search['fp32_task_psnr_db']:.2f} dB): all INT8 "
                    f"{search['full_int8']['drop_db']:+.3f} dB -> {search['final']['drop_db']:+.3f} dB "
                    f"(budget {search['budget_db']} dB)")
+        tried = ", ".join(f"{k} ({drop:+.3f} dB)" for k, drop in search["candidates_tried"])
+        click.echo(f"  real evaluations, most sensitive layers kept (drop on calibration samples): {tried}")
+        click.echo("  search CPU seconds: " + ", ".join(f"{part} {seconds:.0f}"
+                                                       for part, seconds in search["cpu_seconds"].items()))
         kept = search["kept_high_precision"]
-        click.echo(f"  kept in high precision: {len(kept)} layer(s)" + (":" if kept else ""))
+        click.echo(f"  kept in high precision: {len(kept)} node(s)" + (":" if kept else ""))
         for name in kept:
             click.echo(f"    {name}")
     cpu = result["cpu_ms"]

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from onnx import numpy_helper
 
 from calibration.dataset import CalibrationSet, build_calibration_set, manifest_path
-from calibration.mixed_precision import _verified_fewest, search_mixed_precision
+from calibration.mixed_precision import REFINEMENTS, _power, _verified_fewest, search_mixed_precision
 from calibration.quantize import quantize_onnx, scalar_prelu_to_leaky_relu
 from export.lint import lint_onnx
 from export.onnx_file import read_metadata
@@ -288,26 +288,68 @@ def test_switchable_graph_quantizes_the_layers_switched_on(quantized: dict[str, 
             assert error([]) < 1e-2  # FP16 rounding only (the FP16 export's tolerance)
 
 
+def _measured(true_drop):
+    """A stand-in for quantize + evaluate: the drop of keeping `len(kept)` single-node layers."""
+    def evaluate(kept):
+        return None, type("Evaluation", (), {"drop_db": true_drop(len(kept))})()
+    return evaluate
+
+
+def _drop(power: float) -> float:
+    return 10 * np.log10(1 + power)
+
+
 def test_search_verifies_the_predicted_layer_count_and_corrects_a_miss():
     """The prediction says 8 layers suffice, but 10 are needed: the miss (error power 4.6x the
-    predicted) makes the prediction ask for 4.6x less error, 13 layers, and they pass."""
+    predicted) makes the prediction ask for 4.6x less error, 13 layers, and they pass (the first
+    phase alone, without refinement)."""
     ranked = [[f"layer{i}"] for i in range(20)]
-    true_drop = {k: 0.2 if k < 10 else 0.04 for k in range(21)}
+    evaluate = _measured(lambda k: 0.2 if k < 10 else 0.04)
 
     def predicted(k: int) -> float:  # a smooth under-estimate of the error left
-        return 10 * np.log10(1 + (10 ** (0.2 / 10) - 1) * (1 - k / 20) ** 3)
+        return _drop(_power(0.2) * (1 - k / 20) ** 3)
 
-    def evaluate(kept):
-        return None, type("E", (), {"drop_db": true_drop[len(kept)]})()
-
-    tried: list[tuple[int, float]] = []
-    kept, evaluation = _verified_fewest(ranked, predicted, 0.05, evaluate, tried)
+    tried = [(0, 0.2)]
+    kept, evaluation = _verified_fewest(ranked, predicted, 0.05, evaluate, tried, refinements=0)
     assert evaluation.drop_db <= 0.05
-    assert [k for k, _ in tried] == [8, 13]
+    assert tried == [(0, 0.2), (8, 0.2), (13, 0.04)]
     assert kept == [f"layer{i}" for i in range(13)]
-    exact: list[tuple[int, float]] = []
-    assert len(_verified_fewest(ranked, lambda k: true_drop[k], 0.05, evaluate, exact)[0]) == 10
-    assert exact == [(10, 0.04)]  # a right prediction costs one real evaluation
+    exact = [(0, 0.2)]
+    assert len(_verified_fewest(ranked, lambda k: 0.2 if k < 10 else 0.04, 0.05, evaluate, exact)[0]) == 10
+    assert exact == [(0, 0.2), (10, 0.04)]  # a right prediction costs one real evaluation, refinement none
+
+
+def test_refinement_lands_on_the_fewest_layers_within_the_budget_and_respects_its_cap():
+    """A synthetic monotone drop over 200 layers (error power falling as (1 - k/200)^6) and a
+    prediction that falls too fast early and too slowly late (power as (1 - k/200)^2, x 0.3), like
+    the denoise demo's: the correction overshoots (few layers predicted, then far too many), and
+    the refinement finds the fewest k within the budget, spending at most its cap."""
+    ranked = [[f"layer{i}"] for i in range(200)]
+
+    def true_drop(k: int) -> float:
+        return _drop(0.06 * (1 - k / 200) ** 6)
+
+    def predicted(k: int) -> float:
+        return _drop(0.3 * 0.06 * (1 - k / 200) ** 2)
+
+    budget = 0.05
+    fewest = next(k for k in range(201) if true_drop(k) <= budget)
+    phase_one = [(0, true_drop(0))]
+    _verified_fewest(ranked, predicted, budget, _measured(true_drop), phase_one, refinements=0)
+    overshoot = phase_one[-1][0]
+    assert overshoot > fewest + 8  # without refinement: many more layers than needed
+
+    for cap in (1, 2, REFINEMENTS, 8):
+        tried = [(0, true_drop(0))]
+        kept, evaluation = _verified_fewest(ranked, predicted, budget, _measured(true_drop), tried,
+                                            refinements=cap)
+        assert len(tried) <= len(phase_one) + cap
+        assert tried[: len(phase_one)] == phase_one
+        assert evaluation.drop_db <= budget
+        assert fewest <= len(kept) <= overshoot
+        assert len(kept) == min(k for k, drop in tried if drop <= budget)  # the fewest that passed
+    assert len(kept) == fewest  # with 8 refinements, the exact answer
+    assert len(tried) < len(phase_one) + 8  # and it stopped once the gap was one layer
 
 
 def test_search_stops_at_once_when_plain_int8_is_within_budget(fp32_model: Path, calibration_set: Path,
