@@ -154,7 +154,8 @@ def engine_filename(request: EngineRequest) -> str:
 
 def new_manifest(request: EngineRequest, onnx_info: OnnxInfo, engine_path: Path, *,
                  build_options: Mapping[str, Any], build_seconds: float, **details: Any) -> EngineManifest:
-    """The manifest of an engine just built for `request` (carrying its cache key)."""
+    """The manifest of an engine just built for `request` (carrying its cache key and the ONNX metadata
+    a runner needs: task, size multiple, scale; a graph without them is taken as multiple 1, scale 1)."""
     return EngineManifest(
         engine_file=engine_path.name,
         backend=request.backend,
@@ -167,8 +168,20 @@ def new_manifest(request: EngineRequest, onnx_info: OnnxInfo, engine_path: Path,
         build_seconds=round(build_seconds, 3),
         built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         cache_key=cache_key(request),
+        task=onnx_info.metadata.get("task"),
+        size_multiple=_metadata_count(onnx_info, "size_multiple"),
+        scale=_metadata_count(onnx_info, "scale"),
         **details,
     )
+
+
+def _metadata_count(onnx_info: OnnxInfo, key: str) -> int:
+    """A positive integer of the ONNX metadata (1 when absent); UserError naming the file otherwise."""
+    value = onnx_info.metadata.get(key, "1")
+    if not value.isdigit() or int(value) < 1:
+        raise UserError(f"The ONNX metadata of {onnx_info.path} says {key}={value!r}, not a positive "
+                        f"integer; re-export it with `mirnet export`.")
+    return int(value)
 
 
 def cached_engine(request: EngineRequest, cache_dir: str | os.PathLike) -> Path | None:

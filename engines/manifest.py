@@ -75,6 +75,12 @@ class EngineManifest:
     device_name: str | None = None  # OpenVINO: that device's FULL_DEVICE_NAME, which the model is tied to
     inference_precision: str | None = None  # OpenVINO: the INFERENCE_PRECISION_HINT compiled with (f32, bf16)
     selection: dict[str, Any] | None = None  # `auto` on a CPU: the measurement that chose this engine
+    # From the ONNX metadata, for runners that never open the ONNX (libmirnet): what to pad H and W to
+    # (the graph pads to it too; padding outside to the same multiple keeps the result identical),
+    # output pixels per input pixel, and the task. None in manifests written before they were recorded.
+    task: str | None = None
+    size_multiple: int | None = None
+    scale: int | None = None
     toolkit_version: str = __version__
     format: int = MANIFEST_FORMAT
 

@@ -17,7 +17,7 @@ from mirnet_deploy.resolutions import format_resolution, parse_resolutions
 from .baselines import BASELINES
 from .checkpoint import load_model, naming_file, read_state_dict, save_checkpoint
 from .complexity import count_macs, learned_macs
-from .data_sources import LAYOUTS, evaluation_pairs, training_sampler
+from .data_sources import LAYOUTS, evaluation_pairs, training_sampler, validation_pairs
 from .degradations import TASK_KINDS, Degradation, make_degradation
 from .images import from_tensor, to_tensor
 from .inference import restore
@@ -163,7 +163,8 @@ def _model_config(family: ModelFamily, preset: str, overrides: dict) -> ModelCon
 @click.option("--layout", type=click.Choice(LAYOUTS), default="clean", show_default=True,
               help="How --data is organised: clean images to degrade, or a paired layout.")
 @click.option("--val-data", type=click.Path(exists=True, file_okay=False),
-              help="Validation folder, same layout (default: the built-in held-out photographs).")
+              help="Validation folder, same layout (default: the built-in validation photographs, "
+                   "disjoint from the training and the held-out ones).")
 @click.option("--sigma", type=float, help="denoise: Gaussian noise sigma in 0-255 units [25].")
 @click.option("--scale", type=click.IntRange(2, 4), default=4, show_default=True, help="sr: scale.")
 @click.option("--iterations", type=click.IntRange(min=1), default=2000, show_default=True)
@@ -213,7 +214,7 @@ def train(task: str, family_name: str, preset: str, n_feat: int | None, n_RRG: i
     sampler = training_sampler(degradation, folder=data, layout=layout, scale=scale,
                                patch_size=patch_size, batch_size=batch_size, seed=seed)
     validation = [(p.name, p.input, p.target)
-                  for p in evaluation_pairs(degradation, val_data, layout, scale)]
+                  for p in validation_pairs(degradation, val_data, layout, scale)]
     trainer = Trainer(config, sampler.batch, validation, output)
     if resume:
         trainer.resume(trainer.latest_path)

@@ -1,7 +1,8 @@
 """From command-line data options to training batches and evaluation pairs.
 
 With no folder, the built-in scikit-image photographs are used (train split for
-training, held-out split for validation and evaluation), degraded for the task.
+training, validation split for choosing the best checkpoint, held-out split for
+evaluation; three disjoint sets, see `datasets.BUILTIN_SPLITS`), degraded for the task.
 A folder is read in one of the authors' layouts, or as clean images to degrade.
 """
 
@@ -49,6 +50,16 @@ def evaluation_pairs(degradation: Degradation, folder: str | Path | None = None,
     if layout == "clean":
         return synthesize_pairs(read_folder(folder), degradation, EVAL_SEED)
     return read_pairs(folder, layout, scale)
+
+
+def validation_pairs(degradation: Degradation, folder: str | Path | None = None, layout: str = "clean",
+                     scale: int = 4) -> list[ImagePair]:
+    """Pairs that choose the best checkpoint during training: the built-in validation photographs
+    (disjoint from training and held-out ones, so `mirnet eval` scores images no choice has seen)
+    degraded with a fixed seed, or a folder as `evaluation_pairs` reads one."""
+    if folder is None:
+        return synthesize_pairs(builtin_images("validation"), degradation, EVAL_SEED)
+    return evaluation_pairs(degradation, folder, layout, scale)
 
 
 def training_sampler(degradation: Degradation, *, folder: str | Path | None, layout: str, scale: int,

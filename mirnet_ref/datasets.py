@@ -205,8 +205,19 @@ _BUILTIN_LOADERS: dict[str, Callable[[], np.ndarray]] = {
     "retina": skimage.data.retina,  # 1411x1411 fundus photograph
     "chelsea": skimage.data.chelsea,  # 451x300 cat, fine fur texture
     "motorcycle": lambda: skimage.data.stereo_motorcycle()[0],  # 741x500 left stereo view
+    "camera": skimage.data.camera,  # 512x512 grey: cameraman, coat, grass, sky, buildings
+    "coins": skimage.data.coins,  # 384x303 grey: metal relief on a textured ground
 }
-# A fixed split: models are trained on BUILTIN_SPLITS["train"] and scored on "heldout".
+# A fixed split into three disjoint sets of photographs: models are trained on "train", their
+# best checkpoint is chosen on "validation" (`mirnet train`'s default), and they are scored on
+# "heldout" (`mirnet eval`), which no step of training sees.
+#
+# Why grey photographs validate: scikit-image ships no further colour photograph (the one left,
+# the right view of the stereo pair, is the held-out motorcycle scene and would leak it), and
+# validation crops cut out of the training photographs would change every recipe's training
+# stream. Grey photographs replicated to RGB (as every reader here treats grey) are natural
+# images of their own scenes, disjoint from both other splits; choosing an iteration needs a
+# faithful ranking on unseen scenes, not colour statistics.
 BUILTIN_SPLITS: dict[str, tuple[str, ...]] = {
     "train": (
         "astronaut",
@@ -216,18 +227,23 @@ BUILTIN_SPLITS: dict[str, tuple[str, ...]] = {
         "hubble_deep_field",
         "retina",
     ),
+    "validation": ("camera", "coins"),
     "heldout": ("chelsea", "motorcycle"),
 }
 
 
 def builtin_images(split: str) -> list[tuple[str, np.ndarray]]:
-    """The built-in photographs of `split` ('train' or 'heldout') as (name, float32 RGB)."""
+    """The built-in photographs of `split` ('train', 'validation' or 'heldout') as (name, float32
+    RGB); grey photographs are replicated to three channels."""
     if split not in BUILTIN_SPLITS:
-        raise UserError(f"Unknown built-in split {split!r}: choose 'train' or 'heldout'.")
-    return [
-        (name, _BUILTIN_LOADERS[name]().astype(np.float32) / np.float32(255))
-        for name in BUILTIN_SPLITS[split]
-    ]
+        raise UserError(f"Unknown built-in split {split!r}: choose {', '.join(map(repr, BUILTIN_SPLITS))}.")
+    images = []
+    for name in BUILTIN_SPLITS[split]:
+        pixels = _BUILTIN_LOADERS[name]()
+        if pixels.ndim == 2:
+            pixels = np.repeat(pixels[:, :, None], 3, axis=2)
+        images.append((name, pixels.astype(np.float32) / np.float32(255)))
+    return images
 
 
 def image_at_resolution(image: np.ndarray, width: int, height: int) -> np.ndarray:

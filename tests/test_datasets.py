@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from mirnet_deploy.errors import ImageError, UserError
+from mirnet_ref.data_sources import validation_pairs
 from mirnet_ref.datasets import (
     BUILTIN_SPLITS,
     ImagePair,
@@ -24,7 +25,7 @@ from mirnet_ref.datasets import (
     sidd_medium_pairs,
     synthesize_pairs,
 )
-from mirnet_ref.degradations import BicubicSR, DefocusBlur, GaussianNoise, convolve
+from mirnet_ref.degradations import BicubicSR, DefocusBlur, GaussianNoise, convolve, make_degradation
 from mirnet_ref.images import write_image
 
 
@@ -197,7 +198,11 @@ def test_read_folder_reports_corrupt_and_empty(tmp_path: Path) -> None:
 
 def test_builtin_split_is_fixed_disjoint_and_rgb() -> None:
     assert BUILTIN_SPLITS["heldout"] == ("chelsea", "motorcycle")
-    assert not set(BUILTIN_SPLITS["train"]) & set(BUILTIN_SPLITS["heldout"])
+    assert BUILTIN_SPLITS["validation"] == ("camera", "coins")
+    train, validation, heldout = (set(BUILTIN_SPLITS[s]) for s in ("train", "validation", "heldout"))
+    assert not train & heldout
+    assert not validation & heldout
+    assert not validation & train
     heldout = builtin_images("heldout")
     assert [name for name, _ in heldout] == ["chelsea", "motorcycle"]
     for _, image in heldout:
@@ -209,6 +214,22 @@ def test_builtin_split_is_fixed_disjoint_and_rgb() -> None:
         assert image.std() > 0.1
     with pytest.raises(UserError, match="heldout"):
         builtin_images("test")
+
+
+def test_training_validates_on_the_validation_split_not_the_heldout_one() -> None:
+    """`mirnet train`'s default validation pairs: the grey validation photographs as RGB, degraded;
+    none of them is an image `mirnet eval` scores or a training photograph."""
+    pairs = validation_pairs(make_degradation("denoise"))
+    assert [pair.name for pair in pairs] == ["camera", "coins"]
+    heldout = [image for _, image in builtin_images("heldout")]
+    train = [image for _, image in builtin_images("train")]
+    for pair in pairs:
+        clean = pair.target
+        assert clean.shape[2] == 3
+        assert np.array_equal(clean[..., 0], clean[..., 2])  # grey replicated
+        assert pair.input.shape == clean.shape
+        assert not np.array_equal(pair.input, clean)  # degraded
+        assert all(p.shape != clean.shape or not np.array_equal(p, clean) for p in heldout + train)
 
 
 def test_builtin_train_images_load_offline() -> None:

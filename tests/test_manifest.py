@@ -254,3 +254,32 @@ def test_publish_replaces_the_pair(tmp_path):
     assert engine.read_bytes() == b"new plan"
     assert load_manifest(engine).precision == "fp32"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.engine", "model.engine.json"]
+
+
+def _identity_onnx(path: Path, metadata: dict[str, str]) -> Path:
+    """A 6-channel identity graph carrying `metadata` (as `mirnet export` writes its metadata_props)."""
+    io = [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", 6, "height", "width"])
+          for name in ("input", "output")]
+    model = helper.make_model(helper.make_graph([helper.make_node("Identity", ["input"], ["output"])], "id",
+                                                io[:1], io[1:]), opset_imports=[helper.make_opsetid("", 17)])
+    helper.set_model_props(model, metadata)
+    onnx.save(model, path)
+    return path
+
+
+def test_a_build_records_the_onnx_metadata_that_runners_without_the_onnx_need(tmp_path):
+    """libmirnet never opens the ONNX: the manifest carries its task, size multiple and scale."""
+    from engines.ort_build import build_ort_engine
+
+    onnx_path = _identity_onnx(tmp_path / "m.onnx", {"task": "defocus", "size_multiple": "8", "scale": "2"})
+    build_ort_engine(onnx_path, tmp_path / "m.ort.onnx")
+    manifest = load_manifest(tmp_path / "m.ort.onnx")
+    assert (manifest.task, manifest.size_multiple, manifest.scale) == ("defocus", 8, 2)
+    plain = _identity_onnx(tmp_path / "plain.onnx", {})  # a graph from elsewhere: no padding, no scale known
+    build_ort_engine(plain, tmp_path / "plain.ort.onnx")
+    manifest = load_manifest(tmp_path / "plain.ort.onnx")
+    assert (manifest.task, manifest.size_multiple, manifest.scale) == (None, 1, 1)
+    bad = _identity_onnx(tmp_path / "bad.onnx", {"size_multiple": "eight"})
+    with pytest.raises(UserError, match="says size_multiple='eight', not a positive integer"):
+        build_ort_engine(bad, tmp_path / "bad.ort.onnx")
+    assert not (tmp_path / "bad.ort.onnx").exists()

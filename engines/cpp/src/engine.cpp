@@ -38,13 +38,21 @@ std::unique_ptr<Engine> open_engine(const std::string& manifest_or_engine, const
                 "this build: " + (built.empty() ? "none" : built) + ")." + hint);
 }
 
+void Engine::set_channels(Channels channels) {
+    if (channels.input < 1 || channels.output < 1) {
+        throw Error("The model of " + manifest_.source + " has " + std::to_string(channels.input) + " input and " +
+                    std::to_string(channels.output) + " output channels; a static channel count >= 1 is needed.");
+    }
+    channels_ = channels;
+}
+
 namespace detail {
 
-void check_input_shape(const Manifest& manifest, const Shape4& shape) {
+void check_input_shape(const Manifest& manifest, const Shape4& shape, int channels) {
     const int64_t m = manifest.size_multiple;
-    if (shape[0] != 1 || shape[1] != 3 || shape[2] < 1 || shape[3] < 1 || shape[2] % m || shape[3] % m) {
-        throw Error("Engine " + manifest.source + " takes 1x3xHxW with H and W multiples of " + std::to_string(m) +
-                    ", got " + format_shape(shape) + ".");
+    if (shape[0] != 1 || shape[1] != channels || shape[2] < 1 || shape[3] < 1 || shape[2] % m || shape[3] % m) {
+        throw Error("Engine " + manifest.source + " takes 1x" + std::to_string(channels) +
+                    "xHxW with H and W multiples of " + std::to_string(m) + ", got " + format_shape(shape) + ".");
     }
     if (manifest.profiles.empty()) return;
     for (const Profile& p : manifest.profiles) {

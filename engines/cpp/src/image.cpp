@@ -30,6 +30,25 @@ void check_dimensions(long long width, long long height, const std::string& what
     }
 }
 
+void check_unit_range(const float* values, std::size_t count, const std::string& what, const std::string& remedy) {
+    float lo = 0.0f, hi = 1.0f;
+    for (std::size_t i = 0; i < count; ++i) {
+        const float v = values[i];
+        if (!std::isfinite(v)) {
+            throw Error(what + " contains NaN or infinite values. The models need finite pixel values in [0, 1]; "
+                        "fix or re-export the file.");
+        }
+        lo = std::min(lo, v);
+        hi = std::max(hi, v);
+    }
+    if (lo < 0.0f || hi > 1.0f) {
+        std::ostringstream msg;
+        msg << what << " has values in [" << lo << ", " << hi
+            << "], outside [0, 1]. The models expect display-referred values in [0, 1]; " << remedy << ".";
+        throw Error(msg.str());
+    }
+}
+
 }  // namespace detail
 
 namespace {
@@ -198,22 +217,8 @@ void image_to_chw(const Image& image, float* chw) {
             throw Error("image_to_chw: float image holds " + std::to_string(image.values.size()) +
                         " values, expected " + std::to_string(image.sample_count()) + ".");
         }
-        float lo = 0.0f, hi = 1.0f;
-        for (float v : image.values) {
-            if (!std::isfinite(v)) {
-                throw Error("The float image contains NaN or infinite values. The models need finite pixel "
-                            "values in [0, 1]; fix or re-export the file.");
-            }
-            lo = std::min(lo, v);
-            hi = std::max(hi, v);
-        }
-        if (lo < 0.0f || hi > 1.0f) {
-            std::ostringstream msg;
-            msg << "The float image has values in [" << lo << ", " << hi
-                << "], outside [0, 1]. The models expect display-referred values in [0, 1]; tone-map or "
-                   "rescale it, or save it as 8- or 16-bit PNG/PPM.";
-            throw Error(msg.str());
-        }
+        detail::check_unit_range(image.values.data(), image.values.size(), "The float image",
+                                 "tone-map or rescale it, or save it as 8- or 16-bit PNG/PPM");
         for (std::size_t p = 0; p < plane; ++p) {
             for (std::size_t c = 0; c < 3; ++c) {
                 chw[c * plane + p] = image.values[p * 3 + c];

@@ -12,4 +12,8 @@ constexpr std::size_t kMaxPixels = std::size_t{1} << 28;
 // Throws mirnet::Error unless 1 <= width, height and width*height <= kMaxPixels.
 void check_dimensions(long long width, long long height, const std::string& what);
 
+// Throws mirnet::Error unless every value is finite and inside [0, 1] (what the models take),
+// naming `what` ("The float image") and, for values out of range, `remedy`.
+void check_unit_range(const float* values, std::size_t count, const std::string& what, const std::string& remedy);
+
 }  // namespace mirnet::detail

@@ -57,6 +57,11 @@ void rows_from_planes(const TensorNCHW& t, T* dst, std::size_t stride, ChwToRow 
     }
 }
 
+void check_planes(const TensorNCHW& planes) {
+    const std::size_t bad = count_nonfinite(planes.data.data(), planes.size());
+    if (bad) throw Error("Restorer: the planar input holds " + std::to_string(bad) + " NaN/Inf values.");
+}
+
 }  // namespace
 
 Restorer::Restorer(std::unique_ptr<Engine> engine, RestoreOptions options)
@@ -67,9 +72,25 @@ Restorer::Restorer(std::unique_ptr<Engine> engine, RestoreOptions options)
 Restorer::Restorer(const std::string& manifest_or_engine, RestoreOptions options, const EngineOptions& engine_options)
     : Restorer(open_engine(manifest_or_engine, engine_options), options) {}
 
+void Restorer::require_rgb_model(const char* what) const {
+    const Channels& channels = engine_->channels();
+    if (channels.input != 3) {
+        const std::string c = std::to_string(channels.input);
+        throw Error("The engine's model takes " + c + " input channels, " + what + " holds 3 (RGB). Feed it 1x" + c +
+                    "xHxW planes: Restorer::restore(TensorNCHW), or an H x W x " + c + " .npy array to mirnet_run "
+                    "(MIRNet-v2's dual-pixel defocus model: the left and the right view, "
+                    "np.concatenate([left, right], axis=2)).");
+    }
+    if (channels.output != 3) {
+        throw Error("The engine's model returns " + std::to_string(channels.output) + " channels, " + what +
+                    " holds 3 (RGB): use Restorer::restore_planar.");
+    }
+}
+
 TensorNCHW Restorer::run(TensorNCHW input) {
     auto started = Clock::now();
-    const RunPlan plan = plan_run(engine_->manifest(), input.h, input.w, options_.tile, options_.overlap);
+    const RunPlan plan = plan_run(engine_->manifest(), input.h, input.w, options_.tile, options_.overlap,
+                                  engine_->channels());
     const TensorNCHW padded = pad_for_run(input, plan);
     std::vector<float> in(plan.input_count()), out(plan.output_count());
     times_.pre_ms += ms_since(started);
@@ -97,6 +118,7 @@ TensorNCHW Restorer::run(TensorNCHW input) {
 template <typename T, typename RowToChw, typename ChwToRow>
 void Restorer::restore_interleaved(const T* src, int width, int height, std::size_t src_stride, T* dst,
                                    std::size_t dst_stride, RowToChw to_planes, ChwToRow to_rows) {
+    require_rgb_model("an interleaved RGB frame");
     const std::size_t row = 3 * sizeof(T) * static_cast<std::size_t>(width);
     check_frame(src, dst, width, height, src_stride, dst_stride, row, row * engine_->scale());
     times_ = StageTimes{};
@@ -123,10 +145,9 @@ void Restorer::restore_planar(const float* src, int width, int height, float* ds
     check_frame(src, dst, width, height, 1, 1, 1, 1);
     times_ = StageTimes{};
     auto started = Clock::now();
-    TensorNCHW input(1, 3, height, width);
+    TensorNCHW input(1, engine_->channels().input, height, width);
     std::copy_n(src, input.size(), input.data.begin());
-    const std::size_t bad = count_nonfinite(input.data.data(), input.size());
-    if (bad) throw Error("Restorer: the planar input holds " + std::to_string(bad) + " NaN/Inf values.");
+    check_planes(input);
     times_.pre_ms = ms_since(started);
     const TensorNCHW output = run(std::move(input));
     started = Clock::now();
@@ -134,7 +155,27 @@ void Restorer::restore_planar(const float* src, int width, int height, float* ds
     times_.post_ms += ms_since(started);
 }
 
+Image Restorer::restore(const TensorNCHW& planes, int bit_depth) {
+    const Channels& channels = engine_->channels();
+    if (planes.n != 1 || planes.c != channels.input) {
+        throw Error("The engine's model takes 1x" + std::to_string(channels.input) + "xHxW planes, got " +
+                    std::to_string(planes.n) + "x" + std::to_string(planes.c) + "x" + std::to_string(planes.h) + "x" +
+                    std::to_string(planes.w) + ".");
+    }
+    if (channels.output != 3) require_rgb_model("an image");
+    times_ = StageTimes{};
+    auto started = Clock::now();
+    check_planes(planes);
+    times_.pre_ms = ms_since(started);
+    const TensorNCHW output = run(planes);
+    started = Clock::now();
+    Image restored = tensor_to_image(output, 0, bit_depth);
+    times_.post_ms += ms_since(started);
+    return restored;
+}
+
 Image Restorer::restore(const Image& image, int bit_depth) {
+    require_rgb_model("an image");
     times_ = StageTimes{};
     auto started = Clock::now();
     TensorNCHW input = image_to_tensor(image);

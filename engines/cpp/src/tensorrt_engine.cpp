@@ -23,6 +23,7 @@
 //   IRuntime::deserializeCudaEngine(void const*, size)|  yes |  yes | 11.x also has IStreamReaderV2
 //   ICudaEngine::getNbIOTensors / getIOTensorName     |  yes |  yes |
 //   ICudaEngine::getTensorIOMode / getTensorDataType  |  yes |  yes |
+//   ICudaEngine::getTensorShape(name)                 |  yes |  yes | the I/O channel counts (-1 = dynamic)
 //   ICudaEngine::getNbOptimizationProfiles            |  yes |  yes |
 //   ICudaEngine::getProfileShape(name, i, selector)   |  yes |  yes | checked against the manifest
 //   ICudaEngine::createExecutionContext()             |  yes |  yes | default allocation strategy
@@ -171,6 +172,16 @@ void check_io(const nvinfer1::ICudaEngine& engine) {
     }
 }
 
+// The static channel dimension of an I/O tensor (NCHW; -1 marks a dynamic one, which the contract excludes).
+int channel_count(const nvinfer1::ICudaEngine& engine, const char* name) {
+    const nvinfer1::Dims dims = engine.getTensorShape(name);
+    if (dims.nbDims != 4 || dims.d[1] < 1) {
+        throw Error(std::string("The engine's tensor '") + name + "' has shape " + dims_text(dims) +
+                    "; the contract is NCHW with a fixed channel count. Rebuild it from the toolkit's ONNX.");
+    }
+    return static_cast<int>(dims.d[1]);
+}
+
 // The manifest's profiles must be the engine's (otherwise the manifest belongs to another plan).
 void check_profiles(const nvinfer1::ICudaEngine& engine, const Manifest& m) {
     const int32_t count = engine.getNbOptimizationProfiles();
@@ -236,6 +247,7 @@ public:
                         " Rebuild the engine on this device (README.md, 'Jetson').");
         }
         check_io(*engine_);
+        set_channels(Channels{channel_count(*engine_, kInputName), channel_count(*engine_, kOutputName)});
         check_profiles(*engine_, manifest);
         context_.reset(engine_->createExecutionContext());
         if (!context_) throw Error("createExecutionContext failed: " + logger_.last_error());
@@ -248,20 +260,21 @@ public:
     std::string runtime_version() const override { return version_; }
 
     void infer(const float* input, const Shape4& shape, float* output) override {
-        check_input_shape(manifest(), shape);
+        check_input_shape(manifest(), shape, channels().input);
         select_profile(shape);
         const nvinfer1::Dims in_dims = dims4(shape[0], shape[1], shape[2], shape[3]);
         if (!context_->setInputShape(kInputName, in_dims)) {
             throw Error("setInputShape(" + dims_text(in_dims) + ") was refused: " + logger_.last_error());
         }
-        const Shape4 expected{shape[0], shape[1], shape[2] * scale(), shape[3] * scale()};
+        const Shape4 expected{shape[0], channels().output, shape[2] * scale(), shape[3] * scale()};
         const nvinfer1::Dims out_dims = context_->getTensorShape(kOutputName);
         if (to_shape(out_dims) != expected) {
             throw Error("For input " + dims_text(in_dims) + " the engine's output is " + dims_text(out_dims) +
                         ", expected " + format_shape(expected) + " (scale from the manifest).");
         }
         const std::size_t in_bytes = sizeof(float) * static_cast<std::size_t>(shape[0] * shape[1] * shape[2] * shape[3]);
-        const std::size_t out_bytes = in_bytes * static_cast<std::size_t>(scale() * scale());
+        const std::size_t out_bytes = sizeof(float) * static_cast<std::size_t>(expected[0] * expected[1] * expected[2] *
+                                                                               expected[3]);
         reserve(d_in_, in_bytes);
         reserve(d_out_, out_bytes);
         if (!context_->setTensorAddress(kInputName, d_in_->ptr) || !context_->setTensorAddress(kOutputName, d_out_->ptr)) {

@@ -2,18 +2,25 @@
 
     python engines/cpp/tests/run_checks.py artifacts --mirnet-run build/cpp/mirnet_run --work build/cpp/run-checks
     python engines/cpp/tests/run_checks.py parity|int8_tensorrt|raw|bad_input --mirnet-run ... --work ... [--engines fp32,...]
+    python engines/cpp/tests/run_checks.py family_artifacts|families --mirnet-run ... --work ...
 
 artifacts  makes what the others use, with the toolkit's own verbs: the denoise demo weights exported
            to FP32 and FP16 ONNX, INT8 Q/DQ for both targets (tensorrt, cpu: --no-budget, a small
            calibration set), one OpenVINO engine per file OpenVINO accepts (engines/<name>.ovblob +
            manifest), a held-out photograph degraded for the task (photo.pfm float, photo.png 8-bit)
            and the PyTorch FP32 output on it (reference.npy).
+family_artifacts  the other families (FAMILY_MODELS) in families/: each exported (the export stage's
+           library call, unverified: `families` compares the engine with PyTorch itself), compiled for
+           OpenVINO FP32 and run by PyTorch on an odd-sized input.
 parity     mirnet_run on photo.pfm per engine (float in, float out) against the PyTorch FP32 reference,
            judged with the thresholds `mirnet parity` applies per precision; prints the PSNR per precision.
 int8_tensorrt  the TensorRT-target INT8 file: where this OpenVINO miscomputes its layout (the probe of
            engines/openvino_int8_check.py), `mirnet build --backend openvino` refuses it naming the
            cause and writes nothing; where it computes it, parity as above.
 raw        three frames through --raw WxH (stdin/stdout) equal, byte for byte, the file mode's outputs.
+families   mirnet_run on MPRNet (size multiple 8, from the engine manifest's ONNX metadata), MIRNet-v2
+           and MIRNet-v2's 6-channel dual-pixel defocus model (a .npy of the two views) against PyTorch
+           FP32 with `mirnet parity`'s FP32 thresholds; a PNG or --raw for the 6-channel model is refused.
 bad_input  corrupt/truncated images, a grey+alpha and a 16-bit PNG, a folder with a bad file, another
            backend's manifest, another precision or ONNX, a truncated raw frame: clear errors, the next
            file still restored, no half-written output.
@@ -36,6 +43,12 @@ sys.path.insert(0, str(REPO))
 ENGINES = ("fp32", "fp16", "int8-tensorrt", "int8-cpu")
 RESOLUTION = (256, 256)  # small: the whole chain stays within a minute or two on 2 cores
 CALIBRATION = ["--count", "8", "--crop", "64"]
+#: The other families through mirnet_run: name -> (task, family whose demo weights to export; None: the
+#: `small` MIRNet-v2 defocus model with random weights, seed 0: there are no dual-pixel demo weights).
+FAMILY_MODELS = {"mprnet-deblur": ("deblur", "mprnet"), "mirnetv2-enhance": ("enhance", "mirnetv2"),
+                 "mirnetv2-defocus": ("defocus", None)}
+#: Width x height, odd: MPRNet pads 75x61 to 80x64, MIRNet-v2 to 76x64, so a wrong multiple changes the output.
+FAMILY_SIZE = (75, 61)
 
 
 def mirnet(*args: str) -> None:
@@ -94,6 +107,49 @@ def artifacts(work: Path) -> None:
     np.save(work / "clean.npy", case.clean)
     (work / "case.json").write_text(json.dumps({"name": case.name, "resolution": case.resolution}))
     print(f"artifacts in {work}: {', '.join(ENGINES)} engines, {case.name} at {case.resolution}")
+
+
+def family_artifacts(folder: Path) -> None:
+    """Per FAMILY_MODELS entry: <name>.onnx, its OpenVINO FP32 engine, the input (<name>.pfm, or <name>.npy
+    H x W x 6 for the defocus model), the clean image and PyTorch's output; and one RGB photo.png."""
+    import cv2
+    import torch
+
+    from bench.parity import parity_cases
+    from engines.openvino_build import build_openvino_engine
+    from engines.runners import TorchRunner
+    from export.graph import DeploymentGraph
+    from export.network import load_network
+    from export.onnx_export import export_onnx
+    from mirnet_ref.checkpoint import save_checkpoint
+    from mirnet_ref.datasets import builtin_images, image_at_resolution
+    from mirnet_ref.mirnetv2 import DEFOCUS_TASK, MIRNETV2_PRESETS, MIRNetV2
+    from mirnet_ref.weights import default_weights
+
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    small = MIRNETV2_PRESETS["small"]
+    random_defocus = save_checkpoint(MIRNetV2(inp_channels=6, n_feat=small.n_feat, n_MRB=small.n_MRB,
+                                              task=DEFOCUS_TASK), folder / "mirnetv2-defocus.pth")
+    width, height = FAMILY_SIZE
+    for name, (task, family) in FAMILY_MODELS.items():
+        checkpoint = default_weights(task, family) if family else random_defocus
+        network, spec = load_network(checkpoint, task)
+        onnx_path = export_onnx(network, spec, folder / f"{name}.onnx")
+        build_openvino_engine(onnx_path, folder / f"{name}.ovblob")
+        if family:
+            case = parity_cases(task, [FAMILY_SIZE], 1, sr_scale=1)[0]
+            batch, clean = case.input, case.clean
+            write_pfm(folder / f"{name}.pfm", batch[0].transpose(1, 2, 0))
+        else:  # two views of a held-out photograph, 2 pixels apart, as a dual-pixel sensor sees a defocused edge
+            clean = image_at_resolution(builtin_images("heldout")[0][1], width, height)
+            views = np.concatenate([clean, np.roll(clean, 2, axis=1)], axis=2)
+            np.save(folder / f"{name}.npy", views)
+            cv2.imwrite(str(folder / "photo.png"), np.round(clean[..., ::-1] * 255).astype(np.uint8))
+            batch = np.ascontiguousarray(views.transpose(2, 0, 1)[None])
+        with TorchRunner(DeploymentGraph(network, spec), name="pytorch-fp32") as torch_runner:
+            np.save(folder / f"{name}.reference.npy", np.asarray(torch_runner.run(batch)))
+        np.save(folder / f"{name}.clean.npy", clean)
 
 
 def run_tool(tool: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
@@ -227,19 +283,61 @@ def bad_input(work: Path, tool: Path) -> None:
     print("bad input: every case refused with its cause, the good files restored, nothing half-written")
 
 
+def families(work: Path, tool: Path) -> None:
+    from bench.parity import ParityCase, compare, format_table, judge
+
+    folder = work / "families"
+    failed = []
+    for name in FAMILY_MODELS:
+        manifest = json.loads((folder / f"{name}.ovblob.json").read_text())
+        metadata_multiple = {"mprnet-deblur": 8}.get(name, 4)
+        assert manifest["size_multiple"] == metadata_multiple, f"{name}: manifest {manifest['size_multiple']}"
+        source = folder / f"{name}.npy" if (folder / f"{name}.npy").exists() else folder / f"{name}.pfm"
+        output = folder / f"out-{name}.pfm"
+        result = run_tool(tool, "--engine", str(folder / f"{name}.ovblob.json"), "-i", str(source), "-o",
+                          str(output), "--bit-depth", "32")
+        assert result.returncode == 0, result.stderr.decode()
+        restored = read_pfm(output).transpose(2, 0, 1)[None]
+        reference = np.clip(np.load(folder / f"{name}.reference.npy"), 0.0, 1.0)
+        case = ParityCase(name, f"{FAMILY_SIZE[0]}x{FAMILY_SIZE[1]}", np.empty(0), np.load(folder / f"{name}.clean.npy"))
+        row = judge(compare([reference], [restored], [case], True, "fp32"), "fp32")
+        print(f"mirnet_run {name} ({source.suffix} in, size multiple {manifest['size_multiple']}): "
+              f"PSNR vs PyTorch FP32 {row.psnr_vs_reference_db:.1f} dB")
+        print(format_table([row], "fp32"))
+        if not row.passed:
+            failed.append(name)
+    assert not failed, f"parity failed for {', '.join(failed)}"
+
+    # The 6-channel model takes no RGB image, nor RGB24 frames: refused by name, nothing written.
+    defocus = str(folder / "mirnetv2-defocus.ovblob.json")
+    out = folder / "refused"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir()
+    png = folder / "photo.png"
+    expect(run_tool(tool, "--engine", defocus, "-i", str(png), "-o", str(out / "photo.png")), 1,
+           "skipped", "takes 6 input channels, an image holds 3 (RGB)", "H x W x 6 .npy array")
+    assert not any(out.iterdir()), "a refused input left a file"
+    expect(run_tool(tool, "--engine", defocus, "--raw", "8x8", stdin=b""), 2, "--raw feeds RGB24 frames")
+    print("6-channel model: a PNG and --raw refused with the cause, nothing written")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("check", choices=["artifacts", "parity", "int8_tensorrt", "raw", "bad_input"])
+    parser.add_argument("check", choices=["artifacts", "family_artifacts", "parity", "int8_tensorrt", "raw",
+                                          "bad_input", "families"])
     parser.add_argument("--mirnet-run", type=Path, required=True)
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--engines", default="fp32,fp16,int8-cpu", help="parity: which engines to check")
     args = parser.parse_args()
     if args.check == "artifacts":
         artifacts(args.work)
+    elif args.check == "family_artifacts":
+        family_artifacts(args.work / "families")
     elif args.check == "parity":
         parity(args.work, args.mirnet_run, args.engines.split(","))
     else:
-        {"int8_tensorrt": int8_tensorrt, "raw": raw, "bad_input": bad_input}[args.check](args.work, args.mirnet_run)
+        checks = {"int8_tensorrt": int8_tensorrt, "raw": raw, "bad_input": bad_input, "families": families}
+        checks[args.check](args.work, args.mirnet_run)
 
 
 if __name__ == "__main__":

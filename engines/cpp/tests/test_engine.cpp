@@ -20,17 +20,24 @@ Manifest manifest_with(const std::string& extra, int scale = 1) {
                                "stand-in.json");
 }
 
-// out = 1 - in at scale 1; nearest-neighbour upsampling at scale 2; or NaN everywhere.
+// out = 1 - in at scale 1; nearest-neighbour upsampling at scale 2; NaN everywhere; or, for a
+// model of 6 input channels (two RGB views), the mean of the two views.
 class StandInEngine final : public Engine {
 public:
-    enum class Kind { Invert, Upsample2, NaN };
-    StandInEngine(Manifest m, Kind kind) : Engine(std::move(m)), kind_(kind) {}
+    enum class Kind { Invert, Upsample2, NaN, MeanOfViews };
+    StandInEngine(Manifest m, Kind kind, Channels channels = {}) : Engine(std::move(m)), kind_(kind) {
+        set_channels(channels);
+    }
     std::string backend() const override { return "stand-in"; }
     std::string device() const override { return "test"; }
     std::string runtime_version() const override { return "0"; }
     void infer(const float* input, const Shape4& shape, float* output) override {
         shapes.push_back(shape);
         const int64_t h = shape[2], w = shape[3], s = scale();
+        if (kind_ == Kind::MeanOfViews) {
+            for (int64_t i = 0; i < 3 * h * w; ++i) output[i] = 0.5f * (input[i] + input[i + 3 * h * w]);
+            return;
+        }
         for (int64_t c = 0; c < 3; ++c)
             for (int64_t y = 0; y < h * s; ++y)
                 for (int64_t x = 0; x < w * s; ++x) {
@@ -113,6 +120,37 @@ TEST(restorer, refuses_bad_frames_and_non_finite_output) {
     EXPECT_THROW_WITH(restorer.restore_planar(planar.data(), 4, 4, out.data()), "NaN/Inf");
     Restorer broken(std::make_unique<StandInEngine>(manifest_with(""), StandInEngine::Kind::NaN));
     EXPECT_THROW_WITH(broken.restore_rgb8(buf.data(), 4, 4, 12, buf.data(), 12), "48 NaN/Inf values");
+}
+
+TEST(restorer, feeds_a_six_channel_model_planes_padded_to_the_manifests_multiple) {
+    auto engine = std::make_unique<StandInEngine>(manifest_with(R"(, "size_multiple": 8)"),
+                                                  StandInEngine::Kind::MeanOfViews, Channels{6, 3});
+    StandInEngine* seen = engine.get();
+    Restorer restorer(std::move(engine));
+    const int w = 21, h = 13;
+    TensorNCHW views(1, 6, h, w);
+    std::mt19937 rng(3);
+    for (float& v : views.data) v = static_cast<float>(rng() % 1000) / 999.0f;
+    const Image restored = restorer.restore(views, 32);
+    ASSERT_EQ(seen->shapes.size(), 1u);
+    EXPECT_EQ(seen->shapes[0], (Shape4{1, 6, 16, 24}));  // 13x21 padded to the multiple 8, six planes
+    ASSERT_EQ(restored.width, w);
+    ASSERT_EQ(restored.height, h);
+    for (int c = 0; c < 3; ++c)
+        for (int y = 0; y < h; ++y)
+            for (int x = 0; x < w; ++x)
+                ASSERT_FLOAT_EQ(restored.values[(static_cast<std::size_t>(y) * w + x) * 3 + c],
+                                0.5f * (views.at(0, c, y, x) + views.at(0, c + 3, y, x)));
+    std::vector<float> out(3 * static_cast<std::size_t>(w) * h);
+    restorer.restore_planar(views.data.data(), w, h, out.data());  // channels().input planes in
+    EXPECT_FLOAT_EQ(out[0], 0.5f * (views.data[0] + views.at(0, 3, 0, 0)));
+
+    // An RGB image cannot feed it: refused, naming the planar input it needs.
+    std::vector<uint8_t> frame(3 * static_cast<std::size_t>(w) * h);
+    EXPECT_THROW_WITH(restorer.restore_rgb8(frame.data(), w, h, 3 * w, frame.data(), 3 * w),
+                      "takes 6 input channels, an interleaved RGB frame holds 3 (RGB). Feed it 1x6xHxW planes");
+    EXPECT_THROW_WITH(restorer.restore(make_image(w, h, 8)), ".npy array to mirnet_run");
+    EXPECT_THROW_WITH(restorer.restore(TensorNCHW(1, 3, h, w)), "takes 1x6xHxW planes, got 1x3x13x21");
 }
 
 TEST(engine, factory_refuses_other_backends_and_missing_manifests) {

@@ -100,6 +100,26 @@ TEST(pipeline, scale_2_engine_output_is_stitched_on_the_output_grid) {
             for (int x = 0; x < 82; ++x) EXPECT_NEAR(result.at(0, c, y, x), img.at(0, c, y / 2, x / 2), 2e-6);
 }
 
+TEST(pipeline, plans_the_models_channels_in_and_out) {
+    const Manifest m = manifest_with(R"([{"min":[1,6,16,16],"opt":[1,6,64,64],"max":[1,6,64,64]}])");
+    EXPECT_THROW_WITH(plan_run(m, 60, 60), "accepts batch 1 with 3 channels");
+    const RunPlan plan = plan_run(m, 60, 90, 0, 8, Channels{6, 3});
+    EXPECT_TRUE(plan.tiles.tiled());  // 90 columns exceed the profile's 64
+    const int64_t th = plan.tiles.grid.tile_h, tw = plan.tiles.grid.tile_w;
+    EXPECT_EQ(plan.input_shape(), (Shape4{1, 6, th, tw}));
+    EXPECT_EQ(plan.output_shape(), (Shape4{1, 3, th, tw}));
+    EXPECT_EQ(plan.input_count(), static_cast<std::size_t>(6 * th * tw));
+    EXPECT_EQ(plan.output_count(), static_cast<std::size_t>(3 * th * tw));
+    EXPECT_THROW_WITH(pad_for_run(TensorNCHW(1, 3, 60, 90), plan), "expected a 1x6x60x90 image");
+    const TensorNCHW padded = pad_for_run(TensorNCHW(1, 6, 60, 90, 0.25f), plan);
+    std::vector<float> in(plan.input_count()), out(plan.output_count());
+    const TensorNCHW result = run_tiles(padded, plan, in.data(), out.data(), [&](std::size_t) {
+        std::copy_n(in.begin() + static_cast<std::ptrdiff_t>(3 * th * tw), out.size(), out.begin());  // right view
+    });
+    EXPECT_EQ((Shape4{result.n, result.c, result.h, result.w}), (Shape4{1, 3, 60, 90}));
+    for (float v : result.data) ASSERT_NEAR(v, 0.25f, 1e-6f);
+}
+
 TEST(pipeline, no_usable_profile_is_an_error) {
     const Manifest m = manifest_with(R"([{"min":[2,3,16,16],"opt":[2,3,64,64],"max":[4,3,128,128]}])");
     EXPECT_THROW_WITH(plan_run(m, 64, 64), "accepts batch 1 with 3 channels");

@@ -6,6 +6,9 @@
 //
 // A file or a folder of images in, a file or a folder out (`<stem>.png`, or the input's suffix
 // when it is .ppm/.pfm); a bad file is reported and skipped, the exit status is 1 if any failed.
+// The input channels are the model's: image files feed 3-channel models; a model of other input
+// channels (MIRNet-v2's 6-channel dual-pixel defocus) takes .npy arrays H x W x C (mirnet/npy.hpp),
+// and an image file given to it is refused by name.
 // Outputs are written atomically (no half-written file). --raw reads raw RGB24 frames from
 // standard input and writes restored frames to standard output. --bench N times N passes per
 // input after one warm-up and prints the median per stage (read, pre, infer, post, write; infer
@@ -17,10 +20,12 @@
 #include <cstdlib>
 #include <filesystem>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "mirnet/error.hpp"
 #include "mirnet/image.hpp"
+#include "mirnet/npy.hpp"
 #include "mirnet/restore.hpp"
 
 namespace {
@@ -40,7 +45,8 @@ const char* kUsageText =
     "Restore images with an engine built by `mirnet build` (OpenVINO or TensorRT, from its manifest).\n"
     "\n"
     "  --engine PATH        the engine's manifest E.json (or the engine file, with E.json next to it)\n"
-    "  -i, --input PATH     an image (.png 8/16-bit, .ppm/.pgm, .pfm) or a folder of them\n"
+    "  -i, --input PATH     an image (.png 8/16-bit, .ppm/.pgm, .pfm), an H x W x C .npy array (models of\n"
+    "                       other than 3 input channels, e.g. 6 for dual-pixel defocus) or a folder of them\n"
     "  -o, --output PATH    the output file, or a folder for a folder input (created)\n"
     "  --raw WxH            read raw RGB24 frames of W x H from stdin, write restored frames to stdout\n"
     "  --tile N             largest tile edge in pixels (default: as large as the engine takes)\n"
@@ -137,11 +143,29 @@ struct StageSamples {
     std::vector<double> read, pre, infer, engine, post, write, total;
 };
 
-int output_depth(const Options& o, const mirnet::Image& image, const std::string& output) {
+int output_depth(const Options& o, int input_depth, const std::string& output) {
     if (o.bit_depth != "keep") return std::stoi(o.bit_depth);
-    // A float (PFM) input written to PNG/PPM becomes 16-bit.
-    if (image.bit_depth == 32 && mirnet::format_for_path(output) != mirnet::ImageFormat::PFM) return 16;
-    return image.bit_depth;
+    // A float (PFM, float .npy) input written to PNG/PPM becomes 16-bit.
+    if (input_depth == 32 && mirnet::format_for_path(output) != mirnet::ImageFormat::PFM) return 16;
+    return input_depth;
+}
+
+// An input file: an image, or a .npy array of the model's input channels (told apart by content).
+using Input = std::variant<mirnet::Image, mirnet::PlanarInput>;
+
+Input read_input(const std::string& path) {
+    const std::vector<uint8_t> bytes = mirnet::read_file(path);
+    if (mirnet::is_npy(bytes)) return mirnet::decode_npy(bytes, "Array " + path);
+    return mirnet::decode_image(bytes, "Image " + path);
+}
+
+mirnet::Image restore_input(mirnet::Restorer& restorer, const Options& o, const Input& input,
+                            const std::string& output) {
+    if (const auto* array = std::get_if<mirnet::PlanarInput>(&input)) {
+        return restorer.restore(array->planes, output_depth(o, array->bit_depth, output));
+    }
+    const mirnet::Image& image = std::get<mirnet::Image>(input);
+    return restorer.restore(image, output_depth(o, image.bit_depth, output));
 }
 
 void restore_file(mirnet::Restorer& restorer, const Options& o, const std::string& input, const std::string& output) {
@@ -149,9 +173,9 @@ void restore_file(mirnet::Restorer& restorer, const Options& o, const std::strin
     StageSamples s;
     for (int pass = 0; pass < passes; ++pass) {
         const auto started = Clock::now();
-        const mirnet::Image image = mirnet::read_image(input);
+        const Input read = read_input(input);
         const double read_ms = ms_since(started);
-        const mirnet::Image restored = restorer.restore(image, output_depth(o, image, output));
+        const mirnet::Image restored = restore_input(restorer, o, read, output);
         auto written = Clock::now();
         mirnet::write_image(output, restored);
         const double write_ms = ms_since(written);
@@ -178,7 +202,7 @@ void restore_file(mirnet::Restorer& restorer, const Options& o, const std::strin
 bool is_image_file(const fs::path& p) {
     std::string ext = p.extension().string();
     std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    return ext == ".png" || ext == ".ppm" || ext == ".pgm" || ext == ".pnm" || ext == ".pfm";
+    return ext == ".png" || ext == ".ppm" || ext == ".pgm" || ext == ".pnm" || ext == ".pfm" || ext == ".npy";
 }
 
 // (input, output) pairs for a file or a folder.
@@ -197,7 +221,7 @@ std::vector<std::pair<std::string, std::string>> plan_files(const Options& o) {
         if (entry.is_regular_file() && is_image_file(entry.path())) inputs.push_back(entry.path());
     }
     std::sort(inputs.begin(), inputs.end());
-    if (inputs.empty()) throw UsageError("no images (.png, .ppm, .pgm, .pfm) in " + o.input + ".");
+    if (inputs.empty()) throw UsageError("no images (.png, .ppm, .pgm, .pfm) or .npy arrays in " + o.input + ".");
     std::vector<std::pair<std::string, std::string>> pairs;
     for (const fs::path& in : inputs) {
         std::string ext = in.extension().string();
@@ -276,6 +300,10 @@ int run(const Options& o) {
                  engine->runtime_version().c_str(), engine->precision().c_str(), engine->device().c_str(),
                  engine->manifest().source.c_str());
     if (o.check_only) return kOk;
+    if (o.raw_width > 0 && engine->channels().input != 3) {
+        throw UsageError("--raw feeds RGB24 frames, but the engine's model takes " +
+                         std::to_string(engine->channels().input) + " input channels: pass .npy arrays with -i.");
+    }
     mirnet::Restorer restorer(std::move(engine), o.restore);
     return o.raw_width > 0 ? run_raw(restorer, o) : run_files(restorer, o);
 }

@@ -35,22 +35,29 @@ public:
     const std::string& precision() const { return manifest_.precision; }
     int size_multiple() const { return manifest_.size_multiple; }
     int scale() const { return manifest_.scale; }
-    // Shapes the engine takes: within one of the manifest's profiles; none listed = any H x W at 1 x 3.
+    // Shapes the engine takes: within one of the manifest's profiles; none listed = any H x W at
+    // 1 x channels().input.
     const std::vector<Profile>& profiles() const { return manifest_.profiles; }
+    // The model's input and output channels, read from the loaded model itself.
+    const Channels& channels() const { return channels_; }
 
     virtual std::string backend() const = 0;          // "openvino" | "tensorrt"
     virtual std::string device() const = 0;           // e.g. "CPU (Intel Xeon ...)" or "GPU 0: NVIDIA A10"
     virtual std::string runtime_version() const = 0;  // the loaded OpenVINO / TensorRT library's version
 
-    // Runs one float32 NCHW batch of `shape` (planar RGB in [0, 1]) from `input` into `output`
-    // (shape with H, W times scale()). Throws mirnet::Error on a shape the engine does not take.
+    // Runs one float32 NCHW batch of `shape` (channels().input planes in [0, 1]) from `input` into
+    // `output` (channels().output planes, H and W times scale()). Throws mirnet::Error on a shape the
+    // engine does not take.
     virtual void infer(const float* input, const Shape4& shape, float* output) = 0;
 
 protected:
     explicit Engine(Manifest manifest) : manifest_(std::move(manifest)) {}
+    // What the implementation read from its model (3 and 3 until it says otherwise); throws on < 1.
+    void set_channels(Channels channels);
 
 private:
     Manifest manifest_;
+    Channels channels_;
 };
 
 // The engine of a manifest (`E.json`) or of an engine file (`E` with `E.json` next to it).

@@ -6,7 +6,8 @@
 // backend_version, cuda_driver, gpu_name, compute_capability, onnx_sha256, precision,
 // profiles [{min,opt,max}], build_options {version_compatible?, hardware_compatibility? |
 // hardware_compatibility_level?}, build_time_s | build_seconds, built_at, parity, task,
-// size_multiple (default 4), scale (default 1), engine_file, format (<= 1); for OpenVINO also
+// size_multiple, scale (the ONNX metadata's, which engines/cache.py copies into every manifest; absent
+// in manifests from before: 4, MIRNet's, and 1), engine_file, format (<= 1); for OpenVINO also
 // device ("CPU", "GPU", "NPU"), device_name (its FULL_DEVICE_NAME) and inference_precision (the
 // INFERENCE_PRECISION_HINT it was compiled with, e.g. "f32"). JSON is read with nlohmann/json;
 // NaN/Infinity, which Python's json module writes (an infinite PSNR in `parity`), read as null.

@@ -15,21 +15,24 @@ namespace mirnet {
 struct RunPlan {
     std::size_t profile = 0;  // index into manifest.profiles
     int scale = 1;            // output pixels per input pixel (manifest.scale)
+    Channels channels;        // the model's input and output channels
     TilePlan tiles;           // input side: padded size and tile grid
     TileGrid out_grid;        // output side: the same grid times `scale`
 
-    Shape4 input_shape() const;   // 1 x 3 x tile_h x tile_w, what setInputShape gets
-    Shape4 output_shape() const;  // 1 x 3 x tile_h*scale x tile_w*scale
+    Shape4 input_shape() const;   // 1 x channels.input x tile_h x tile_w, what setInputShape gets
+    Shape4 output_shape() const;  // 1 x channels.output x tile_h*scale x tile_w*scale
     std::size_t input_count() const;
     std::size_t output_count() const;
 };
 
 // Profile whose [min, max] admits the image padded to the size multiple (closest opt), else
-// the largest profile for tiling; then plan_tiles(). Throws if no profile takes batch 1 x 3. A
-// manifest without profiles (OpenVINO, dynamic shapes) takes any size: one tile unless max_tile asks.
-RunPlan plan_run(const Manifest& manifest, int height, int width, int max_tile = 0, int overlap = 32);
+// the largest profile for tiling; then plan_tiles(). Throws if no profile takes batch 1 with
+// channels.input. A manifest without profiles (OpenVINO, dynamic shapes) takes any size: one tile
+// unless max_tile asks.
+RunPlan plan_run(const Manifest& manifest, int height, int width, int max_tile = 0, int overlap = 32,
+                 Channels channels = {});
 
-// Reflect-pad a 1x3xHxW image (bottom/right) to the plan's run size.
+// Reflect-pad a 1 x channels.input x H x W image (bottom/right) to the plan's run size.
 TensorNCHW pad_for_run(const TensorNCHW& image, const RunPlan& plan);
 
 // For every tile: copy it into `in` (input_count floats), call engine(tile_index), which must

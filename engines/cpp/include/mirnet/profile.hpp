@@ -9,6 +9,13 @@ namespace mirnet {
 
 using Shape4 = std::array<int64_t, 4>;  // N, C, H, W
 
+// Channels of a model's input and output: 3 and 3 for RGB restoration; MIRNet-v2's dual-pixel
+// defocus model takes 6 (the left and the right view) and returns 3.
+struct Channels {
+    int input = 3;
+    int output = 3;
+};
+
 struct Profile {
     Shape4 min{};
     Shape4 opt{};

@@ -44,21 +44,29 @@ public:
                       const EngineOptions& engine_options = {});
 
     // Interleaved RGB, 8 or 16 bits per sample, rows `stride` bytes apart (>= 3 * width * sample
-    // size). The output is (width * scale) x (height * scale) with its own stride.
+    // size). The output is (width * scale) x (height * scale) with its own stride. These and
+    // restore(Image) need a model of 3 input and 3 output channels (engine().channels()); another
+    // throws, naming the planar call it needs.
     void restore_rgb8(const uint8_t* src, int width, int height, std::size_t src_stride, uint8_t* dst,
                       std::size_t dst_stride);
     void restore_rgb16(const uint16_t* src, int width, int height, std::size_t src_stride, uint16_t* dst,
                        std::size_t dst_stride);
-    // Planar float RGB (3 x height x width, values in [0, 1]) into 3 x (height*scale) x (width*scale).
+    // Planar floats (channels().input x height x width, values in [0, 1]) into channels().output x
+    // (height*scale) x (width*scale).
     void restore_planar(const float* src, int width, int height, float* dst);
     // An Image of any bit depth into one of `bit_depth` (0 = the input's).
     Image restore(const Image& image, int bit_depth = 0);
+    // 1 x channels().input x H x W planes in [0, 1] (e.g. read_npy: MIRNet-v2's 6-channel dual-pixel
+    // input) into an RGB Image of `bit_depth` (8, 16 or 32).
+    Image restore(const TensorNCHW& planes, int bit_depth = 32);
 
     Engine& engine() { return *engine_; }
     const StageTimes& last_times() const { return times_; }
 
 private:
-    TensorNCHW run(TensorNCHW input);  // 1x3xHxW in, 1x3x(H*scale)x(W*scale) out, times infer/post
+    // 1 x Cin x H x W in, 1 x Cout x (H*scale) x (W*scale) out, times infer/post.
+    TensorNCHW run(TensorNCHW input);
+    void require_rgb_model(const char* what) const;  // throws unless the model takes and returns 3 channels
     template <typename T, typename RowToChw, typename ChwToRow>
     void restore_interleaved(const T* src, int width, int height, std::size_t src_stride, T* dst,
                              std::size_t dst_stride, RowToChw to_planes, ChwToRow to_rows);
