@@ -481,7 +481,8 @@ Image decode_image(const std::vector<uint8_t>& bytes, const std::string& what) {
         if (bytes[1] == 'F' || bytes[1] == 'f') return decode_pfm(bytes, what);
     }
     throw Error(what + ": not a recognised image (" + std::to_string(bytes.size()) +
-                " bytes). Supported: PNG, binary PPM/PGM (P6/P5), PFM. Convert the file, e.g. with ImageMagick or OpenCV.");
+                " bytes). Supported: PNG, binary PPM/PGM (P6/P5), PFM, and H x W x C .npy arrays (NumPy magic). "
+                "Convert the file, e.g. with ImageMagick or OpenCV.");
 }
 
 ImageFormat format_for_path(const std::string& path) {
