@@ -31,6 +31,14 @@ def test_cells_show_their_numbers_their_setting_and_why_they_are_missing():
     assert _line(to_markdown(official_rows(), table), "mprnet:deblur")[4:] == ["not measured"] * 5
 
 
+def test_latency_cell_shows_the_median_and_the_best_run():
+    table = {"mirnet:full": {"latency": {"p50_ms": {"fp32": 31080.4, "int8": 31744.0},
+                                         "min_ms": {"fp32": 30807.0, "int8": 19340.2},
+                                         "resolution": "512x512"}}}
+    cells = _line(to_markdown(official_rows(), table), "mirnet:full")
+    assert cells[-1] == "31,080 / 31,744 (best 30,807 / 19,340) @512x512"
+
+
 def test_numerics_without_the_task_s_images_are_na_and_failures_become_the_cell():
     defocus = next(r for r in official_rows() if r.key == "mirnetv2:defocus")
     assert "6-channel" in measure(defocus, "int8-budget", {}, measurer=None)["na"]
