@@ -27,7 +27,8 @@ from engines.cpu_choice import time_alternately
 from mirnet_deploy.errors import UserError
 from mirnet_deploy.resolutions import parse_resolution
 
-from .models import DEFAULT_CACHE_DIR, Artifacts, resolve_model
+from .environment import cpu_peak
+from .models import DEFAULT_CACHE_DIR, Artifacts, gmacs, resolve_model
 
 #: label -> (runtime, ONNX variant, extra OpenVINO compile properties)
 FORMS: dict[str, tuple[str, str, dict[str, Any]]] = {
@@ -39,6 +40,10 @@ FORMS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "openvino-int8-nncf": ("openvino", "int8-nncf", {}),
     "openvino-int8-cpu-unpinned": ("openvino", "int8-cpu", {"ENABLE_CPU_PINNING": False}),
     "openvino-int8-cpu-denormals": ("openvino", "int8-cpu", {"CPU_DENORMALS_OPTIMIZATION": True}),
+    # FP32 under the same properties: does any of them lift OpenVINO FP32 toward the matmul peak?
+    "openvino-fp32-unpinned": ("openvino", "fp32", {"ENABLE_CPU_PINNING": False}),
+    "openvino-fp32-denormals": ("openvino", "fp32", {"CPU_DENORMALS_OPTIMIZATION": True}),
+    "openvino-fp32-no-hyperthreading": ("openvino", "fp32", {"ENABLE_HYPER_THREADING": False}),
 }
 
 
@@ -107,17 +112,23 @@ def main(argv: list[str] | None = None) -> int:
                             f"{', '.join(FORMS)}")
         artifacts = Artifacts(resolve_model(args.model), args.cache_dir)
         runs = {label: open_form(artifacts, label, args.threads) for label in labels}
-        timings = time_alternately(runs, parse_resolution(args.res), rounds=args.rounds)
+        resolution = parse_resolution(args.res)
+        peaks = [cpu_peak(args.threads)["gmacs_per_s"]]
+        timings = time_alternately(runs, resolution, rounds=args.rounds)
+        peaks.append(cpu_peak(args.threads)["gmacs_per_s"])  # before and after: the best is the peak
+        work = gmacs(artifacts.model, resolution, 1)
     except UserError as error:
         print(f"Error: {error}", file=sys.stderr)
         return 2
     medians = {label: statistics.median(ms) for label, ms in timings.items()}
     reference = labels[0]
+    print(f"float32 matmul peak before / after: {peaks[0]:.1f} / {peaks[1]:.1f} GMAC/s")
     print(f"| form ({args.model}, {args.res}, {args.threads} threads, {args.rounds} alternated rounds) "
-          f"| median | runs (ms) | vs {reference} |\n| --- | --- | --- | --- |")
+          f"| median | runs (ms) | vs {reference} | % of the peak |\n| --- | --- | --- | --- | --- |")
     for label, median in medians.items():
         runs_text = ", ".join(f"{ms:,.0f}" for ms in timings[label])
-        print(f"| {label} | {median:,.0f} ms | {runs_text} | {medians[reference] / median:.2f}x |")
+        share = f"{100 * work / (median / 1000) / max(peaks):.1f} %" if work else "n/a"
+        print(f"| {label} | {median:,.0f} ms | {runs_text} | {medians[reference] / median:.2f}x | {share} |")
     return 0
 
 
