@@ -18,7 +18,7 @@ from .baselines import BASELINES
 from .checkpoint import load_model, naming_file, read_state_dict, save_checkpoint
 from .complexity import count_macs, learned_macs
 from .data_sources import LAYOUTS, evaluation_pairs, training_sampler, validation_pairs
-from .degradations import TASK_KINDS, Degradation, make_degradation
+from .degradations import TASK_KINDS, Degradation, make_degradation, picture_of
 from .images import from_tensor, to_tensor
 from .inference import restore
 from .metrics import psnr, ssim
@@ -277,8 +277,9 @@ def evaluate_command(task: str, family_name: str | None, checkpoint: str | None,
                      leave=False):
         restored = from_tensor(restore(model, to_tensor(pair.input)))
         known = {**_known_facts(degradation, pair.target), **pair.known}
-        scores = {"input": pair.input, family.name: restored}
-        scores.update({name: method(pair.input, **known) for name, method in methods.items()})
+        picture = picture_of(degradation, pair.input)
+        scores = {"input": picture, family.name: restored}
+        scores.update({name: method(picture, **known) for name, method in methods.items()})
         rows.append({
             "name": pair.name,
             "size": format_resolution((pair.target.shape[1], pair.target.shape[0])),

@@ -207,14 +207,21 @@ def _to_rgb(pixels: np.ndarray, path: Path) -> np.ndarray:
 
 def check_rgb(array: np.ndarray, what: str) -> None:
     """Raise ImageError unless `array` is a finite float HxWx3 array (the toolkit's image form)."""
+    check_planes(array, what, 3)
+
+
+def check_planes(array: np.ndarray, what: str, channels: int | None) -> None:
+    """Raise ImageError unless `array` is a finite float HxWxC array with C = `channels` (any C
+    when None): an image, or a model input of other than 3 channels (dual-pixel views)."""
     if not np.issubdtype(array.dtype, np.floating):
         raise ImageError(
             f"{what} has {array.dtype} values; float RGB in [0, 1] is required. Divide 8-bit "
             "codes by 255 (16-bit by 65535), or read files with read_image."
         )
-    if array.ndim != 3 or array.shape[2] != 3 or min(array.shape[:2]) < 1:
+    if array.ndim != 3 or channels not in (None, array.shape[2]) or min(array.shape[:2]) < 1:
+        wanted = "an HxWx3 RGB array" if channels == 3 else f"an HxWx{channels or 'C'} array"
         raise ImageError(
-            f"{what} has shape {array.shape}; an HxWx3 RGB array is required. Convert grey or "
+            f"{what} has shape {array.shape}; {wanted} is required. Convert grey or "
             "RGBA data with read_image or by replicating/dropping channels."
         )
     if not np.isfinite(array).all():
@@ -255,8 +262,9 @@ def write_image(path: str | os.PathLike, pixels: np.ndarray, bit_depth: int = 8)
 
 
 def to_tensor(pixels: np.ndarray) -> torch.Tensor:
-    """HxWx3 float array -> 1x3xHxW float32 tensor (a batch of one, as the model takes it)."""
-    check_rgb(pixels, "The image to convert to a tensor")
+    """HxWxC float array -> 1xCxHxW float32 tensor (a batch of one, as the model takes it): an RGB
+    image, or the 6 planes of dual-pixel views."""
+    check_planes(pixels, "The image to convert to a tensor", None)
     return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1), np.float32))[None]
 
 
