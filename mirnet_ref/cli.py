@@ -12,13 +12,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from mirnet_deploy.errors import UserError
 from mirnet_deploy.resolutions import format_resolution, parse_resolutions
 
 from .baselines import BASELINES
 from .checkpoint import load_model, naming_file, read_state_dict, save_checkpoint
 from .complexity import count_macs, learned_macs
 from .data_sources import LAYOUTS, evaluation_pairs, training_sampler, validation_pairs
-from .degradations import TASK_KINDS, Degradation, make_degradation, picture_of
+from .degradations import TASK_KINDS, Degradation, channels_of, make_degradation, picture_of
 from .images import from_tensor, to_tensor
 from .inference import restore
 from .metrics import psnr, ssim
@@ -207,6 +208,11 @@ def train(task: str, family_name: str, preset: str, n_feat: int | None, n_RRG: i
     family.check_task(task)
     degradation = task_degradation(task, sigma, scale)
     model = _model_config(family, preset, {"n_feat": n_feat, "n_RRG": n_RRG, "n_MSRB": n_MSRB})
+    if model.in_channels != channels_of(degradation):
+        fitting = [name for name, c in family.presets.items() if c.in_channels == channels_of(degradation)]
+        raise UserError(f"{task} inputs have {channels_of(degradation)} channels, but the {family.title} "
+                        f"preset {preset} takes {model.in_channels}: choose --preset "
+                        f"{' or '.join(fitting) or '(none of this family fits)'}.")
     config = TrainConfig(task=task, model=model.as_dict(), family=family.name, iterations=iterations,
                          batch_size=batch_size, patch_size=patch_size, lr=lr, warmup=warmup, mixup=mixup,
                          val_every=val_every, seed=seed,
