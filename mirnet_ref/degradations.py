@@ -340,7 +340,7 @@ class DefocusBlur:
 
 
 @dataclass(frozen=True)
-class DualPixelDefocus:
+class DualPixelDefocus(DefocusBlur):
     """Defocus seen by a dual-pixel sensor: the model input is the left and the right view stacked,
     HxWx6 (MIRNet-v2's defocus model, trained on Abuolaim & Brown's DPDD, ECCV 2020, takes them so).
 
@@ -356,30 +356,19 @@ class DualPixelDefocus:
     images of the full brightness), so the mean of the two views is exactly `DefocusBlur` of
     the same radius; each view gets its own Gaussian `noise_sigma`.
 
-    `kernel(rng)` is the whole disk (the blur of the views' mean, what an oracle deconvolution is
-    given); `view_kernels(rng)` the two halves, each of unit sum. Both draw the radius first.
+    `kernel(rng)` (`DefocusBlur`'s) is the whole disk (the blur of the views' mean, what an oracle
+    deconvolution is given); `view_kernels(rng)` the two halves, each of unit sum. Both draw the
+    radius first.
     """
 
     kind: ClassVar[str] = "dual-pixel-defocus"
-    size_multiple: ClassVar[int] = 1
     channels: ClassVar[int] = 6
-    radius: tuple[float, float] = (1.5, 5.0)
     front_probability: float = 0.5
-    noise_sigma: float = 0.01
 
     def __post_init__(self) -> None:
-        _check_range("defocus radius (pixels)", self.radius, 0.5)
+        super().__post_init__()
         _require(0 <= self.front_probability <= 1,
                  f"front_probability must be in [0, 1], got {self.front_probability}.")
-        _require(self.noise_sigma >= 0, f"noise_sigma must be >= 0, got {self.noise_sigma}.")
-
-    @property
-    def reach(self) -> int:
-        return int(np.ceil(self.radius[1]))
-
-    def kernel(self, rng: np.random.Generator) -> np.ndarray:
-        """The whole defocus disk, float64 (2 ceil(r) + 1)^2, unit sum."""
-        return disk_halves(_uniform(rng, self.radius)).sum(axis=0)
 
     def view_kernels(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """(left view's PSF, right view's PSF), each a half-disk of unit sum, mirror images."""
