@@ -254,15 +254,17 @@ def _known_facts(degradation: Degradation, clean: np.ndarray) -> dict:
 @click.option("--scale", type=click.IntRange(2, 4), default=4, show_default=True, help="sr: scale.")
 @click.option("--baselines/--no-baselines", default=True, show_default=True,
               help="Also score the classical baselines (NLM, gamma, CLAHE, bicubic, Wiener and "
-                   "Richardson-Lucy with the true kernel), each in its oracle best case.")
+                   "Richardson-Lucy with the true kernel or defocus disk), each in its oracle best case.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def evaluate_command(task: str, family_name: str | None, checkpoint: str | None, data: str | None,
                      layout: str, sigma: float | None, scale: int, baselines: bool, as_json: bool) -> None:
     """Score a model on paired images: PSNR/SSIM per image and the mean.
 
-    Denoise, enhance, deblur and derain are scored on RGB (the authors' SIDD/LOL/GoPro
-    protocol); sr on the Y channel (MATLAB rgb2ycbcr) with a border of `scale` pixels
-    cropped, as BasicSR and the MIRNet-v2 evaluation do.
+    Denoise, enhance, deblur, derain and defocus are scored on RGB (the authors' SIDD/LOL/GoPro/
+    DPDD protocol); sr on the Y channel (MATLAB rgb2ycbcr) with a border of `scale` pixels
+    cropped, as BasicSR and the MIRNet-v2 evaluation do. Defocus inputs are dual-pixel views
+    (6 channels): the "input" column and the baselines take the photograph they make together
+    (the views' mean).
 
     \b
     Examples:
@@ -270,6 +272,7 @@ def evaluate_command(task: str, family_name: str | None, checkpoint: str | None,
       mirnet eval --model mprnet --task deblur
       mirnet eval --task sr --checkpoint runs/sr/model_best.pth --json
       mirnet eval --task denoise --data SIDD_val --layout paired --no-baselines
+      mirnet eval --task defocus --checkpoint runs/defocus/model_best.pth
     """
     degradation = task_degradation(task, sigma, scale)
     path = Path(checkpoint) if checkpoint else default_weights(task, family_name or "mirnet")
