@@ -180,6 +180,8 @@ def _cell(cells: dict[str, Any], column: str) -> str:
     cell = cells.get(column)
     if cell is None:
         return "not measured"
+    if "na" in cell:  # stored by earlier versions, which had no degradation for some tasks
+        return "n/a"
     if "not_measured" in cell:
         return "not measured: " + cell["not_measured"].replace("|", "\\|")
     if "error" in cell:

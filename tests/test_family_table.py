@@ -31,6 +31,11 @@ def test_cells_show_their_numbers_their_setting_and_why_they_are_missing():
     assert _line(to_markdown(official_rows(), table), "mprnet:deblur")[4:] == ["not measured"] * 5
 
 
+def test_na_cells_of_earlier_versions_still_print():
+    table = {"mirnetv2:defocus": {"fp16": {"na": "no built-in images for defocus (a 6-channel input)"}}}
+    assert _line(to_markdown(official_rows(), table), "mirnetv2:defocus")[5] == "n/a"
+
+
 def test_failures_become_the_cell():
     class Failing:
         def export(self):
