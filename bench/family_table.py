@@ -21,8 +21,8 @@ Cells are kept in the --json file by row and column together with the setting th
 at and the 1-minute load average before and after (the machine may be shared), so a run adds what
 it measures to what earlier runs measured; the table names each setting. A cell that could not be
 measured says why: `--not-measured REASON` stores that reason for the chosen rows and columns.
-Columns that need the task's degradation are n/a for MIRNet-v2's dual-pixel defocus (a 6-channel
-input no built-in photograph provides).
+The numeric columns degrade built-in photographs for the row's task (`mirnet_ref.degradations`):
+MIRNet-v2's 6-channel defocus model gets synthetic dual-pixel views.
 """
 
 from __future__ import annotations
@@ -84,12 +84,6 @@ def family_of(row: Row):
     from mirnet_ref.registry import family_named
 
     return family_named(row.family)
-
-
-def _degradable(task: str) -> bool:
-    from mirnet_ref.degradations import TASK_KINDS
-
-    return task in TASK_KINDS
 
 
 class Measurer:
@@ -162,12 +156,8 @@ class Measurer:
 
 
 def measure(row: Row, column: str, settings: dict[str, Any], measurer: Measurer) -> dict[str, Any]:
-    """The row's cell for `column`, with the load average around it; numerics that need the task's
-    degradation are n/a without one, and a stage's failure is kept as the cell (what failed and why), so
-    the other columns still run."""
-    if column in ("fp16", "int8", "int8-budget") and not _degradable(row.task):
-        channels = family_of(row).preset(row.presets[0]).in_channels
-        return {"na": f"no built-in images for {row.task} (a {channels}-channel input)"}
+    """The row's cell for `column`, with the load average around it; a stage's failure is kept as the
+    cell (what failed and why), so the other columns still run."""
     click.echo(f"{row.key}: {column} ...", err=True)
     before = os.getloadavg()[0]
     try:
@@ -191,7 +181,7 @@ def _cell(cells: dict[str, Any], column: str) -> str:
     cell = cells.get(column)
     if cell is None:
         return "not measured"
-    if "na" in cell:
+    if "na" in cell:  # stored by earlier versions, which had no degradation for some tasks
         return "n/a"
     if "not_measured" in cell:
         return "not measured: " + cell["not_measured"].replace("|", "\\|")

@@ -39,7 +39,7 @@ class ParityCase:
 
     name: str
     resolution: str
-    input: np.ndarray  # 1x3xHxW float32, what the artifact is fed
+    input: np.ndarray  # 1xCxHxW float32, what the artifact is fed (C = 6 for dual-pixel views)
     clean: np.ndarray  # HxWx3 float32, ground truth at the output size
 
 

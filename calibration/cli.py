@@ -37,6 +37,7 @@ def calibrate(task: str, images_dir: str | None, count: int, crop: int, seed: in
     Examples:
       mirnet calibrate --task denoise -o artifacts/calibration/denoise.npz
       mirnet calibrate --task enhance --images ~/photos --count 128 --crop 512 -o enhance.npz
+      mirnet calibrate --task defocus -o defocus.npz     # 6-channel dual-pixel views, RGB targets
     """
     from .dataset import build_calibration_set
 

@@ -6,8 +6,9 @@ ranges and the quantized model darkens or clips real photographs), so every samp
 is the task's degradation applied to a seeded crop, and the manifest records which
 degradation it was.
 
-Layout: `set.npz` holds `input_00000, target_00000, input_00001, ...` (float32 HxWx3
-in [0, 1]; targets are the clean crops, for PSNR budgets), written one entry at a
+Layout: `set.npz` holds `input_00000, target_00000, input_00001, ...` (float32 HxWxC
+in [0, 1], C = 3 or the degradation's `channels`, 6 for dual-pixel views; targets are the clean
+HxWx3 crops, for PSNR budgets), written one entry at a
 time and read back one entry at a time, so a large set never lives in memory.
 `set.json` records the source files and their hashes, every crop, the degradation,
 the seed and the sha256 of the `.npz`.
@@ -185,20 +186,27 @@ class CalibrationSet:
     def __len__(self) -> int:
         return self.manifest.count
 
+    @property
+    def input_channels(self) -> int:
+        """Channels of the inputs: the degradation's (its manifest entry says when not 3)."""
+        return int(self.manifest.degradation.get("channels", 3))
+
     def sample(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """(degraded input, clean target) of sample `index`, float32 HxWx3."""
+        """(degraded input, clean target) of sample `index`, float32 HxWxC and HxWx3."""
         try:
             pair = self._archive[f"input_{index:05d}"], self._archive[f"target_{index:05d}"]
         except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as error:
             raise UserError(f"Sample {index} of calibration set {self.path} cannot be read ({error}): the "
                             f"file is damaged. {REBUILD}") from None
-        if any(array.ndim != 3 or array.shape[2] != 3 or not np.isfinite(array).all() for array in pair):
-            raise UserError(f"Sample {index} of calibration set {self.path} is not a finite HxWx3 image. "
-                            f"{REBUILD}")
+        channels = (self.input_channels, 3)
+        if any(array.ndim != 3 or array.shape[2] != c or not np.isfinite(array).all()
+               for array, c in zip(pair, channels, strict=True)):
+            raise UserError(f"Sample {index} of calibration set {self.path} is not a finite HxWx"
+                            f"{self.input_channels} input with an HxWx3 target. {REBUILD}")
         return pair
 
     def inputs(self, limit: int | None = None) -> Iterator[np.ndarray]:
-        """Model inputs as 1x3xHxW float32 batches, one sample in memory at a time."""
+        """Model inputs as 1xCxHxW float32 batches, one sample in memory at a time."""
         for index in range(min(len(self), limit or len(self))):
             yield np.ascontiguousarray(self.sample(index)[0].transpose(2, 0, 1)[None])
 

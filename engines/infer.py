@@ -3,6 +3,8 @@ artifact on any backend, tiled when large.
 
 Modelled on Real-ESRGAN's inference script: a file or a folder in, a folder out, one
 output per input named `<stem><suffix><ext>`, a progress bar, and a summary at the end.
+A model of other than 3 input channels (MIRNet-v2's dual-pixel defocus model: 6) takes `.npy`
+arrays H x W x C, as the C++ runner does; its output is RGB, written as an image (PNG).
 A bad file (unreadable, corrupt, truncated, over the declared-size limit, unsupported
 channels, or one the model turns into NaN/Inf) is reported by name and skipped, whatever
 failed; the exit status is 1 if any file failed. Inputs are never overwritten: an output that would land
@@ -27,7 +29,7 @@ import numpy as np
 
 from mirnet_deploy.errors import UserError
 from mirnet_deploy.resolutions import format_resolution
-from mirnet_ref.images import DEFAULT_MAX_PIXELS, read_image, write_image
+from mirnet_ref.images import ARRAY_SUFFIX, DEFAULT_MAX_PIXELS, read_input, write_image
 from mirnet_ref.weights import default_weights
 
 from .cache import describe_onnx
@@ -127,12 +129,13 @@ def _open_artifact(path: Path, task: str | None, backend: str, threads: int | No
 
 
 def check_image_model(runner: Runner, path: Path) -> None:
-    """Refuse, before any file is read, a model whose input is not an NCHW batch of RGB images."""
+    """Refuse, before any file is read, a model whose input is not an NCHW batch of images (RGB, or the
+    planes of another channel count, such as dual-pixel views)."""
     shape = runner.input_spec.shape
-    if len(shape) != 4 or shape[1] not in (3, -1):
+    if len(shape) != 4 or shape[1] == 0:
         runner.close()
         raise UserError(f"{path.name} takes {runner.input_spec.name!r} of shape {shape} (-1 = any), not an "
-                        f"NCHW batch of RGB images (N x 3 x H x W): it is not an image-restoration model "
+                        f"NCHW batch of images (N x C x H x W): it is not an image-restoration model "
                         f"export of this toolkit.")
 
 
@@ -198,8 +201,10 @@ def tiled_runner(model: LoadedModel, tile: int | None, overlap: int,
 
 def output_paths(inputs: list[Path], output_dir: Path, suffix: str, ext: str) -> dict[Path, Path]:
     """Input -> output path; refuses outputs that would overwrite an input or each other."""
-    outputs = {src: output_dir / f"{src.stem}{suffix}{src.suffix if ext == 'keep' else '.png'}"
-               for src in inputs}
+    def output_suffix(src: Path) -> str:  # an array's restoration is an image: PNG
+        return src.suffix if ext == "keep" and src.suffix.lower() != ARRAY_SUFFIX else ".png"
+
+    outputs = {src: output_dir / f"{src.stem}{suffix}{output_suffix(src)}" for src in inputs}
     resolved_inputs = {src.resolve(): src for src in inputs}
     seen: dict[Path, Path] = {}
     for src, dst in outputs.items():
@@ -216,9 +221,11 @@ def output_paths(inputs: list[Path], output_dir: Path, suffix: str, ext: str) ->
 
 def restore_file(runner: Runner, src: Path, dst: Path, precision: str = "fp32",
                  max_pixels: int = DEFAULT_MAX_PIXELS) -> dict[str, Any]:
-    """Restore one file; 8-bit stays 8-bit, 16-bit and float files are written as 16-bit."""
+    """Restore one file (an image, or a `.npy` array for a model of other than 3 channels); 8-bit stays
+    8-bit, 16-bit and float files are written as 16-bit."""
     started = time.perf_counter()
-    loaded = read_image(src, max_pixels)
+    loaded = read_input(src, max_pixels)
+    check_channels(runner, loaded.pixels.shape[2], src)
     height, width = loaded.pixels.shape[:2]
     batch = np.ascontiguousarray(loaded.pixels.transpose(2, 0, 1)[None])
     restored = runner.run(batch)[0].transpose(1, 2, 0)
@@ -228,6 +235,18 @@ def restore_file(runner: Runner, src: Path, dst: Path, precision: str = "fp32",
     return {"input": str(src), "output": str(dst), "size": format_resolution((width, height)),
             "output_size": format_resolution((restored.shape[1], restored.shape[0])), "bit_depth": bit_depth,
             "seconds": round(time.perf_counter() - started, 3)}
+
+
+def check_channels(runner: Runner, channels: int, src: Path) -> None:
+    """Refuse, naming the file, an input whose channels are not the model's (an RGB image for the
+    6-channel dual-pixel model, or an array of the wrong depth)."""
+    wanted = runner.input_spec.shape[1]
+    if wanted in (-1, channels):
+        return
+    held = "an image holds 3 (RGB)" if src.suffix.lower() != ARRAY_SUFFIX else f"the array holds {channels}"
+    feed = ("an image file, or an H x W x 3 .npy array" if wanted == 3 else
+            f"an H x W x {wanted} .npy array (for dual-pixel views: np.concatenate([left, right], axis=2))")
+    raise UserError(f"The model takes {wanted} input channels, {held}: pass {feed}.")
 
 
 def check_finite_output(output: np.ndarray, what: str) -> None:

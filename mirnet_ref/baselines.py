@@ -1,6 +1,7 @@
 """Classical baselines that the README compares MIRNet against, each in its best honest case.
 
-Every baseline is `fn(degraded, **known) -> restored` on float32 HxWx3 RGB in [0, 1];
+Every baseline is `fn(degraded, **known) -> restored` on float32 HxWx3 RGB in [0, 1] (for an
+input of more channels, the photograph it shows: `degradations.picture_of`);
 `known` carries what the experiment knows about the degradation (e.g. the true noise
 sigma) and baselines ignore keys they do not use, so an evaluation loop can call them
 all alike. `BASELINES[task]` lists them by name.
@@ -150,4 +151,6 @@ BASELINES: dict[str, dict[str, Baseline]] = {
     "sr": {"bicubic": bicubic},
     "deblur": {"wiener": wiener_deconvolution, "richardson-lucy": richardson_lucy_deconvolution},
     "derain": {},
+    # Dual-pixel defocus: the views' mean is the ordinary defocused photo, deconvolved with the true disk.
+    "defocus": {"wiener": wiener_deconvolution, "richardson-lucy": richardson_lucy_deconvolution},
 }

@@ -12,13 +12,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from mirnet_deploy.errors import UserError
 from mirnet_deploy.resolutions import format_resolution, parse_resolutions
 
 from .baselines import BASELINES
 from .checkpoint import load_model, naming_file, read_state_dict, save_checkpoint
 from .complexity import count_macs, learned_macs
 from .data_sources import LAYOUTS, evaluation_pairs, training_sampler, validation_pairs
-from .degradations import TASK_KINDS, Degradation, make_degradation
+from .degradations import TASK_KINDS, Degradation, channels_of, make_degradation, picture_of
 from .images import from_tensor, to_tensor
 from .inference import restore
 from .metrics import psnr, ssim
@@ -207,6 +208,11 @@ def train(task: str, family_name: str, preset: str, n_feat: int | None, n_RRG: i
     family.check_task(task)
     degradation = task_degradation(task, sigma, scale)
     model = _model_config(family, preset, {"n_feat": n_feat, "n_RRG": n_RRG, "n_MSRB": n_MSRB})
+    if model.in_channels != channels_of(degradation):
+        fitting = [name for name, c in family.presets.items() if c.in_channels == channels_of(degradation)]
+        raise UserError(f"{task} inputs have {channels_of(degradation)} channels, but the {family.title} "
+                        f"preset {preset} takes {model.in_channels}: choose --preset "
+                        f"{' or '.join(fitting) or '(none of this family fits)'}.")
     config = TrainConfig(task=task, model=model.as_dict(), family=family.name, iterations=iterations,
                          batch_size=batch_size, patch_size=patch_size, lr=lr, warmup=warmup, mixup=mixup,
                          val_every=val_every, seed=seed,
@@ -248,15 +254,17 @@ def _known_facts(degradation: Degradation, clean: np.ndarray) -> dict:
 @click.option("--scale", type=click.IntRange(2, 4), default=4, show_default=True, help="sr: scale.")
 @click.option("--baselines/--no-baselines", default=True, show_default=True,
               help="Also score the classical baselines (NLM, gamma, CLAHE, bicubic, Wiener and "
-                   "Richardson-Lucy with the true kernel), each in its oracle best case.")
+                   "Richardson-Lucy with the true kernel or defocus disk), each in its oracle best case.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def evaluate_command(task: str, family_name: str | None, checkpoint: str | None, data: str | None,
                      layout: str, sigma: float | None, scale: int, baselines: bool, as_json: bool) -> None:
     """Score a model on paired images: PSNR/SSIM per image and the mean.
 
-    Denoise, enhance, deblur and derain are scored on RGB (the authors' SIDD/LOL/GoPro
-    protocol); sr on the Y channel (MATLAB rgb2ycbcr) with a border of `scale` pixels
-    cropped, as BasicSR and the MIRNet-v2 evaluation do.
+    Denoise, enhance, deblur, derain and defocus are scored on RGB (the authors' SIDD/LOL/GoPro/
+    DPDD protocol); sr on the Y channel (MATLAB rgb2ycbcr) with a border of `scale` pixels
+    cropped, as BasicSR and the MIRNet-v2 evaluation do. Defocus inputs are dual-pixel views
+    (6 channels): the "input" column and the baselines take the photograph they make together
+    (the views' mean).
 
     \b
     Examples:
@@ -264,6 +272,7 @@ def evaluate_command(task: str, family_name: str | None, checkpoint: str | None,
       mirnet eval --model mprnet --task deblur
       mirnet eval --task sr --checkpoint runs/sr/model_best.pth --json
       mirnet eval --task denoise --data SIDD_val --layout paired --no-baselines
+      mirnet eval --task defocus --checkpoint runs/defocus/model_best.pth
     """
     degradation = task_degradation(task, sigma, scale)
     path = Path(checkpoint) if checkpoint else default_weights(task, family_name or "mirnet")
@@ -277,8 +286,9 @@ def evaluate_command(task: str, family_name: str | None, checkpoint: str | None,
                      leave=False):
         restored = from_tensor(restore(model, to_tensor(pair.input)))
         known = {**_known_facts(degradation, pair.target), **pair.known}
-        scores = {"input": pair.input, family.name: restored}
-        scores.update({name: method(pair.input, **known) for name, method in methods.items()})
+        picture = picture_of(degradation, pair.input)
+        scores = {"input": picture, family.name: restored}
+        scores.update({name: method(picture, **known) for name, method in methods.items()})
         rows.append({
             "name": pair.name,
             "size": format_resolution((pair.target.shape[1], pair.target.shape[0])),

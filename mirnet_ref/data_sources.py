@@ -23,11 +23,19 @@ from .datasets import (
     sidd_medium_pairs,
     synthesize_pairs,
 )
-from .degradations import Degradation
+from .degradations import Degradation, channels_of
 
 LAYOUTS = ("clean", "paired", "sidd", "realsr")
 #: Validation/evaluation degradations draw from this seed, different from training's.
 EVAL_SEED = 2020
+
+
+def _check_layout(degradation: Degradation, layout: str) -> None:
+    """Paired layouts hold RGB image files: a task whose inputs have other channels needs clean images."""
+    if layout != "clean" and channels_of(degradation) != 3:
+        raise UserError(f"The {degradation.kind} inputs have {channels_of(degradation)} channels, which "
+                        f"the {layout!r} layout's image files cannot hold: use clean photographs "
+                        "(--layout clean, or no --data for the built-in ones).")
 
 
 def read_pairs(folder: str | Path, layout: str, scale: int = 4) -> list[ImagePair]:
@@ -47,6 +55,7 @@ def evaluation_pairs(degradation: Degradation, folder: str | Path | None = None,
     or the pairs of a paired folder as they are."""
     if folder is None:
         return synthesize_pairs(builtin_images("heldout"), degradation, EVAL_SEED)
+    _check_layout(degradation, layout)
     if layout == "clean":
         return synthesize_pairs(read_folder(folder), degradation, EVAL_SEED)
     return read_pairs(folder, layout, scale)
@@ -66,6 +75,8 @@ def training_sampler(degradation: Degradation, *, folder: str | Path | None, lay
                      patch_size: int, batch_size: int, seed: int) -> PatchSampler:
     """Random-crop batches: clean images degraded per patch (fresh noise), or fixed pairs."""
     options = {"patch_size": patch_size, "batch_size": batch_size, "seed": seed, "as_torch": True}
+    if folder is not None:
+        _check_layout(degradation, layout)
     if folder is None or layout == "clean":
         images = builtin_images("train") if folder is None else read_folder(folder)
         return PatchSampler.from_clean([pixels for _, pixels in images], degradation, **options)

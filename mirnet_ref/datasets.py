@@ -53,8 +53,9 @@ class ImagePair:
 # Listing folders
 
 
-def list_images(folder: str | Path) -> list[Path]:
-    """Image files directly inside `folder`, sorted by name; hidden files are skipped."""
+def list_images(folder: str | Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> list[Path]:
+    """Image files (or files of other `suffixes`) directly inside `folder`, sorted by name; hidden files
+    are skipped."""
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(
@@ -65,7 +66,7 @@ def list_images(folder: str | Path) -> list[Path]:
         path
         for path in folder.iterdir()
         if path.is_file()
-        and path.suffix.lower() in IMAGE_SUFFIXES
+        and path.suffix.lower() in suffixes
         and not path.name.startswith(".")
     )
 

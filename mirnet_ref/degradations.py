@@ -1,8 +1,9 @@
 """Seeded synthetic degradations: how training pairs and demo inputs are made from clean images.
 
 Every degradation is a frozen dataclass with
-  * `apply(clean, rng) -> degraded`: float32 HxWx3 in [0, 1] in and out; all randomness
-    comes from `rng`, so the same seed gives the same image;
+  * `apply(clean, rng) -> degraded`: float32 HxWx3 in [0, 1] in, HxWxC out (C = `channels_of`:
+    3, or 6 for the dual-pixel views); all randomness comes from `rng`, so the same seed gives
+    the same image;
   * `describe() -> dict`: its kind and parameters, JSON-ready, for manifests.
 
 Noise levels are in [0, 1] units (the pixel range the model sees): the usual
@@ -16,7 +17,7 @@ evaluation can hand the true kernel to a non-blind deconvolution baseline.
 
 `make_degradation(task, **options)` gives each task's default: denoise = Gaussian
 noise sigma 25/255, enhance = low light, sr = x4 bicubic down and back up,
-deblur = random motion blur, derain = rain streaks.
+deblur = random motion blur, derain = rain streaks, defocus = dual-pixel defocus (6 channels).
 """
 
 from __future__ import annotations
@@ -290,8 +291,23 @@ class MotionBlur:
         return _describe(self)
 
 
-#: Sub-pixel samples per kernel pixel side when rasterising a defocus disk.
+#: Sub-pixel samples per kernel pixel side when rasterising a defocus disk (an even count, so no
+#: sample lies on the vertical diameter and the two halves of `disk_halves` partition the disk).
 _DISK_SUPERSAMPLING = 8
+
+
+def disk_halves(radius: float) -> np.ndarray:
+    """The anti-aliased uniform disk of `radius` pixels split along its vertical diameter:
+    float64 2 x (2 ceil(r) + 1)^2, [left half, right half], both centred on the disk's centre,
+    mirror images of each other, together of unit sum (the whole disk)."""
+    half = int(np.ceil(radius))
+    step = 1 / _DISK_SUPERSAMPLING
+    offsets = np.arange(-half - 0.5 + step / 2, half + 0.5, step)
+    inside = offsets[:, None] ** 2 + offsets[None, :] ** 2 <= radius**2
+    size = 2 * half + 1
+    halves = np.stack([inside & (offsets[None, :] < 0), inside & (offsets[None, :] > 0)]).astype(np.float64)
+    kernels = halves.reshape(2, size, _DISK_SUPERSAMPLING, size, _DISK_SUPERSAMPLING).sum(axis=(2, 4))
+    return kernels / kernels.sum()
 
 
 @dataclass(frozen=True)
@@ -314,20 +330,65 @@ class DefocusBlur:
 
     def kernel(self, rng: np.random.Generator) -> np.ndarray:
         """The disk kernel, float64 (2 ceil(r) + 1)^2, unit sum."""
-        radius = _uniform(rng, self.radius)
-        half = int(np.ceil(radius))
-        step = 1 / _DISK_SUPERSAMPLING
-        offsets = np.arange(-half - 0.5 + step / 2, half + 0.5, step)
-        inside = (offsets[:, None] ** 2 + offsets[None, :] ** 2 <= radius**2).astype(np.float64)
-        size = 2 * half + 1
-        kernel = inside.reshape(size, _DISK_SUPERSAMPLING, size, _DISK_SUPERSAMPLING).sum(axis=(1, 3))
-        return kernel / kernel.sum()
+        return disk_halves(_uniform(rng, self.radius)).sum(axis=0)
 
     def apply(self, clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return _blur_and_noise(clean, self.kernel(rng), self.noise_sigma, rng)
 
     def describe(self) -> dict[str, Any]:
         return _describe(self)
+
+
+@dataclass(frozen=True)
+class DualPixelDefocus(DefocusBlur):
+    """Defocus seen by a dual-pixel sensor: the model input is the left and the right view stacked,
+    HxWx6 (MIRNet-v2's defocus model, trained on Abuolaim & Brown's DPDD, ECCV 2020, takes them so).
+
+    Each pixel's two photodiodes see the two halves of the lens aperture, so an out-of-focus point
+    images as two half-disks, mirror images of each other, whose sum is the ordinary defocus disk
+    (Punnappurath, Abuolaim, Afifi & Brown, "Modeling defocus-disparity in dual-pixel sensors",
+    ICCP 2020; Abuolaim et al., "Learning to reduce defocus blur by realistically modeling
+    dual-pixel data", ICCV 2021). Which view gets which half depends on the side of the focal
+    plane the scene lies on: drawn per image (`front_probability`). The radius is drawn uniformly
+    from `radius` (one depth per image: a planar scene, a simplification of DPDD's spatially
+    varying blur); the halves are `disk_halves`, anti-aliased. Each view is rendered at the
+    photograph's exposure (its half-disk scaled to unit sum, as DPDD's views are processed
+    images of the full brightness), so the mean of the two views is exactly `DefocusBlur` of
+    the same radius; each view gets its own Gaussian `noise_sigma`.
+
+    `kernel(rng)` (`DefocusBlur`'s) is the whole disk (the blur of the views' mean, what an oracle
+    deconvolution is given); `view_kernels(rng)` the two halves, each of unit sum. Both draw the
+    radius first.
+    """
+
+    kind: ClassVar[str] = "dual-pixel-defocus"
+    channels: ClassVar[int] = 6
+    front_probability: float = 0.5
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _require(0 <= self.front_probability <= 1,
+                 f"front_probability must be in [0, 1], got {self.front_probability}.")
+
+    def view_kernels(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """(left view's PSF, right view's PSF), each a half-disk of unit sum, mirror images."""
+        left, right = disk_halves(_uniform(rng, self.radius)) * 2
+        in_front = rng.random() < self.front_probability  # nearer than the focal plane: the halves swap
+        return (right, left) if in_front else (left, right)
+
+    def apply(self, clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        check_rgb(clean, "The image to degrade")
+        views = [convolve(clean, kernel) for kernel in self.view_kernels(rng)]
+        stacked = np.concatenate(views, axis=2)
+        return _finish(stacked + rng.normal(0.0, self.noise_sigma, stacked.shape))
+
+    def picture(self, degraded: np.ndarray) -> np.ndarray:
+        """The ordinary photograph the two views make together (their mean): what a camera without
+        dual pixels records, and what an RGB baseline restores."""
+        return (degraded[:, :, :3] + degraded[:, :, 3:]) / np.float32(2)
+
+    def describe(self) -> dict[str, Any]:
+        return {**_describe(self), "channels": self.channels, "layout": "left RGB, right RGB"}
 
 
 @dataclass(frozen=True)
@@ -392,7 +453,7 @@ def degrade_pair(
 DEGRADATIONS: dict[str, type] = {
     cls.kind: cls
     for cls in (GaussianNoise, PoissonGaussianNoise, LowLight, BicubicSR, MotionBlur, DefocusBlur,
-                RainStreaks)
+                RainStreaks, DualPixelDefocus)
 }
 TASK_KINDS: dict[str, tuple[str, ...]] = {
     "denoise": ("gaussian", "poisson-gaussian"),
@@ -400,7 +461,20 @@ TASK_KINDS: dict[str, tuple[str, ...]] = {
     "sr": ("bicubic-sr",),
     "deblur": ("motion-blur", "defocus-blur"),
     "derain": ("rain-streaks",),
+    "defocus": ("dual-pixel-defocus",),
 }
+
+
+def channels_of(degradation: Degradation) -> int:
+    """Channels of the degraded image, the model's input: 3 (RGB) unless the degradation says more."""
+    return getattr(degradation, "channels", 3)
+
+
+def picture_of(degradation: Degradation, degraded: np.ndarray) -> np.ndarray:
+    """The RGB photograph a degraded input shows (the input itself, or the mean of dual-pixel views):
+    what an evaluation scores as "input" and what RGB baselines restore."""
+    picture = getattr(degradation, "picture", None)
+    return degraded if picture is None else picture(degraded)
 
 
 def oracle_facts(degradation: Degradation, rng: np.random.Generator) -> dict[str, Any]:

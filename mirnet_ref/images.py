@@ -43,6 +43,9 @@ from mirnet_deploy.errors import ImageError
 
 # File suffixes this module reads and writes; dataset readers list folders with it.
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".webp", ".bmp")
+#: A NumPy array H x W x C: the input of a model of other than 3 channels (dual-pixel views), which
+#: no image format holds. Read by `read_input`, never written.
+ARRAY_SUFFIX = ".npy"
 # Formats that can hold 16 bits per channel.
 _SIXTEEN_BIT_SUFFIXES = (".png", ".tif", ".tiff")
 _JPEG_QUALITY = 95  # OpenCV's default, stated so that outputs do not depend on its version
@@ -53,6 +56,7 @@ DEFAULT_MAX_PIXELS = 8192 * 8192
 #: Bytes per pixel of the largest uncompressed layout read (float32 RGBA TIFF): a file bigger than
 #: this many bytes per allowed pixel cannot hold an allowed image, and is refused before it is read.
 _MAX_BYTES_PER_PIXEL = 16
+_NPY_MAGIC = b"\x93NUMPY"
 _TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")
 _JPEG_MAGIC, _JPEG_SCAN, _JPEG_END = b"\xff\xd8", b"\xff\xda", b"\xff\xd9"  # start, scan, end markers
 
@@ -94,6 +98,41 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
             "decode its data (corrupt or truncated). Re-export or replace the file."
         )
     return LoadedImage(_to_rgb(_to_unit_float(decoded, path), path), _bit_depth(decoded))
+
+
+def read_input(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
+    """A model input file: an image (`read_image`, RGB) or a `.npy` array (`read_array`, any channels)."""
+    reader = read_array if Path(path).suffix.lower() == ARRAY_SUFFIX else read_image
+    return reader(path, max_pixels)
+
+
+def read_array(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
+    """A `.npy` array H x W x C as float32 in [0, 1], as the C++ runner reads one: uint8 codes / 255,
+    uint16 / 65535 (bit depth 8 and 16), float32/float64 finite and within [0, 1] (bit depth 32).
+    Its header's shape is checked against `max_pixels` before the data is read; pickled objects
+    are never loaded. Every failure is an ImageError naming the file."""
+    path = Path(path)
+    save_hint = "Save an H x W x C array of uint8, uint16, float32 or float64 with numpy.save."
+    try:
+        with path.open("rb") as handle:
+            magic = handle.read(len(_NPY_MAGIC))
+        array = np.load(path, mmap_mode="r", allow_pickle=False) if magic == _NPY_MAGIC else None
+    except (OSError, ValueError, EOFError) as exc:  # unreadable, truncated, or of Python objects
+        raise ImageError(f"Cannot read array {path}: {_last_line(exc).rstrip('.')}. {save_hint}") from None
+    if array is None:
+        raise ImageError(f"{path} is not a .npy file (no NumPy magic string at its start). {save_hint}")
+    if array.ndim != 3 or array.size == 0:
+        raise ImageError(f"Array {path} has shape {array.shape}; an H x W x C array with no empty dimension "
+                         "is required (e.g. np.concatenate([left, right], axis=2) for dual-pixel views).")
+    if array.dtype.newbyteorder("=").name not in ("uint8", "uint16", "float32", "float64"):
+        raise ImageError(f"Array {path} holds {array.dtype} values. {save_hint}")
+    height, width = array.shape[:2]
+    if height * width > max_pixels:
+        raise ImageError(f"Array {path} is {width}x{height} pixels ({width * height:,}), more than the limit "
+                         f"of {max_pixels:,} pixels; it was not read. Pass a larger --max-pixels if it is "
+                         "genuine.")
+    decoded = np.array(array, dtype=array.dtype.newbyteorder("="))  # the data, in this machine's byte order
+    return LoadedImage(_to_unit_float(decoded, path), _bit_depth(decoded))
 
 
 def _read_bounded(path: Path, max_pixels: int) -> bytes:
@@ -207,14 +246,21 @@ def _to_rgb(pixels: np.ndarray, path: Path) -> np.ndarray:
 
 def check_rgb(array: np.ndarray, what: str) -> None:
     """Raise ImageError unless `array` is a finite float HxWx3 array (the toolkit's image form)."""
+    check_planes(array, what, 3)
+
+
+def check_planes(array: np.ndarray, what: str, channels: int | None) -> None:
+    """Raise ImageError unless `array` is a finite float HxWxC array with C = `channels` (any C
+    when None): an image, or a model input of other than 3 channels (dual-pixel views)."""
     if not np.issubdtype(array.dtype, np.floating):
         raise ImageError(
             f"{what} has {array.dtype} values; float RGB in [0, 1] is required. Divide 8-bit "
             "codes by 255 (16-bit by 65535), or read files with read_image."
         )
-    if array.ndim != 3 or array.shape[2] != 3 or min(array.shape[:2]) < 1:
+    if array.ndim != 3 or channels not in (None, array.shape[2]) or min(array.shape[:2]) < 1:
+        wanted = "an HxWx3 RGB array" if channels == 3 else f"an HxWx{channels or 'C'} array"
         raise ImageError(
-            f"{what} has shape {array.shape}; an HxWx3 RGB array is required. Convert grey or "
+            f"{what} has shape {array.shape}; {wanted} is required. Convert grey or "
             "RGBA data with read_image or by replicating/dropping channels."
         )
     if not np.isfinite(array).all():
@@ -255,8 +301,9 @@ def write_image(path: str | os.PathLike, pixels: np.ndarray, bit_depth: int = 8)
 
 
 def to_tensor(pixels: np.ndarray) -> torch.Tensor:
-    """HxWx3 float array -> 1x3xHxW float32 tensor (a batch of one, as the model takes it)."""
-    check_rgb(pixels, "The image to convert to a tensor")
+    """HxWxC float array -> 1xCxHxW float32 tensor (a batch of one, as the model takes it): an RGB
+    image, or the 6 planes of dual-pixel views."""
+    check_planes(pixels, "The image to convert to a tensor", None)
     return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1), np.float32))[None]
 
 

@@ -16,13 +16,14 @@ from engines.tiling import DEFAULT_OVERLAP
 from export.cli import ARCH_HELP
 from mirnet_deploy.errors import UserError
 from mirnet_ref.datasets import list_images
-from mirnet_ref.images import DEFAULT_MAX_PIXELS
+from mirnet_ref.images import ARRAY_SUFFIX, DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES
 from mirnet_ref.tasks import FAMILY_NAMES, TASKS
 
 
 @click.command()
 @click.option("-i", "--input", "input_path", type=click.Path(exists=True, path_type=Path), required=True,
-              help="An image file, or a folder whose images (PNG, JPEG, TIFF, WebP, BMP) are restored.")
+              help="An image file, or a folder whose images (PNG, JPEG, TIFF, WebP, BMP) are restored; for a "
+                   "model of other than 3 input channels (MIRNet-v2 defocus: 6), .npy arrays H x W x C.")
 @click.option("-o", "--output", "output_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder for the restored images (created if missing).")
 @click.option("--task", type=click.Choice(TASKS),
@@ -75,7 +76,10 @@ def infer(input_path: Path, output_dir: Path, task: str | None, checkpoint: Path
     """Restore an image or a folder of images into OUTPUT with any model on any backend.
 
     8-bit inputs give 8-bit outputs; 16-bit PNG/TIFF (and float TIFF) inputs give 16-bit
-    outputs. Outputs are clamped to [0, 1]; an output with NaN or Inf is refused, not written.
+    outputs. A model of other than 3 input channels (MIRNet-v2's dual-pixel defocus model takes
+    the left and right views, 6 channels) takes .npy arrays H x W x C (uint8, uint16, or float in
+    [0, 1], as the C++ runner); its RGB output is written as PNG, 16-bit for uint16 and float
+    arrays. Outputs are clamped to [0, 1]; an output with NaN or Inf is refused, not written.
     Images whose header declares more than --max-pixels are refused unread. Large images are cut
     into overlapping tiles streamed from host memory (only a tile reaches the model or the
     GPU), within a TensorRT engine's optimization profile. Files that cannot be restored
@@ -88,12 +92,13 @@ def infer(input_path: Path, output_dir: Path, task: str | None, checkpoint: Path
       mirnet infer -i shots/ -o out/ --model denoise.fp16.engine --tile 512 --overlap 32
       mirnet infer -i scans/ -o out/ --checkpoint model_denoising.pth --backend ort --json
       mirnet infer -i small/ -o big/ --task sr --scale 4 --ext png
+      mirnet infer -i pairs/ -o sharp/ --task defocus --checkpoint defocus.pth   # H x W x 6 .npy views
       mirnet infer -i shots/ -o out/ --task denoise --server localhost:8001 --server otherhost:8001
     """
-    inputs = list_images(input_path) if input_path.is_dir() else [input_path]
+    inputs = list_images(input_path, (*IMAGE_SUFFIXES, ARRAY_SUFFIX)) if input_path.is_dir() else [input_path]
     if not inputs:
-        raise UserError(f"No images in {input_path}: it holds no files ending in .png, .jpg, .tif, .webp "
-                        f"or .bmp. Point -i at an image or a folder of images.")
+        raise UserError(f"No images in {input_path}: it holds no files ending in .png, .jpg, .tif, .webp, "
+                        f".bmp or .npy. Point -i at an image or a folder of images.")
     if servers:
         from serving.client import open_remote_model, remote_tiled_runner
 

@@ -172,8 +172,8 @@ def test_families_know_their_tasks_from_one_table() -> None:
     assert family_named("mprnet").tasks == ("deblur", "denoise", "derain")
     assert family_named("mirnetv2").tasks == ("denoise", "enhance", "sr", "defocus")
     for family in FAMILIES.values():
-        # Every task has a synthetic degradation except MIRNet-v2's dual-pixel defocus (real pairs only).
-        assert set(family.tasks) - set(TASK_KINDS) <= {"defocus"}
+        # Every task has a synthetic degradation (MIRNet-v2's defocus: dual-pixel views).
+        assert set(family.tasks) <= set(TASK_KINDS)
     with pytest.raises(UserError, match="does not do"):
         family_named("mprnet").check_task("enhance")
 

@@ -26,8 +26,9 @@ class TorchRunner(Runner):
         self.module = module.eval()
         self.size_multiple = size_multiple or getattr(config, "size_multiple", 1)
         self.name = name
-        self.input_spec = TensorSpec("input", "float32", (-1, getattr(config, "in_channels", -1), -1, -1))
-        self.output_spec = TensorSpec("output", "float32", (-1, getattr(config, "out_channels", -1), -1, -1))
+        io = config if config is not None else getattr(module, "spec", None)  # a DeploymentGraph's spec
+        self.input_spec = TensorSpec("input", "float32", (-1, getattr(io, "in_channels", -1), -1, -1))
+        self.output_spec = TensorSpec("output", "float32", (-1, getattr(io, "out_channels", -1), -1, -1))
         self._device = next(module.parameters(), torch.empty(0)).device
 
     def run(self, x: Any) -> Any:
