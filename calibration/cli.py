@@ -141,7 +141,7 @@ def _search_summary(search) -> dict | None:
         return None
     summary = search.to_dict()
     del summary["quantize"]
-    summary["sensitivity"] = summary["sensitivity"][:10]  # the 10 most sensitive layers
+    summary["sensitivity"] = summary["sensitivity"][:10]  # the 10 most sensitive units (layers first)
     return summary
 
 

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 #: Parts a group is split into at most, per probe round: fewer means more rounds, more means more
 #: probes per round. Four keeps both near their minimum (FANOUT x log_FANOUT grows least at 3-4).
 FANOUT = 4
-#: The ranking's probe budget in multiples of sqrt(layer count): 210 probes for the 880 layers of
-#: `full` (cpu target), 120 for the 360 of the demo denoiser; see `probe_budget`.
+#: The ranking's probe budget in multiples of sqrt(layer count): 208 probes for the 880 layers of
+#: `full` (cpu target); see `probe_budget`.
 PROBES_PER_SQRT_LAYER = 7
 
 
@@ -86,9 +86,17 @@ def _balanced_runs(sizes: list[int], count: int) -> list[tuple[int, int]]:
     return list(zip(cuts, [*cuts[1:], len(sizes)], strict=True))
 
 
-def probe_budget(layer_count: int) -> int:
-    """How many probes the ranking may spend: grows as sqrt(layers), never more than one per layer."""
-    return min(layer_count, math.ceil(PROBES_PER_SQRT_LAYER * math.sqrt(layer_count)))
+def probe_budget(tree: Group, cost_cap: int | None = None) -> int:
+    """How many probes the ranking may spend: grows as sqrt(layers), never more than one per layer.
+    `cost_cap` lowers it, but not below what finding the worst single layer takes (`FANOUT`
+    probes per level of the tree)."""
+    layers = len(tree.layers)
+    budget = min(layers, math.ceil(PROBES_PER_SQRT_LAYER * math.sqrt(layers)))
+    return budget if cost_cap is None else min(budget, max(cost_cap, FANOUT * _depth(tree)))
+
+
+def _depth(group: Group) -> int:
+    return 1 + max((_depth(part) for part in group.parts), default=0) if group.parts else 0
 
 
 @dataclass(frozen=True)

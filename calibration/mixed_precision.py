@@ -68,8 +68,12 @@ DEFAULT_BUDGET_DB = 0.1
 #: budget is a promise about the images the model will see, not about the calibration set.
 SEARCH_MARGIN = 0.5
 DEFAULT_EVAL_SAMPLES = 8
-#: The ranking runs one model per layer, so it looks at less: centre crops of a few samples.
+#: The ranking runs many forward passes, so it looks at less: centre crops of a few samples.
 RANKING_SAMPLES, RANKING_CROP = 1, 64
+#: The ranking's probes may cost at most this many real evaluations, counted in pixels: they only
+#: steer the real evaluations. It binds on a big model with a small evaluation set (`full` with 8
+#: crops of 128x128: 32 probes of 64x64), not on the demo models' default set (288 per evaluation).
+RANKING_COST_IN_EVALUATIONS = 1.0
 #: Real evaluations (a quantization and an evaluation each) that narrow the layer count down once
 #: one has passed: each keeps fewer layers in float (a faster INT8 model) for a measured cost.
 REFINEMENTS = 3
@@ -133,6 +137,7 @@ class _Evaluator:
         self.threads = threads
         self.reference: list[np.ndarray] = []
         self.reference_psnr = 0.0
+        self.pixels = sum(x.shape[2] * x.shape[3] for x in self.inputs)  # a forward pass's work
 
     def session(self, model: onnx.ModelProto | str | os.PathLike) -> ort.InferenceSession:
         """A session computing `model` as its target does (tensorrt target: Q/DQ unfused, `ort_cpu`)."""
@@ -225,8 +230,9 @@ def search_mixed_precision(onnx_path: str | os.PathLike, output_path: str | os.P
                 ranking = _Evaluator(calib, RANKING_SAMPLES, threads, crop=RANKING_CROP)
                 ranking.set_reference(prepared)
                 probe = _LayerProbe(quantized, prepared, layers, ranking)
+            cost_cap = int(RANKING_COST_IN_EVALUATIONS * evaluator.pixels / ranking.pixels)
             with stopwatch("ranking"):
-                units = probe.rank(progress)
+                units = probe.rank(cost_cap, progress)
             layer_count, probes = len(layers), probe.probes
             ranked = [probe.nodes(unit) for unit in units]
             sensitivity = [(nodes, _psnr_of_mse(unit.error))
@@ -303,15 +309,17 @@ class _LayerProbe:
     def nodes(self, unit: RankedUnit) -> list[str]:
         return [node for index in unit.group.layers for node in self.layers[index]]
 
-    def rank(self, progress: bool) -> list[RankedUnit]:
-        """Units (layers, then unopened blocks), most damaging per layer first (`rank_best_first`)."""
-        budget = probe_budget(len(self.layers))
+    def rank(self, cost_cap: int, progress: bool) -> list[RankedUnit]:
+        """Units (layers, then unopened blocks), most damaging per layer first (`rank_best_first`),
+        in at most `probe_budget` probes."""
+        tree = layer_tree(self.layers)
+        budget = probe_budget(tree, cost_cap)
         with tqdm(total=budget, desc="layer sensitivity", unit="probe", disable=not progress) as bar:
             def probed() -> None:
                 self.probes += 1
                 bar.update()
 
-            return rank_best_first(layer_tree(self.layers), self.error, budget, probed)
+            return rank_best_first(tree, self.error, budget, probed)
 
     def drop_predictor(self, ranked: list[RankedUnit], full_drop_db: float) -> Callable[[int], float]:
         """k -> the task PSNR drop predicted with the `ranked[:k]` units kept in float.

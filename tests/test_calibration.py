@@ -455,8 +455,9 @@ def test_best_first_ranking_finds_the_worst_layers_in_logarithmic_probes(named: 
 
     errors[[5, 300, 901]] = [0.5, 0.3, 0.2]
     error_of, probes = _additive_probe(errors)
-    ranked = rank_best_first(layer_tree(layers), error_of, probe_budget(count))
-    assert len(probes) <= probe_budget(count) < count / 4
+    budget = probe_budget(layer_tree(layers))
+    ranked = rank_best_first(layer_tree(layers), error_of, budget)
+    assert len(probes) <= budget < count / 4
     unopened = max(unit.error for unit in ranked if len(unit.group.layers) > 1)
     head = [unit.group.layers[0] for unit in ranked if unit.error > unopened]  # outranks every group left
     assert head[:4] == [717, 5, 300, 901]
