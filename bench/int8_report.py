@@ -75,7 +75,7 @@ def task_rows(task: str, resolutions: list[tuple[int, int]], budget_db: float, f
         for mode in modes:
             path = folder / f"{fp32.stem.removesuffix('.fp32')}.int8-{target}-{mode}.onnx"
             click.echo(f"{task}: {target} target, {mode} ...", err=True)
-            tried, seconds = None, None  # the search's trail and cost, when it runs here
+            tried, seconds, probes = None, None, None  # the search's trail and cost, when it runs here
             if path.is_file():  # made by an earlier run: the layers it kept are in its metadata
                 kept = json.loads(read_metadata(onnx.load(path, load_external_data=False))["quantization"])[
                     "excluded_nodes"]
@@ -87,10 +87,11 @@ def task_rows(task: str, resolutions: list[tuple[int, int]], budget_db: float, f
                                                 budget_db=budget_db)
                 seconds = {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu}
                 kept, tried = search.kept_high_precision, search.candidates_tried
+                probes = {"probes": search.ranking_probes, "layers": search.layer_count}
             with OrtRunner(path, providers="cpu") as runner:
                 parity = run_parity(reference, as_polygraphy_runner(runner), cases, "int8")
             rows.append({"task": task, "target": target, "mode": mode, "kept_high_precision": kept,
-                         "search_tried": tried, "search_seconds": seconds,
+                         "search_tried": tried, "search_seconds": seconds, "search_ranking": probes,
                          "drops_db": {row.resolution: row.task_drop_db for row in parity},
                          "psnr_vs_fp32_db": {row.resolution: row.psnr_vs_reference_db for row in parity},
                          "task_psnr_fp32_db": {row.resolution: row.task_psnr_reference_db for row in parity}})
@@ -108,17 +109,24 @@ def to_markdown(rows: list[dict], budget_db: float) -> str:
         worst = min(row["psnr_vs_fp32_db"].values())
         lines.append(f"| {row['task']} | {row['target']} | {mode} | {len(row['kept_high_precision'])} | "
                      f"{drops} | {worst:.1f} |")
-    tried = [f"- {row['task']} / {row['target']}: "
-             + ", ".join(f"{k} ({drop:.3f} dB)" for k, drop in row["search_tried"])
-             + f"; {row['search_seconds']['cpu']:.0f} CPU-s, {row['search_seconds']['wall']:.0f} s wall"
-             for row in rows if row.get("search_tried")]
+    tried = [_search_trail(row) for row in rows if row.get("search_tried")]
     if tried:
-        lines += ["", "Real evaluations of the budget search, layers kept (calibration-sample drop):", *tried]
+        lines += ["", "Real evaluations of the budget search, nodes kept (calibration-sample drop):", *tried]
     kept = [f"- {row['task']} / {row['target']}: {', '.join(row['kept_high_precision'])}"
             for row in rows if row["mode"] == "budget" and row["kept_high_precision"]]
     if kept:
         lines += ["", "Nodes the budget kept in high precision:", *kept]
     return "\n".join(lines) + "\n"
+
+
+def _search_trail(row: dict) -> str:
+    """The real evaluations of a search made in this run, its ranking's probes and its cost."""
+    ranking = row.get("search_ranking") or {}
+    probes = (f"; ranking {ranking['probes']} probes over {ranking['layers']} layers"
+              if ranking.get("layers") else "")
+    return (f"- {row['task']} / {row['target']}: "
+            + ", ".join(f"{k} ({drop:.3f} dB)" for k, drop in row["search_tried"]) + probes
+            + f"; {row['search_seconds']['cpu']:.0f} CPU-s, {row['search_seconds']['wall']:.0f} s wall")
 
 
 @click.command()

@@ -124,6 +124,8 @@ def quantize(onnx_path: str, target: str, calibration: str | None, task: str | N
         search = search_mixed_precision(onnx_path, output, budget_db=budget_db, eval_samples=eval_samples,
                                         progress=not as_json, **common)
         report = search.quantize.to_dict()
+        for warning in search.warnings:  # on stderr in --json mode too, where it is also in the report
+            click.echo(f"WARNING: {warning}", err=True)
     with CalibrationSet(calibration) as calib:
         batch = next(calib.inputs())
     result = {**report, "mixed_precision": _search_summary(search),
@@ -140,7 +142,7 @@ def _search_summary(search) -> dict | None:
         return None
     summary = search.to_dict()
     del summary["quantize"]
-    summary["sensitivity"] = summary["sensitivity"][:10]  # the 10 most sensitive layers
+    summary["sensitivity"] = summary["sensitivity"][:10]  # the 10 most sensitive units (layers first)
     return summary
 
 
@@ -156,8 +158,11 @@ def _print_report(result: dict) -> None:
         click.echo(f"  task PSNR drop vs FP32 ({search['fp32_task_psnr_db']:.2f} dB): all INT8 "
                    f"{search['full_int8']['drop_db']:+.3f} dB -> {search['final']['drop_db']:+.3f} dB "
                    f"(budget {search['budget_db']} dB)")
+        if search["layer_count"]:
+            click.echo(f"  ranking: {search['ranking_probes']} probes over {search['layer_count']} layers "
+                       "(blocks first, then inside the most sensitive ones)")
         tried = ", ".join(f"{k} ({drop:+.3f} dB)" for k, drop in search["candidates_tried"])
-        click.echo(f"  real evaluations, most sensitive layers kept (drop on calibration samples): {tried}")
+        click.echo(f"  real evaluations, most sensitive nodes kept (drop on calibration samples): {tried}")
         click.echo("  search CPU seconds: " + ", ".join(f"{part} {seconds:.0f}"
                                                        for part, seconds in search["cpu_seconds"].items()))
         kept = search["kept_high_precision"]

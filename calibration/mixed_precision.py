@@ -6,19 +6,25 @@ and nearly as exact as FP32. The search:
 
 1. quantize everything and measure the task PSNR drop against the FP32 model, on the
    calibration set's own (input, clean target) pairs; within budget x `SEARCH_MARGIN` -> done;
-2. otherwise rank every quantized layer (a weight shared by several convolutions counts as
-   one layer; the cpu target's quantized element-wise ops are layers too) by the error it
-   causes alone on a few small crops. One ONNX Runtime session over the INT8 graph with a run-time
-   switch per layer (`switchable.py`) answers every probe, so a probe costs one forward pass
-   of a small crop, not a graph copy and a session;
-3. predict how many of the most sensitive layers to keep: the same session measures the output
+2. otherwise rank the quantized layers (a weight shared by several convolutions counts as
+   one layer; the cpu target's quantized element-wise ops are layers too) by the error they
+   cause alone on a small crop, hierarchically (`layer_groups.py`): whole blocks of the graph
+   first, then only inside the blocks with the most error, best first, within a probe budget
+   that grows as sqrt(layers). The ranking is a list of units: single layers at its head,
+   then the blocks left unopened, each kept or quantized as a whole. One ONNX Runtime session
+   over the INT8 graph with a run-time switch per layer (`switchable.py`) answers every probe,
+   so a probe costs one forward pass of a small crop, not a graph copy and a session;
+3. predict how many of the most sensitive units to keep: the same session measures the output
    error with the top k kept in float, and the error that remains, scaled to the measured drop
-   of step 1, predicts the drop; a bisection over k on that prediction costs log2(layers) runs;
+   of step 1, predicts the drop; a bisection over k on that prediction costs log2(units) runs;
 4. verify the prediction for real: quantize with those layers excluded (cached ranges) and
    measure the drop as in step 1. If it misses the budget, the miss corrects the prediction
    and a larger k is verified, until one passes; a few more real evaluations then narrow the
    gap between the last miss and that pass (secant, bisection). The result is always a
    measured one, and the model written is the verified candidate itself (not quantized again).
+
+If the search ends with every layer kept, the model has no INT8 layer left: the report says so
+in `warnings` (a float model under an INT8 name), and `mirnet quantize` prints it.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from mirnet_deploy.atomic import atomic_write_bytes
 from mirnet_ref.metrics import psnr
 
 from .dataset import CalibrationSet
+from .layer_groups import RankedUnit, layer_tree, probe_budget, rank_best_first
 from .ort_cpu import cpu_session
 from .quantize import (
     DEFAULT_CACHE_DIR,
@@ -61,8 +68,12 @@ DEFAULT_BUDGET_DB = 0.1
 #: budget is a promise about the images the model will see, not about the calibration set.
 SEARCH_MARGIN = 0.5
 DEFAULT_EVAL_SAMPLES = 8
-#: The ranking runs one model per layer, so it looks at less: centre crops of a few samples.
+#: The ranking runs many forward passes, so it looks at less: centre crops of a few samples.
 RANKING_SAMPLES, RANKING_CROP = 1, 64
+#: The ranking's probes may cost at most this many real evaluations, counted in pixels: they only
+#: steer the real evaluations. It binds on a big model with a small evaluation set (`full` with 8
+#: crops of 128x128: 32 probes of 64x64), not on the demo models' default set (288 per evaluation).
+RANKING_COST_IN_EVALUATIONS = 1.0
 #: Real evaluations (a quantization and an evaluation each) that narrow the layer count down once
 #: one has passed: each keeps fewer layers in float (a faster INT8 model) for a measured cost.
 REFINEMENTS = 3
@@ -82,14 +93,18 @@ class MixedPrecisionReport:
     full_int8: Evaluation
     final: Evaluation
     kept_high_precision: list[str]  # most sensitive first
-    #: (layer, PSNR vs FP32 when only it is quantized), worst first. A layer is the set of nodes
-    #: sharing one weight (MIRNet runs some modules twice): a weight is INT8 or not, as a whole.
+    #: (unit, PSNR vs FP32 when only it is quantized), in ranking order: single layers first (a
+    #: layer is the set of nodes sharing one weight: MIRNet runs some modules twice, and a weight
+    #: is INT8 or not, as a whole), then the blocks the ranking left unopened.
     sensitivity: list[tuple[list[str], float]]
-    candidates_tried: list[tuple[int, float]]  # (layers kept, drop dB)
+    candidates_tried: list[tuple[int, float]]  # (nodes kept, drop dB); -1: the `try_first` nodes
     quantize: QuantizeReport
     #: CPU seconds of this process (ONNX Runtime's threads included) per part of the search:
     #: where its time goes, whatever else loads the machine.
     cpu_seconds: dict[str, float]
+    layer_count: int = 0  # layers the search chose among (0: no search ran)
+    ranking_probes: int = 0  # forward passes of the ranking crop spent on the ranking
+    warnings: list[str] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -122,6 +137,7 @@ class _Evaluator:
         self.threads = threads
         self.reference: list[np.ndarray] = []
         self.reference_psnr = 0.0
+        self.pixels = sum(x.shape[2] * x.shape[3] for x in self.inputs)  # a forward pass's work
 
     def session(self, model: onnx.ModelProto | str | os.PathLike) -> ort.InferenceSession:
         """A session computing `model` as its target does (tensorrt target: Q/DQ unfused, `ort_cpu`)."""
@@ -205,6 +221,7 @@ def search_mixed_precision(onnx_path: str | os.PathLike, output_path: str | os.P
             tried.append((-1, seeded.drop_db))  # -1: the nodes given, not a count of ranked layers
             if seeded.drop_db <= budget_db * SEARCH_MARGIN:
                 final, kept = seeded, list(try_first)
+        layer_count, probes = 0, 0
         if final.drop_db > budget_db * SEARCH_MARGIN:
             with stopwatch("probe session"):
                 quantized = onnx.load(full_report.output)
@@ -213,23 +230,45 @@ def search_mixed_precision(onnx_path: str | os.PathLike, output_path: str | os.P
                 ranking = _Evaluator(calib, RANKING_SAMPLES, threads, crop=RANKING_CROP)
                 ranking.set_reference(prepared)
                 probe = _LayerProbe(quantized, prepared, layers, ranking)
+            cost_cap = int(RANKING_COST_IN_EVALUATIONS * evaluator.pixels / ranking.pixels)
             with stopwatch("ranking"):
-                sensitivity = probe.rank(progress)
-            ranked = [nodes for nodes, _ in sensitivity]
+                units = probe.rank(cost_cap, progress)
+            layer_count, probes = len(layers), probe.probes
+            ranked = [probe.nodes(unit) for unit in units]
+            sensitivity = [(nodes, _psnr_of_mse(unit.error))
+                           for nodes, unit in zip(ranked, units, strict=True)]
             with stopwatch("prediction"):
-                predictor = probe.drop_predictor(ranked, full.drop_db)
+                predictor = probe.drop_predictor(units, full.drop_db)
 
             def predicted_drop(k: int) -> float:
                 with stopwatch("prediction"):
                     return predictor(k)
 
             kept, final = _verified_fewest(ranked, predicted_drop, budget_db * SEARCH_MARGIN, evaluate, tried)
+            tried[:] = [(_nodes_in(ranked, k), drop) if k >= 0 else (k, drop) for k, drop in tried]
         chosen = candidates[len(kept)]
         atomic_write_bytes(output_path, Path(chosen.output).read_bytes())
     calib.close()
     report = dataclasses.replace(chosen, output=str(output_path))
+    warnings = [] if chosen.quantized_layers or not kept else [_all_kept_warning(final, budget_db)]
     return MixedPrecisionReport(budget_db, evaluator.reference_psnr, full, final, kept, sensitivity, tried,
-                                report, stopwatch.cpu_seconds)
+                                report, stopwatch.cpu_seconds, layer_count, probes, warnings)
+
+
+def _all_kept_warning(final: Evaluation, budget_db: float) -> str:
+    return (f"no convolution is INT8: the search kept every one in high precision (task PSNR drop "
+            f"{final.drop_db:.3f} dB, aiming at {budget_db * SEARCH_MARGIN:.3f} dB), so this model runs as "
+            "the float model under an INT8 name. Allow more loss (--budget-db), or deploy the FP16/FP32 "
+            "model instead.")
+
+
+def _nodes_in(ranked: Sequence[Sequence[str]], count: int) -> int:
+    """Nodes in the first `count` ranked units."""
+    return sum(len(unit) for unit in ranked[:count])
+
+
+def _psnr_of_mse(mse: float) -> float:
+    return float("inf") if mse == 0 else float(10 * np.log10(1 / mse))
 
 
 def _by_weight(prepared: onnx.ModelProto, nodes: Sequence[str]) -> list[list[str]]:
@@ -258,32 +297,43 @@ class _LayerProbe:
                  evaluator: _Evaluator) -> None:
         self.layers, self.evaluator = layers, evaluator
         self.session = evaluator.session(switchable_quantization(quantized, prepared, layers))
+        self.probes = 0  # forward passes spent on the ranking
 
     def outputs(self, quantized: Sequence[int] | None) -> list[np.ndarray]:
         return self.evaluator.outputs(self.session, {SWITCHES: switches(len(self.layers), quantized)})
 
-    def rank(self, progress: bool) -> list[tuple[list[str], float]]:
-        """(layer, PSNR vs FP32 with only that layer quantized), most damaging first."""
-        scores = [(layer, self.evaluator.psnr_vs_fp32(self.outputs([index])))
-                  for index, layer in enumerate(tqdm(self.layers, desc="layer sensitivity", unit="layer",
-                                                     disable=not progress))]
-        return sorted(scores, key=lambda item: item[1])
+    def error(self, quantized: Sequence[int]) -> float:
+        """Mean squared output error against FP32 with only the layers at `quantized` in INT8."""
+        return self.evaluator.mse_vs_fp32(self.outputs(quantized))
 
-    def drop_predictor(self, ranked: list[list[str]], full_drop_db: float) -> Callable[[int], float]:
-        """k -> the task PSNR drop predicted with the `ranked[:k]` layers kept in float.
+    def nodes(self, unit: RankedUnit) -> list[str]:
+        return [node for index in unit.group.layers for node in self.layers[index]]
 
-        The error left with those layers in float, as a fraction of the all-INT8 error (both
+    def rank(self, cost_cap: int, progress: bool) -> list[RankedUnit]:
+        """Units (layers, then unopened blocks), most damaging per layer first (`rank_best_first`),
+        in at most `probe_budget` probes."""
+        tree = layer_tree(self.layers)
+        budget = probe_budget(tree, cost_cap)
+        with tqdm(total=budget, desc="layer sensitivity", unit="probe", disable=not progress) as bar:
+            def probed() -> None:
+                self.probes += 1
+                bar.update()
+
+            return rank_best_first(tree, self.error, budget, probed)
+
+    def drop_predictor(self, ranked: list[RankedUnit], full_drop_db: float) -> Callable[[int], float]:
+        """k -> the task PSNR drop predicted with the `ranked[:k]` units kept in float.
+
+        The error left with those units in float, as a fraction of the all-INT8 error (both
         measured here), scales the all-INT8 drop measured on the evaluation pairs: an error
         uncorrelated with the FP32 model's own adds its power to the task's mean squared error.
         """
-        index_of = {id(layer): index for index, layer in enumerate(self.layers)}
-        order = [index_of[id(layer)] for layer in ranked]
         everything = self.evaluator.mse_vs_fp32(self.outputs(None))
         full_noise = 10 ** (full_drop_db / 10) - 1  # the all-INT8 error power / FP32's task error power
 
         @functools.cache
         def predicted_drop(k: int) -> float:
-            remaining = self.evaluator.mse_vs_fp32(self.outputs(order[k:])) / everything
+            remaining = self.error([index for unit in ranked[k:] for index in unit.group.layers]) / everything
             return 10 * np.log10(1 + remaining * full_noise)
 
         return predicted_drop

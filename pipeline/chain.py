@@ -244,7 +244,7 @@ def _int8(request: ChainRequest, fp32: Path, target: str, try_first: list[str]) 
         return {"target": target, "calibration_set": str(calibration), "budget_db": report.budget_db,
                 "fp32_task_psnr_db": report.fp32_task_psnr_db, "full_int8_drop_db": report.full_int8.drop_db,
                 "drop_db": report.final.drop_db, "quantized_layers": len(report.quantize.quantized_layers),
-                "kept_high_precision": report.kept_high_precision}
+                "kept_high_precision": report.kept_high_precision, "warnings": report.warnings}
 
     key = {"source_sha256": file_sha256(fp32), "target": target, "calibration_sha256": calibration_sha256,
            "budget_db": request.budget_db, **({"try_first": try_first} if try_first else {})}

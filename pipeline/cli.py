@@ -191,7 +191,8 @@ def _step_note(step: StepResult) -> str:
         named = ", ".join(kept[:SHOWN_KEPT_LAYERS]) + (", ..." if len(kept) > SHOWN_KEPT_LAYERS else "")
         return (f"task PSNR drop vs FP32 {d['drop_db']:.3f} dB (all INT8 {d['full_int8_drop_db']:.3f} dB, "
                 f"budget {d['budget_db']} dB); {d['quantized_layers']} layers INT8, {len(kept)} kept in "
-                f"high precision" + (f": {named}" if kept else ""))
+                f"high precision" + (f": {named}" if kept else "")
+                + "".join(f"; WARNING: {warning}" for warning in d.get("warnings", [])))
     if step.name == "choose":
         return f"chose {d['chosen']} {d['chosen_form']}: {describe_selection(d)}"
     if step.name == "build":

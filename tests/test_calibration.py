@@ -390,6 +390,160 @@ def test_search_meets_a_tight_budget(fp32_model: Path, calibration_set: Path, tm
     assert set(report.kept_high_precision) == set(report.quantize.excluded_nodes)
 
 
+# --- hierarchical ranking --------------------------------------------------------------------------
+
+def test_layer_groups_are_the_exported_networks_modules(quantized: dict[str, Path], fp32_model: Path):
+    """The tree comes from the node names of a real export: every layer once, each group's layers
+    exactly those under its name prefix (a module of the network: MIRNet's DAU `blocks.0.0`)."""
+    from calibration.layer_groups import FANOUT, layer_tree
+    from calibration.mixed_precision import _by_weight, _elementwise
+    from calibration.quantize import DEFAULT_OP_TYPES, _quantized_layers, prepare
+
+    model = onnx.load(quantized["cpu"])
+    prepared, _ = prepare(onnx.load(fp32_model), "cpu", subpixel=True)
+    layers = (_by_weight(prepared, sorted(_quantized_layers(model)))
+              + _elementwise(model, DEFAULT_OP_TYPES["cpu"]))
+    tree = layer_tree(layers)
+    groups, leaves = [], []
+
+    def walk(group):
+        (groups if group.parts else leaves).append(group)
+        assert len(group.parts) <= FANOUT
+        if group.parts:
+            assert sorted(i for part in group.parts for i in part.layers) == sorted(group.layers)
+        for part in group.parts:
+            walk(part)
+
+    walk(tree)
+    assert sorted(i for leaf in leaves for i in leaf.layers) == list(range(len(layers)))
+    modules = [group for group in groups if "[" not in group.name and group.name]
+    assert len(modules) > 20
+    for group in modules:  # a module's group holds every layer named under it, and only those
+        under = [i for i, nodes in enumerate(layers) if nodes[0].startswith(group.name + "/")]
+        assert sorted(group.layers) == under, group.name
+    block = next(group for group in modules if group.name.endswith("/blocks.0.0"))
+    assert {layers[i][0].split("/")[-2] for i in block.layers} >= {"conv1x1", "conv_du.0", "conv"}
+
+
+def _additive_probe(errors: np.ndarray):
+    probes: list[tuple[int, ...]] = []
+
+    def error_of(layers):
+        probes.append(tuple(layers))
+        return float(errors[list(layers)].sum())
+
+    return error_of, probes
+
+
+@pytest.mark.parametrize("named", [True, False])
+def test_best_first_ranking_finds_the_worst_layers_in_logarithmic_probes(named: bool):
+    """1024 layers, errors adding up: one catastrophic layer is ranked first within FANOUT probes
+    per level of the tree (log_FANOUT(1024) = 5 levels), and with the default budget the ranking's
+    head is the exact per-layer order; the rest follow as unopened groups. Named like an export
+    (16 stages of 8 blocks of 8 layers) or with no structure at all (Conv_0 ... Conv_1023)."""
+    from calibration.layer_groups import FANOUT, layer_tree, probe_budget, rank_best_first
+
+    count = 1024
+    layers = [[f"/net/stage.{i // 64}/block.{i // 8 % 8}/conv.{i % 8}/Conv" if named else f"Conv_{i}"]
+              for i in range(count)]
+    errors = np.random.default_rng(3).random(count) * 1e-4
+    errors[717] = 1.0  # the planted layer
+    error_of, probes = _additive_probe(errors)
+    levels = 5 if not named else 3 + 1 + 2  # stages cut in runs (2 levels), blocks, layers (2 levels)
+    ranked = rank_best_first(layer_tree(layers), error_of, FANOUT * levels)
+    assert ranked[0].group.layers == (717,)
+    assert len(probes) <= FANOUT * levels
+
+    errors[[5, 300, 901]] = [0.5, 0.3, 0.2]
+    error_of, probes = _additive_probe(errors)
+    budget = probe_budget(layer_tree(layers))
+    ranked = rank_best_first(layer_tree(layers), error_of, budget)
+    assert len(probes) <= budget < count / 4
+    unopened = max(unit.error for unit in ranked if len(unit.group.layers) > 1)
+    head = [unit.group.layers[0] for unit in ranked if unit.error > unopened]  # outranks every group left
+    assert head[:4] == [717, 5, 300, 901]
+    assert head == list(np.argsort(-errors)[: len(head)])  # exact: no layer in a group left hurts more
+    assert [unit.group.layers[0] for unit in ranked[: len(head)]] == head
+    assert sorted(i for unit in ranked for i in unit.group.layers) == list(range(count))
+
+
+def _planted_chain(path: Path, planted: str) -> tuple[Path, int]:
+    """A chain of 1x1 convolutions named as an exporter names modules (4 stages x 4 blocks x 6),
+    near identity on 3 image channels plus one spare. The conv before `planted` writes 1000 into the
+    spare channel, which `planted` reads with zero weight: INT8 quantization of `planted`'s input
+    (one scale per tensor) then rounds the image channels to zero. Returns (path, layer count)."""
+    rng = np.random.default_rng(0)
+    blocks = [f"/net/stage.{s}/block.{b}/conv.{c}/Conv" for s in range(4) for b in range(4) for c in range(6)]
+    names = ["/net/conv_in/Conv", *blocks, "/net/conv_out/Conv"]
+    spare = names[names.index(planted) - 1]
+    nodes, inits, current = [], [], "input"
+    for index, name in enumerate(names):
+        cin, cout = (3 if name == names[0] else 4), (3 if name == names[-1] else 4)
+        weight = np.eye(cout, cin, dtype=np.float32) + rng.normal(0, 0.01, (cout, cin)).astype(np.float32)
+        bias = np.zeros(cout, np.float32)
+        if cin == 4:
+            weight[:, 3] = 0  # nobody reads the spare channel
+        if cout == 4:
+            weight[3] = 0
+            bias[3] = 1000.0 if name == spare else 0.0
+        inits += [numpy_helper.from_array(weight[:, :, None, None], f"w{index}"),
+                  numpy_helper.from_array(bias, f"b{index}")]
+        nodes.append(onnx.helper.make_node("Conv", [current, f"w{index}", f"b{index}"], [f"t{index}"],
+                                           name=name))
+        current = f"t{index}"
+    image = [1, 3, "h", "w"]
+    graph = onnx.helper.make_graph(
+        nodes, "planted", [onnx.helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, image)],
+        [onnx.helper.make_tensor_value_info(current, onnx.TensorProto.FLOAT, image)], inits)
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+    onnx.save(model, path)
+    return path, len(names)
+
+
+def test_hierarchical_search_finds_a_planted_catastrophic_layer(calibration_set: Path, tmp_path: Path):
+    """A real quantization, ranking and verification: the planted layer is ranked first, kept alone,
+    and found with fewer probes than layers."""
+    planted = "/net/stage.2/block.1/conv.3/Conv"
+    model, count = _planted_chain(tmp_path / "planted.onnx", planted)
+    report = search_mixed_precision(model, tmp_path / "mp.onnx", target="tensorrt", high_precision="fp32",
+                                    calibration=calibration_set, budget_db=1.0, eval_samples=2,
+                                    cache_dir=tmp_path / "cache")
+    assert report.full_int8.drop_db > 5
+    assert report.sensitivity[0][0] == [planted]
+    assert report.kept_high_precision == [planted]
+    assert report.final.drop_db <= 0.5
+    assert report.layer_count == count
+    assert 0 < report.ranking_probes < count
+    assert report.warnings == []
+
+
+def test_a_search_that_keeps_every_layer_says_the_model_is_not_int8(calibration_set: Path, tmp_path: Path):
+    """Budget 0: only the float model meets it. The result is written (it is within budget), but the
+    report, the command's output and the chain's note say plainly that no convolution is INT8."""
+    from pipeline.chain import StepResult
+    from pipeline.cli import _step_note
+
+    model, count = _planted_chain(tmp_path / "planted.onnx", "/net/stage.0/block.0/conv.1/Conv")
+    report = search_mixed_precision(model, tmp_path / "mp.onnx", target="tensorrt", high_precision="fp32",
+                                    calibration=calibration_set, budget_db=0.0, eval_samples=1,
+                                    cache_dir=tmp_path / "cache")
+    assert len(report.kept_high_precision) == count
+    assert report.quantize.quantized_layers == []
+    assert len(report.warnings) == 1
+    assert "no convolution is INT8" in report.warnings[0]
+    result = CliRunner().invoke(main, ["quantize", "--onnx", str(model), "--target", "tensorrt",
+                                       "--high-precision", "fp32", "--calib", str(calibration_set),
+                                       "--budget-db", "0", "--eval-samples", "1",
+                                       "--cache-dir", str(tmp_path / "cache"),
+                                       "-o", str(tmp_path / "cli.onnx")])
+    assert result.exit_code == 0, result.output
+    assert "WARNING: no convolution is INT8" in result.output
+    details = {"drop_db": 0.0, "full_int8_drop_db": 1.0, "budget_db": 0.0, "quantized_layers": 0,
+               "kept_high_precision": report.kept_high_precision, "warnings": report.warnings}
+    assert "WARNING: no convolution is INT8" in _step_note(StepResult("int8-tensorrt", "built", tmp_path, 1.0,
+                                                                      details))
+
+
 # --- CLI -------------------------------------------------------------------------------------------
 
 def test_calibrate_and_quantize_commands(fp32_model: Path, tmp_path: Path):
