@@ -71,7 +71,7 @@ def _latency_lines(bench_json: Path) -> list[str]:
     lines = []
     for row in report["results"]:
         if row.get("p50_ms") is not None:
-            lines.append(f"    {row['backend']:>6} {row['precision']:>5} {row['resolution']:>9}: "
+            lines.append(f"    {row['backend']:>8} {row['precision']:<18} {row['resolution']:>9}: "
                          f"p50 {row['p50_ms']:8.1f} ms, {row['mp_per_s']:.3f} MP/s, "
                          f"peak host {row['peak_host_mb']:.0f} MiB")
     return lines
