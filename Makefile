@@ -115,15 +115,19 @@ DEMO_OUT := demo-output
 # defaults (10 runs, 2 s); this one shows the engines' order, not their last percent.
 DEMO_BENCH := --warmup 1 --min-iters 3 --min-seconds 0
 
+# The latency rows are the engines the builds made and checked (engines.txt, one per precision, INT8 in
+# the runtime and Q/DQ form `auto` chose), beside PyTorch FP32 on the same weights as the reference.
 demo: $(STAMP)  ## the denoise demo end to end: FP32/FP16/INT8 engines with parity, latency at 256/512, a restored photo in demo-output/
 	@mkdir -p $(DEMO_OUT)
 	$(VENV)/bin/mirnet info full --res 256,1080p
 	$(VENV)/bin/mirnet eval --task denoise
 	for prec in fp32 fp16 int8; do $(VENV)/bin/mirnet build --task denoise --precision $$prec || exit 1; done
-	$(VENV)/bin/mirnet-bench --model mirnet_ref/weights/denoise.pth --res 256,512 --precision fp32,fp16,int8 \
+	$(PY) -m pipeline.demo engines --task denoise --output-dir $(DEMO_OUT)
+	$(VENV)/bin/mirnet-bench --engine "$$(paste -sd, $(DEMO_OUT)/engines.txt)" \
+		--model mirnet_ref/weights/denoise.pth --backend torch --res 256,512 \
 		$(DEMO_BENCH) --json $(DEMO_OUT)/latency.json --md $(DEMO_OUT)/latency.md \
 		--csv $(DEMO_OUT)/latency.csv --plot $(DEMO_OUT)/latency.png
-	$(PY) -m pipeline.demo --bench $(DEMO_OUT)/latency.json --output-dir $(DEMO_OUT)
+	$(PY) -m pipeline.demo summary --task denoise --bench $(DEMO_OUT)/latency.json --output-dir $(DEMO_OUT)
 
 # Demo weights: the `small` preset trained on the built-in training photographs.
 # Deviations from the authors' recipe, for 2 CPU cores: 64x64 patches, batch 8,

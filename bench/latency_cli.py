@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from functools import partial
 from itertools import product
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,17 @@ from mirnet_deploy.resolutions import format_resolution, parse_resolutions
 from mirnet_ref.tasks import FAMILY_NAMES, TASKS
 
 from .backends import ALL_AVAILABLE, BENCH_BACKENDS
-from .models import DEFAULT_CACHE_DIR, PRECISIONS, Artifacts, BenchModel, Unsupported, gmacs, resolve_model
+from .models import (
+    DEFAULT_CACHE_DIR,
+    PRECISIONS,
+    Artifacts,
+    BenchModel,
+    BuiltEngine,
+    Unsupported,
+    gmacs,
+    resolve_engine,
+    resolve_model,
+)
 from .report import BenchResult, format_table, load_json, write_csv, write_json, write_markdown
 from .worker import Job, Measurement, WorkerFailed, run_fresh
 
@@ -40,11 +52,18 @@ _OUTPUT = click.Path(dir_okay=False, path_type=Path)
               help="The family of a preset name [mirnet]; for a checkpoint, the family it must hold.")
 @click.option("--res", default="256", show_default=True,
               help="Resolutions: 256, 512, 480p, 720p, 1080p, 1440p, 4k or WxH, comma-separated.")
-@click.option("--backend", "backend_text", default=ALL_AVAILABLE, show_default=True,
-              help=f"{', '.join(BENCH_BACKENDS)} or {ALL_AVAILABLE}, comma-separated.")
+@click.option("--backend", "backend_text",
+              help=f"{', '.join(BENCH_BACKENDS)} or {ALL_AVAILABLE}, comma-separated: what runs --model. "
+                   f"[default: {ALL_AVAILABLE}; with --engine, none]")
 @click.option("--precision", "precision_text",
-              help="fp32, fp16, bf16 (OpenVINO, CPUs with BF16), int8, comma-separated. [default: fp32; "
-                   "for an ONNX model or engine, its own]")
+              help="fp32, fp16, bf16 (OpenVINO, CPUs with BF16), int8, comma-separated: --model's "
+                   "precisions. [default: fp32; for an ONNX model or engine, its own]")
+@click.option("--engine", "engine_texts", multiple=True, metavar="ENGINE",
+              help="Time an engine that already exists, as it was built: `mirnet build`'s .ovblob, ONNX "
+                   "Runtime .ort.onnx or TensorRT .engine, or its manifest <engine>.json (which names the "
+                   "runtime and precision), at each --res. Repeat, or separate with commas. With --engine, "
+                   "--model runs only on the backends --backend names (e.g. --model weights.pth --backend "
+                   "torch adds PyTorch FP32 as the reference).")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Images per run.")
 @click.option("--warmup", type=click.IntRange(min=0), default=2, show_default=True,
               help="Untimed runs after the first run (which is timed alone and reported as first_ms).")
@@ -85,8 +104,8 @@ _OUTPUT = click.Path(dir_okay=False, path_type=Path)
                    "http://HOST:<gRPC port + 1>/metrics, as `mirnet serve` listens by default].")
 @click.option("--from-json", "from_json", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Render the table and reports of an earlier --json run instead of measuring.")
-def mirnet_bench(model_text: str, arch: str | None, res: str, backend_text: str, precision_text: str | None,
-                 batch: int,
+def mirnet_bench(model_text: str, arch: str | None, res: str, backend_text: str | None,
+                 precision_text: str | None, engine_texts: tuple[str, ...], batch: int,
                  warmup: int, min_iters: int, min_seconds: float, threads: int | None, tile: int | None,
                  overlap: int, allocator_text: str, task: str, cache_dir: Path, json_path: Path | None,
                  csv_path: Path | None, md_path: Path | None, plot_path: Path | None,
@@ -107,6 +126,8 @@ def mirnet_bench(model_text: str, arch: str | None, res: str, backend_text: str,
       mirnet-bench --arch mprnet --model deblur --res 512 --precision fp32,int8 --backend ort
       mirnet-bench --model small --res 4k --backend torch --tile 512 --overlap 32
       mirnet-bench --model denoise.fp16.onnx --res 720p,1080p --backend all-available --csv out.csv
+      mirnet-bench --engine artifacts/engines/<engine>.ovblob --res 256,512   # an engine `mirnet build` made
+      mirnet-bench --engine a.ovblob,b.ort.onnx --model weights.pth --backend torch --res 512
       mirnet-bench --from-json out.json --plot out.png --md out.md   # re-render, no measuring
       mirnet-bench --server localhost:8001 --res 256 --concurrency 1,8 --duration 60 --json load.json
     """
@@ -124,20 +145,29 @@ def mirnet_bench(model_text: str, arch: str | None, res: str, backend_text: str,
 
         threads = threads or torch.get_num_threads()  # the same count for PyTorch, ONNX Runtime and the peak
         allocators = _allocators(allocator_text)
-        backends, unavailable = resolve_backends(backend_text)
+        engines = [resolve_engine(path, task) for path in _engine_paths(engine_texts)]
+        backends, unavailable = ([], []) if engines and not backend_text else resolve_backends(
+            backend_text or ALL_AVAILABLE)
         skipped = [{"backend": a.backend, "reason": a.reason} for a in unavailable]
-        model = resolve_model(model_text, task, arch)
-        precisions = _precisions(precision_text, model)
+        if precision_text and not backends:
+            raise UserError("--precision sets --model's precisions, and no --backend runs --model: each "
+                            "--engine runs at the precision it was built for. Drop --precision, or add "
+                            "--backend.")
         resolutions = parse_resolutions(res)
         if not resolutions:
             raise UserError(f"--res {res!r} names no resolution: pass e.g. 256,720p,1920x1080.")
-        artifacts = Artifacts(model, cache_dir, log=lambda message: click.echo(message, err=True))
-        click.echo("Measuring the CPU's float32 matmul peak ...", err=True)
-        environment = capture_environment(threads, cpu_peak(threads))
         settings = {"batch": batch, "warmup": warmup, "min_iters": min_iters, "min_seconds": min_seconds,
                     "threads": threads, "tile": tile, "overlap": overlap}
-        results = _run_all(model, artifacts, backends, allocators, precisions, resolutions, settings,
-                           environment)
+        configurations = _engine_configurations(engines, allocators, resolutions, settings)
+        if backends:
+            model = resolve_model(model_text, task, arch)
+            artifacts = Artifacts(model, cache_dir, log=lambda message: click.echo(message, err=True))
+            configurations = _model_configurations(model, artifacts, backends, allocators,
+                                                   _precisions(precision_text, model), resolutions,
+                                                   settings) + configurations
+        click.echo("Measuring the CPU's float32 matmul peak ...", err=True)
+        environment = capture_environment(threads, cpu_peak(threads))
+        results = _run_all(configurations, settings, environment)
     click.echo(format_table(results, environment, skipped))
     _write_reports(results, environment, skipped, json_path, csv_path, md_path, plot_path)
     if any(r.status == "error" for r in results):
@@ -197,42 +227,81 @@ def _allocators(text: str) -> list[str]:
     return names
 
 
-def _run_all(model: BenchModel, artifacts: Artifacts, backends: list[str], allocators: list[str],
-             precisions: list[str], resolutions: list[tuple[int, int]], settings: dict[str, Any],
-             environment: dict[str, Any]) -> list[BenchResult]:
-    """Each backend x host allocator x precision x resolution: the files first (exports, conversions,
-    engines), then timing. Records what each worker's allocator was in `environment`."""
+@dataclass(frozen=True)
+class Configuration:
+    """One row to measure: what runs, where, at which size, and how to get its file."""
+
+    model: BenchModel
+    backend: str
+    precision: str
+    resolution: tuple[int, int]
+    allocator: str
+    artifact: Callable[[], Path]  # made or found on demand; raises Unsupported (a row says why) or UserError
+
+
+def _model_configurations(model: BenchModel, artifacts: Artifacts, backends: list[str], allocators: list[str],
+                          precisions: list[str], resolutions: list[tuple[int, int]],
+                          settings: dict[str, Any]) -> list[Configuration]:
+    """--model on each backend x host allocator x precision x resolution (files exported, converted and
+    built by `artifacts`)."""
     batch, tile = settings["batch"], settings["tile"]
-    macs = {r: gmacs(model, r, batch) for r in resolutions}
+    return [Configuration(model, backend, precision, resolution, allocator,
+                          partial(artifacts.for_run, backend, precision, resolution, batch, tile))
+            for backend, allocator, precision, resolution in product(backends, allocators, precisions,
+                                                                     resolutions)]
+
+
+def _engine_configurations(engines: list[BuiltEngine], allocators: list[str],
+                           resolutions: list[tuple[int, int]],
+                           settings: dict[str, Any]) -> list[Configuration]:
+    """Each existing engine x host allocator x resolution, on its own runtime and precision."""
+    batch, tile = settings["batch"], settings["tile"]
+    return [Configuration(engine.model, engine.backend, engine.precision, resolution, allocator,
+                          partial(engine.for_run, resolution, batch, tile))
+            for engine, allocator, resolution in product(engines, allocators, resolutions)]
+
+
+def _engine_paths(texts: tuple[str, ...]) -> list[str]:
+    """--engine values: repeated, or comma-separated."""
+    return list(dict.fromkeys(part.strip() for text in texts for part in text.split(",") if part.strip()))
+
+
+def _run_all(configurations: list[Configuration], settings: dict[str, Any],
+             environment: dict[str, Any]) -> list[BenchResult]:
+    """Every configuration's file first (exports, conversions, engines), then its timing in a fresh process.
+    Records what each worker's allocator was in `environment`."""
+    batch, tile = settings["batch"], settings["tile"]
     rows: list[BenchResult] = []
-    jobs: dict[int, Job] = {}
-    for backend, allocator, precision, resolution in product(backends, allocators, precisions, resolutions):
-        row = BenchResult(model=model.label, backend=backend, precision=precision,
-                          resolution=format_resolution(resolution), batch=batch, status="ok",
-                          threads=settings["threads"], tile=tile, host_allocator=allocator,
+    jobs: dict[int, tuple[Configuration, Job]] = {}
+    for config in configurations:
+        row = BenchResult(model=config.model.label, backend=config.backend, precision=config.precision,
+                          resolution=format_resolution(config.resolution), batch=batch, status="ok",
+                          threads=settings["threads"], tile=tile, host_allocator=config.allocator,
                           overlap=settings["overlap"] if tile else None)
         try:
-            artifact = artifacts.for_run(backend, precision, resolution, batch, tile)
+            artifact = config.artifact()
         except Unsupported as why:
             row = replace(row, status="unsupported", reason=str(why))
         except UserError as error:
             row = replace(row, status="error", reason=str(error))
         else:
-            jobs[len(rows)] = Job(backend, str(artifact), resolution, **settings, host_allocator=allocator,
-                                  size_multiple=model.size_multiple, scale=model.scale,
-                                  channels=model.channels)
+            jobs[len(rows)] = config, Job(config.backend, str(artifact), config.resolution, **settings,
+                                          host_allocator=config.allocator,
+                                          size_multiple=config.model.size_multiple, scale=config.model.scale,
+                                          channels=config.model.channels)
         rows.append(row)
     peak = environment["cpu_peak"]["gmacs_per_s"]
     environment["host_allocators"] = {}
     progress = tqdm(jobs.items(), desc="configurations", unit="config", file=sys.stderr)
-    for index, job in progress:
+    for index, (config, job) in progress:
         progress.set_postfix_str(f"{rows[index].backend} {rows[index].precision} {rows[index].resolution}")
         try:
             measurement = run_fresh(job)
         except WorkerFailed as failure:
             rows[index] = replace(rows[index], status="error", reason=str(failure))
         else:
-            rows[index] = _measured(rows[index], measurement, model, job, macs[job.resolution], peak)
+            macs = gmacs(config.model, job.resolution, batch)
+            rows[index] = _measured(rows[index], measurement, config.model, job, macs, peak)
             allocators_seen = environment["host_allocators"]
             allocators_seen[measurement.host_allocator] = measurement.host_allocator_description
     return rows

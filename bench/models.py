@@ -33,6 +33,7 @@ from typing import Any
 import onnx
 
 from engines.cache import precision_family, slug
+from engines.manifest import Profile
 from mirnet_deploy.errors import UserError
 from mirnet_ref.checkpoint import file_sha256
 
@@ -127,14 +128,64 @@ def resolve_model(text: str, task: str = "denoise", arch: str | None = None) -> 
         metadata = _onnx_metadata(path)
         return _from_metadata(path.name, "onnx", path, metadata, metadata.get("precision", "fp32"), task)
     if path.suffix in (".engine", ".plan"):
-        from engines.manifest import load_manifest
-
-        manifest = load_manifest(path)
-        source = Path(manifest.onnx_path)
-        metadata = _onnx_metadata(source) if source.is_file() else {}
-        return _from_metadata(path.name, "engine", path, metadata, manifest.precision, task)
+        return resolve_engine(path, task).model
     raise UserError(f"Cannot tell what {path} is from its suffix: pass a preset name or a .pth, .onnx or "
                     ".engine file.")
+
+
+@dataclass(frozen=True)
+class BuiltEngine:
+    """An engine that already exists (`mirnet build`'s, with its manifest), timed as it was built: on the
+    runtime its manifest names, at the precision it was built at."""
+
+    path: Path
+    backend: str  # the benchmark backend that runs it (ENGINE_BACKENDS)
+    precision: str  # the manifest's (fp32, fp16, int8-cpu-symmetric, ...), or bf16 for OpenVINO's BF16 hint
+    model: BenchModel  # the engine file, with what its source ONNX's metadata says (MACs, scale)
+    profiles: tuple[Profile, ...]  # TensorRT: the shapes it accepts; empty: any shape
+
+    def for_run(self, resolution: tuple[int, int], batch: int, tile: int | None = None) -> Path:
+        """The engine itself; raises Unsupported for a shape outside its TensorRT profiles."""
+        width, height = resolution
+        shape = (batch, self.model.channels, min(tile or height, height), min(tile or width, width))
+        if self.profiles and not any(profile.contains(shape) for profile in self.profiles):
+            shown = "; ".join(f"{p.min} to {p.max}" for p in self.profiles)
+            raise Unsupported(f"{self.path.name} was built for input shapes {shown}, not {shape}: rebuild it "
+                              f"with `mirnet build --res` naming this resolution")
+        return self.path
+
+
+#: The runtime an engine manifest names -> the benchmark backend that runs the engine. ONNX Runtime's
+#: optimized models were optimized for its CPU provider, so they run there.
+ENGINE_BACKENDS = {"onnxruntime": "ort", "openvino": "openvino", "tensorrt": "tensorrt"}
+
+
+def resolve_engine(text: str | os.PathLike, task: str = "denoise") -> BuiltEngine:
+    """An engine file (TensorRT .engine/.plan, OpenVINO .ovblob, ONNX Runtime's optimized .onnx) or its
+    manifest (`<engine>.json`); the manifest says which runtime runs it and at which precision, and its
+    source ONNX the model's MACs. `task` where neither says."""
+    from engines.manifest import load_manifest
+
+    path = Path(text)
+    manifest_given = path.suffix == ".json"
+    if manifest_given:  # `x.ovblob.json` describes the engine `x.ovblob` beside it
+        path = path.with_suffix("")
+    if not path.is_file():
+        missing = f"{text} describes {path}, which is missing" if manifest_given else f"{text} is missing"
+        raise UserError(f"Engine {missing}. Pass an engine that `mirnet build` made (the path on its "
+                        "`engine:` line) or its manifest `<engine>.json`.")
+    manifest = load_manifest(path)
+    backend = ENGINE_BACKENDS.get(manifest.backend)
+    if backend is None:
+        raise UserError(f"The manifest of {path} names the runtime {manifest.backend!r}, which mirnet-bench "
+                        f"does not run (it runs {', '.join(ENGINE_BACKENDS)}).")
+    source = Path(manifest.onnx_path)
+    recorded = {"task": manifest.task, "size_multiple": manifest.size_multiple, "scale": manifest.scale}
+    metadata = {**{name: str(value) for name, value in recorded.items() if value is not None},
+                **(_onnx_metadata(source) if source.is_file() else {})}
+    precision = "bf16" if manifest.inference_precision == "bf16" else manifest.precision
+    model = _from_metadata(path.name, "engine", path, metadata, manifest.precision, task)
+    return BuiltEngine(path, backend, precision, model, tuple(manifest.profile_list()))
 
 
 def gmacs(model: BenchModel, resolution: tuple[int, int], batch: int) -> float | None:

@@ -21,10 +21,11 @@ from mirnet_deploy.errors import UserError
 from .environment import machine_label
 from .report import BenchResult, model_title
 
-BACKEND_LABELS = {"torch": "PyTorch eager", "ort": "ONNX Runtime CPU", "ort-cuda": "ONNX Runtime CUDA",
-                  "ort-trt": "ONNX Runtime TensorRT EP", "tensorrt": "TensorRT"}
-BACKEND_COLORS = {"torch": "#d62728", "ort": "#1f77b4", "ort-cuda": "#2ca02c", "ort-trt": "#9467bd",
-                  "tensorrt": "#ff7f0e"}
+BACKEND_LABELS = {"torch": "PyTorch eager", "ort": "ONNX Runtime CPU", "openvino": "OpenVINO CPU",
+                  "ort-cuda": "ONNX Runtime CUDA", "ort-trt": "ONNX Runtime TensorRT EP",
+                  "tensorrt": "TensorRT"}
+BACKEND_COLORS = {"torch": "#d62728", "ort": "#1f77b4", "openvino": "#8c564b", "ort-cuda": "#2ca02c",
+                  "ort-trt": "#9467bd", "tensorrt": "#ff7f0e"}
 PRECISION_STYLES = {"fp32": ("-", "o"), "fp16": ("--", "s"), "int8": (":", "^")}
 
 
@@ -63,7 +64,7 @@ def plot_latency(results: Sequence[BenchResult], environment: dict[str, Any],
     for (backend, allocator, precision, tile, overlap), rows in series.items():
         mp = [r.output_mp for r in rows]
         color = BACKEND_COLORS.get(backend, "#7f7f7f")
-        linestyle, marker = PRECISION_STYLES.get(precision, ("-", "o"))
+        linestyle, marker = PRECISION_STYLES.get(precision.split("-")[0], ("-", "o"))  # int8-cpu: int8's
         if tile:  # tiled runs: dash-dot, hollow markers
             linestyle = "-."
         if allocator == "system":  # the untuned allocator: the same colour, faded

@@ -44,12 +44,21 @@ from mirnet_ref.checkpoint import file_sha256
 if TYPE_CHECKING:
     from torch import nn
 
+    from engines.runners.polygraphy_adapter import PolygraphyRunner
     from export.spec import ModelSpec
 
 #: Parity always runs here (cheap on a CPU); TensorRT engines are also checked at their resolutions.
 PARITY_RESOLUTION = (256, 256)
 PARITY_IMAGES = 2
 STEP_RECORD_SUFFIX = ".step.json"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What engines are checked against: PyTorch FP32 as a polygraphy runner, and the model it runs."""
+
+    runner: PolygraphyRunner
+    spec: ModelSpec
 
 
 @dataclass(frozen=True)
@@ -119,6 +128,17 @@ def run_chain(request: ChainRequest, on_step: Callable[[StepResult], None] | Non
 
         return load_network(request.checkpoint, request.task, request.arch)
 
+    @functools.cache
+    def reference() -> Reference:
+        """PyTorch FP32, made once per run: every parity check of the run (each candidate `choose`
+        weighs, then the engine) compares against one computation per held-out image."""
+        from engines.runners import TorchRunner, as_polygraphy_runner
+        from export.graph import DeploymentGraph
+
+        module, spec = network()
+        torch_runner = TorchRunner(DeploymentGraph(module, spec), name="pytorch-fp32")
+        return Reference(as_polygraphy_runner(torch_runner, remember_outputs=True), spec)
+
     fp32 = finished(_export(request, network)).path
     models = {"fp32": fp32}  # the ONNX forms the engine may be built from, by their precision
     if precision == "fp16":
@@ -133,14 +153,14 @@ def run_chain(request: ChainRequest, on_step: Callable[[StepResult], None] | Non
     onnx_path = next(iter(models.values()))
     backend, reason = select_backend(request.backend, onnx_path)
     if backend == "cpu" or len(candidates(precision, models, backend)) > 1:
-        choice = finished(_choose_on_cpu(request, precision, models, backend, network))
+        choice = finished(_choose_on_cpu(request, precision, models, backend, reference))
         backend, reason = choice.details["chosen"], describe_selection(choice.details)
         onnx_path = models[choice.details["chosen_form"]]
     started = time.perf_counter()
     engine = build_engine(onnx_path, backend, request.engine, precision=_engine_precision(precision))
     finished(StepResult("build", "reused" if engine.reused else "built", engine.path,
                         time.perf_counter() - started, _engine_details(engine.manifest)))
-    parity, manifest = _parity(request, engine, backend, network)
+    parity, manifest = _parity(request, engine, backend, reference)
     finished(parity)
     return ChainResult(backend, reason, onnx_path, engine.path, manifest, steps)
 
@@ -275,7 +295,7 @@ def parity_resolutions(manifest: EngineManifest, requested: Sequence[tuple[int, 
 
 
 def _parity(request: ChainRequest, engine: CachedBuild, backend: str,
-            network: Callable[[], tuple[nn.Module, ModelSpec]]) -> tuple[StepResult, EngineManifest]:
+            reference: Callable[[], Reference]) -> tuple[StepResult, EngineManifest]:
     """The engine against PyTorch FP32 on held-out photographs; kept in the manifest, so measured once."""
     started = time.perf_counter()
     resolutions = parity_resolutions(engine.manifest, request.engine.resolutions)
@@ -283,7 +303,7 @@ def _parity(request: ChainRequest, engine: CachedBuild, backend: str,
         manifest, status = load_manifest(engine.path), "reused"
         measured = manifest.parity or {}
         if measured.get("resolutions") != resolutions or measured.get("images") != PARITY_IMAGES:
-            summary = measure_parity(engine.path, backend, *network(), request.task, resolutions,
+            summary = measure_parity(engine.path, backend, reference(), request.task, resolutions,
                                      manifest.compute_precision, threads=request.engine.threads)
             manifest, status = update_parity(engine.path, summary), "built"
     step = StepResult("parity", status, manifest_path(engine.path), time.perf_counter() - started,
@@ -292,7 +312,7 @@ def _parity(request: ChainRequest, engine: CachedBuild, backend: str,
 
 
 def _choose_on_cpu(request: ChainRequest, precision: str, models: dict[str, Path], backend: str,
-                   network: Callable[[], tuple[nn.Module, ModelSpec]]) -> StepResult:
+                   reference: Callable[[], Reference]) -> StepResult:
     """`auto` on a CPU (or one CPU runtime with several INT8 forms): every candidate engine built and
     parity-checked, timed side by side, the fastest that passes chosen (engines/cpu_choice.py, which
     records the measurement in its manifest)."""
@@ -300,7 +320,7 @@ def _choose_on_cpu(request: ChainRequest, precision: str, models: dict[str, Path
 
     def prepare(runtime: str, onnx_path: Path) -> tuple[Path, bool]:
         engine = build_engine(onnx_path, runtime, request.engine, precision=_engine_precision(precision))
-        _, manifest = _parity(request, engine, runtime, network)
+        _, manifest = _parity(request, engine, runtime, reference)
         return engine.path, bool(manifest.parity and manifest.parity["passed"])
 
     selection = choose_cpu_engine(precision, models, request.engine.engine_dir, prepare, backend=backend,
@@ -309,24 +329,23 @@ def _choose_on_cpu(request: ChainRequest, precision: str, models: dict[str, Path
                       request.engine.engine_dir / CHOICES_FILE, time.perf_counter() - started, selection)
 
 
-def measure_parity(engine_path: str | os.PathLike, backend: str, network: nn.Module, spec: ModelSpec,
-                   task: str, resolutions: Sequence[str], precision: str, *,
+def measure_parity(engine_path: str | os.PathLike, backend: str, reference: Reference, task: str,
+                   resolutions: Sequence[str], precision: str, *,
                    threads: int | None = None) -> dict[str, Any]:
     """`mirnet parity`'s comparison for an engine: the parity summary its manifest records."""
     from bench.parity import THRESHOLDS, parity_cases, rows_to_dict, run_parity
-    from engines.runners import TorchRunner, as_polygraphy_runner, open_runner
-    from export.graph import DeploymentGraph
+    from engines.runners import as_polygraphy_runner, open_runner
     from mirnet_deploy.resolutions import parse_resolution
 
     if not resolutions:
         raise UserError(f"No parity resolution fits the optimization profiles of {engine_path}: add 256 "
                         f"or the deployment resolutions to --res.")
     cases = parity_cases(task, [parse_resolution(r) for r in resolutions], PARITY_IMAGES, sr_scale=1)
-    reference = TorchRunner(DeploymentGraph(network, spec), name="pytorch-fp32")
     # The ONNX Runtime engine was optimized for the CPU provider, so it runs there.
     with open_runner(engine_path, providers="cpu" if backend == "ort" else "auto", threads=threads) as runner:
-        rows = run_parity(as_polygraphy_runner(reference), as_polygraphy_runner(runner), cases, precision)
-    return {"reference": "pytorch-fp32", "checkpoint_sha256": spec.checkpoint_sha256, "precision": precision,
+        rows = run_parity(reference.runner, as_polygraphy_runner(runner), cases, precision)
+    return {"reference": "pytorch-fp32", "checkpoint_sha256": reference.spec.checkpoint_sha256,
+            "precision": precision,
             "thresholds": THRESHOLDS[precision], "resolutions": list(resolutions), "images": PARITY_IMAGES,
             "passed": all(row.passed for row in rows), "results": rows_to_dict(rows),
             "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}

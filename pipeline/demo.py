@@ -1,13 +1,17 @@
-"""The last step of `make demo`: one held-out photograph restored side by side, and the summary.
+"""`make demo`'s own steps: the engines it built, listed for `mirnet-bench`; then the photo and the summary.
 
-    python -m pipeline.demo --bench demo-output/latency.json
-    python -m pipeline.demo --task enhance --arch mirnetv2     # another family's demo weights
+    python -m pipeline.demo engines --output-dir demo-output     # engines.json and engines.txt
+    mirnet-bench --engine "$(paste -sd, demo-output/engines.txt)" --res 256,512 --json latency.json
+    python -m pipeline.demo summary --bench demo-output/latency.json --output-dir demo-output
+    python -m pipeline.demo engines --task enhance --arch mirnetv2    # another family's demo weights
 
-The Makefile runs the pipeline's own verbs first (`mirnet build --task denoise` per precision,
-`mirnet-bench`), so a user sees exactly the commands they would type. This module asks the
-same chain for the engines (every step is cached, so nothing is rebuilt), records their
-parity in `engines.json`, composes the picture (degraded | restored | clean, each labelled
-with its PSNR) and points at the reports.
+The Makefile runs the pipeline's own verbs first (`mirnet build --task denoise` per precision),
+so a user sees exactly the commands they would type. `engines` asks the same chain for the
+engines (every step is cached, so nothing is rebuilt) and records them with their parity in
+`engines.json`, and their paths in `engines.txt`: `mirnet-bench --engine` then times exactly
+those files, the ones parity checked (INT8: the runtime and Q/DQ form `auto` chose). `summary`
+composes the picture (degraded | restored | clean, each labelled with its PSNR) with the last
+engine and points at the reports.
 """
 
 from __future__ import annotations
@@ -19,8 +23,11 @@ import click
 import cv2
 import numpy as np
 
+from mirnet_deploy.errors import UserError
 from mirnet_ref.tasks import FAMILY_NAMES, TASKS
 
+ENGINES_JSON = "engines.json"  # each precision's engine, backend, chain steps and parity
+ENGINES_TXT = "engines.txt"  # their paths, one a line: what `mirnet-bench --engine` times
 DEMO_IMAGE = "chelsea"  # held out from training and calibration
 DEMO_SEED = 2020
 GAP = 8  # white pixels between the panels
@@ -64,7 +71,7 @@ def _latency_lines(bench_json: Path) -> list[str]:
     lines = []
     for row in report["results"]:
         if row.get("p50_ms") is not None:
-            lines.append(f"    {row['backend']:>6} {row['precision']:>5} {row['resolution']:>9}: "
+            lines.append(f"    {row['backend']:>8} {row['precision']:<18} {row['resolution']:>9}: "
                          f"p50 {row['p50_ms']:8.1f} ms, {row['mp_per_s']:.3f} MP/s, "
                          f"peak host {row['peak_host_mb']:.0f} MiB")
     return lines
@@ -88,22 +95,41 @@ def engines(precisions: tuple[str, ...], task: str = "denoise", arch: str | None
     return found
 
 
-@click.command()
+@click.group()
+def main() -> None:
+    """`make demo`'s steps after `mirnet build`: list the engines, then the photo and the summary."""
+
+
+@main.command("engines")
 @click.option("--task", type=click.Choice(TASKS), default="denoise", show_default=True)
 @click.option("--arch", type=click.Choice(FAMILY_NAMES),
               help="The family whose demo weights for --task [default: the one that has them, MIRNet first].")
 @click.option("--precisions", default="fp32,fp16,int8", show_default=True,
               help="Engines to collect; the last one restores the demo photograph.")
-@click.option("--bench", "bench_json", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="mirnet-bench JSON report to summarize.")
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("demo-output"),
               show_default=True)
-def main(task: str, arch: str | None, precisions: str, bench_json: Path | None, output_dir: Path) -> None:
-    """Write demo-output/engines.json and <task>_side_by_side.png; print where every report is."""
+def list_engines(task: str, arch: str | None, precisions: str, output_dir: Path) -> None:
+    """Write engines.json (each precision's engine and its parity) and engines.txt (the engine paths, one a
+    line, in the same order: what `mirnet-bench --engine` times)."""
     from mirnet_deploy.atomic import atomic_write_text
 
     built = engines(tuple(precisions.split(",")), task, arch)
-    atomic_write_text(output_dir / "engines.json", json.dumps(built, indent=2) + "\n")
+    atomic_write_text(output_dir / ENGINES_JSON, json.dumps(built, indent=2) + "\n")
+    atomic_write_text(output_dir / ENGINES_TXT, "".join(f"{engine['engine']}\n" for engine in built.values()))
+    for precision, engine in built.items():
+        click.echo(f"{precision:>4}: {engine['engine']} ({engine['backend']})")
+
+
+@main.command("summary")
+@click.option("--task", type=click.Choice(TASKS), default="denoise", show_default=True,
+              help="The task the engines restore (as `engines` was given).")
+@click.option("--bench", "bench_json", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="mirnet-bench JSON report to summarize.")
+@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("demo-output"),
+              show_default=True, help="Where `engines` wrote engines.json; the picture goes here too.")
+def summary(task: str, bench_json: Path | None, output_dir: Path) -> None:
+    """Write <task>_side_by_side.png with the last engine of engines.json; print where every report is."""
+    built = _read_engines(output_dir / ENGINES_JSON)
     model_path = Path(list(built.values())[-1]["engine"])
     result = side_by_side(model_path, output_dir / f"{task}_side_by_side.png", task)
     click.echo("\n=== mirnet-deploy demo: summary ===")
@@ -114,7 +140,7 @@ def main(task: str, arch: str | None, precisions: str, bench_json: Path | None, 
         verdict = "pass" if (engine["parity"] or {}).get("passed") else "FAIL"
         click.echo(f"  {precision:>4} engine ({engine['backend']}): parity {verdict} ({parity})")
         click.echo(f"       {engine['engine']}")
-    click.echo(f"  engines and their parity: {output_dir / 'engines.json'}")
+    click.echo(f"  engines and their parity: {output_dir / ENGINES_JSON}")
     click.echo(f"  {result['image']} (held out), {result['degradation']['kind']}: "
                f"degraded {result['noisy_psnr_db']:.2f} dB -> restored {result['restored_psnr_db']:.2f} dB "
                f"by {model_path.name}")
@@ -125,5 +151,19 @@ def main(task: str, arch: str | None, precisions: str, bench_json: Path | None, 
             click.echo(line)
 
 
+def _read_engines(path: Path) -> dict[str, dict]:
+    try:
+        built = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path} cannot be read ({exc}): run `python -m pipeline.demo engines` first (make "
+                        f"demo does).") from None
+    if not isinstance(built, dict) or not built:
+        raise UserError(f"{path} lists no engine: run `python -m pipeline.demo engines` again.")
+    return built
+
+
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except UserError as error:  # one paragraph, no traceback
+        raise SystemExit(f"Error: {error}") from None

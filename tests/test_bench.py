@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from bench.backends import ALL_AVAILABLE, probe_backends, resolve_backends
 from bench.latency import summarize, throughput, time_runs
 from bench.latency_cli import mirnet_bench
-from bench.models import Artifacts, Unsupported, gmacs, resolve_model
+from bench.models import Artifacts, Unsupported, gmacs, resolve_engine, resolve_model
 from bench.report import BenchResult, format_table, load_json, to_markdown, write_csv, write_json
 from bench.worker import Job, WorkerFailed, measure, run_fresh
 from mirnet_deploy.errors import UserError
@@ -230,6 +230,59 @@ def test_real_run_of_the_small_preset(artifacts, tmp_path):
         assert len(list(csv.DictReader(handle))) == 4
     assert "| torch | fp16 | 64x64 | 1 | unsupported: PyTorch eager" in out["md"].read_text()
     assert out["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_existing_engines_are_timed_as_built(artifacts, tmp_path):
+    """`--engine`: an engine `mirnet build` made, named by its manifest, timed on the runtime and at the
+    precision the manifest names, beside PyTorch FP32 on the same weights; MACs from the source ONNX.
+    (OpenVINO engines take the same path: the worker runs the backend the manifest names.)"""
+    from engines.build import EngineSettings, build_engine
+    from engines.manifest import manifest_path
+
+    onnx_path = artifacts.for_run("ort", "fp32", (64, 64), 1)
+    settings = EngineSettings(engine_dir=tmp_path, threads=1, progress=False)
+    engine = build_engine(onnx_path, "ort", settings).path
+    checkpoint = artifacts.for_run("torch", "fp32", (64, 64), 1)
+    out = tmp_path / "engines.json"
+    result = CliRunner().invoke(mirnet_bench, [
+        "--engine", str(manifest_path(engine)), "--model", str(checkpoint), "--backend", "torch",
+        "--res", "64", "--warmup", "0", "--min-iters", "2", "--min-seconds", "0", "--threads", "1",
+        "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(out.read_text())["results"]
+    assert [(r["backend"], r["precision"], r["model"], r["artifact"]) for r in rows] == [
+        ("torch", "fp32", checkpoint.name, str(checkpoint)), ("ort", "fp32", engine.name, str(engine))]
+    expected_gmacs = gmacs(resolve_model("small"), (64, 64), 1)
+    for row in rows:
+        assert row["status"] == "ok"
+        assert row["iterations"] >= 2
+        assert 0 < row["p50_ms"] <= row["p99_ms"] < 60_000
+        assert row["gmacs"] == pytest.approx(expected_gmacs)
+        assert 0 < row["cpu_peak_fraction"] < 1.2
+
+
+def test_engine_arguments_are_checked_before_anything_runs(tmp_path):
+    """A missing engine, or --precision with nothing that takes it: one paragraph each. A TensorRT engine
+    is offered only the shapes of its profiles (a row saying why, not a crash on a GPU)."""
+    from engines.manifest import EngineManifest, write_manifest
+
+    missing = CliRunner().invoke(mirnet_bench, ["--engine", str(tmp_path / "gone.ovblob.json")])
+    assert isinstance(missing.exception, UserError)
+    assert "gone.ovblob.json describes" in str(missing.exception)
+    engine = tmp_path / "plan.engine"
+    engine.write_bytes(b"a serialized plan")
+    profile = {"min": [1, 3, 64, 64], "opt": [1, 3, 128, 128], "max": [1, 3, 256, 256]}
+    write_manifest(EngineManifest(engine.name, "tensorrt", "10.3.0", "int8-tensorrt",
+                                  str(tmp_path / "gone.onnx"), "0" * 64, [profile], {}, 1.0,
+                                  "2026-01-01T00:00:00+00:00", "k"), engine)
+    precision = CliRunner().invoke(mirnet_bench, ["--engine", str(engine), "--precision", "fp16"])
+    assert "--precision sets --model's precisions" in str(precision.exception)
+    built = resolve_engine(engine)
+    assert (built.backend, built.precision, built.model.kind) == ("tensorrt", "int8-tensorrt", "engine")
+    assert built.for_run((128, 96), batch=1) == engine
+    with pytest.raises(Unsupported, match=r"built for input shapes \(1, 3, 64, 64\) to \(1, 3, 256, 256\)"):
+        built.for_run((512, 512), batch=1)
+    assert built.for_run((512, 512), batch=1, tile=256) == engine  # tiles of 256 fit
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the retain policy needs glibc")

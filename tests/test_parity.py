@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -62,6 +63,33 @@ def test_known_error_is_measured_and_judged(cases):
     fp16_rows = run_parity(_runner(torch.nn.Identity(), "ref"), _runner(AddNoise(1e-3), "art"), cases, "fp16")
     assert fp16_rows[0].passed
     assert "pass" in format_table(fp16_rows, "fp16")
+
+
+class CountingIdentity(torch.nn.Module):
+    """The identity, counting its forward passes."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        return x
+
+
+def test_a_remembered_reference_runs_once_per_input(cases):
+    """The chain compares every candidate engine against one PyTorch run per held-out image."""
+    identity = CountingIdentity()
+    reference = as_polygraphy_runner(TorchRunner(identity, name="ref"), remember_outputs=True)
+    exact = run_parity(reference, _runner(AddNoise(0.0), "exact"), cases, "fp32")
+    noisy = run_parity(reference, _runner(AddNoise(1e-3), "noisy"), cases, "fp32")
+    assert identity.calls == len(cases)
+    assert exact[0].max_abs_error == 0.0
+    assert noisy[0].max_abs_error == pytest.approx(1e-3, rel=1e-3)  # against the remembered output
+    shifted = [replace(case, input=case.input + 0.01) for case in cases]  # other inputs: computed, not reused
+    again = run_parity(reference, _runner(AddNoise(0.0), "exact"), shifted, "fp32")
+    assert identity.calls == 2 * len(cases)
+    assert again[0].max_abs_error == 0.0
 
 
 def test_nan_fails_whatever_the_precision(cases):
