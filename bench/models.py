@@ -99,14 +99,15 @@ def _from_metadata(label: str, kind: str, path: Path, metadata: dict[str, str], 
 
 def resolve_model(text: str, task: str = "denoise", arch: str | None = None) -> BenchModel:
     """A preset of the `arch` family (MIRNet when not given) or a .pth / .onnx / .engine (.plan) file;
-    `task` where the file does not say. A checkpoint's family is recognised by its keys (`arch` must
-    agree)."""
-    from mirnet_ref.registry import family_named
+    `task` where the file (or a preset's input channels) does not say. A checkpoint's family is
+    recognised by its keys (`arch` must agree)."""
+    from mirnet_ref.registry import checkpoint_task, family_named
 
     family = family_named(arch or "mirnet")
     if text in family.presets and not Path(text).is_file():
         config = family.presets[text]
         label = text if family.name == "mirnet" else f"{family.name}-{text}"
+        task = checkpoint_task(config, None, None) or task  # MIRNet-v2 `defocus`: the 6-channel task
         return BenchModel(label, "preset", None, task, config.as_dict(), "fp32", 1, config.size_multiple,
                           family.name)
     path = Path(text)
@@ -115,13 +116,14 @@ def resolve_model(text: str, task: str = "denoise", arch: str | None = None) -> 
                         "--arch picks the family) nor an existing file: pass a preset name or the path of a "
                         ".pth checkpoint, .onnx model or .engine.")
     if path.suffix in (".pth", ".pt"):
-        from mirnet_ref.checkpoint import naming_file, read_state_dict
+        from mirnet_ref.checkpoint import naming_file, read_checkpoint
         from mirnet_ref.registry import recognise
 
         with naming_file(path):
-            state = read_state_dict(path)
+            state, recorded = read_checkpoint(path)
             found = recognise(state, arch)
             config = found.infer_config(state)
+            task = checkpoint_task(config, recorded, None) or task
         return BenchModel(path.name, "checkpoint", path, task, config.as_dict(), "fp32", 1,
                           config.size_multiple, found.name)
     if path.suffix == ".onnx":

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import click
 import numpy as np
 
+from export.network import UNNAMED_TASK
 from mirnet_deploy.errors import UserError
 from mirnet_deploy.resolutions import format_resolution
 from mirnet_ref.images import ARRAY_SUFFIX, DEFAULT_MAX_PIXELS, read_input, write_image
@@ -88,11 +89,10 @@ def open_model(task: str | None, checkpoint: Path | None, model: Path | None, ba
             raise UserError("--model runs an exported artifact as it is: --checkpoint and --scale apply only "
                             "to checkpoints (the ONNX graph already holds any upsampling).")
         return _open_artifact(model, task, backend, threads)
-    task = task or "denoise"
-    if sr_scale and task != "sr":
-        raise UserError(f"--scale upsamples inside the graph for super-resolution; it needs --task sr, "
-                        f"not {task}.")
-    return _open_checkpoint(checkpoint or default_weights(task, arch), task, backend, threads, sr_scale, arch)
+    if checkpoint is None:  # the demo weights, which record their task
+        task = task or "denoise"
+        checkpoint = default_weights(task, arch)
+    return _open_checkpoint(checkpoint, task, backend, threads, sr_scale, arch)
 
 
 def _open_artifact(path: Path, task: str | None, backend: str, threads: int | None) -> LoadedModel:
@@ -123,7 +123,7 @@ def _open_artifact(path: Path, task: str | None, backend: str, threads: int | No
     runner = (OpenVinoRunner(path, threads=threads) if backend == "openvino"
               else open_runner(path, threads=threads))
     check_image_model(runner, path)
-    return LoadedModel(runner, str(path), declared or task or "restored", scale, multiple,
+    return LoadedModel(runner, str(path), declared or task or UNNAMED_TASK, scale, multiple,
                        config if isinstance(config, dict) else {}, metadata.get("precision", "fp32"),
                        metadata.get("model_name", ""))
 
@@ -149,9 +149,10 @@ def artifact_metadata(path: Path) -> dict[str, str]:
     return describe_onnx(path).metadata
 
 
-def _open_checkpoint(checkpoint: Path, task: str, backend: str, threads: int | None,
+def _open_checkpoint(checkpoint: Path, task: str | None, backend: str, threads: int | None,
                      sr_scale: int | None, arch: str | None) -> LoadedModel:
-    """PyTorch (auto, torch) or ONNX Runtime on a fresh in-memory export (ort) of a checkpoint."""
+    """PyTorch (auto, torch) or ONNX Runtime on a fresh in-memory export (ort) of a checkpoint; without
+    `task`, the one the checkpoint records or implies (export.network.load_network)."""
     from export.graph import DeploymentGraph
     from export.network import load_network
 
@@ -160,6 +161,9 @@ def _open_checkpoint(checkpoint: Path, task: str, backend: str, threads: int | N
                         f"{checkpoint} -o model.onnx`, `mirnet build model.onnx --backend tensorrt`, then "
                         f"pass the engine with --model.")
     network, spec = load_network(checkpoint, task, arch)
+    if sr_scale and spec.task != "sr":
+        raise UserError(f"--scale upsamples inside the graph for super-resolution; {checkpoint.name} runs "
+                        f"as {spec.task!r}: pass --task sr with an sr checkpoint.")
     if backend in ("ort", "openvino"):
         runner = _exported_runner(network, spec, sr_scale, threads, backend)
     else:
@@ -168,7 +172,7 @@ def _open_checkpoint(checkpoint: Path, task: str, backend: str, threads: int | N
 
             torch.set_num_threads(threads)
         runner = TorchRunner(DeploymentGraph(network, spec, sr_scale), name="pytorch-fp32")
-    return LoadedModel(runner, str(checkpoint), task, spec.scale * (sr_scale or 1), spec.size_multiple,
+    return LoadedModel(runner, str(checkpoint), spec.task, spec.scale * (sr_scale or 1), spec.size_multiple,
                        spec.config, model_name=spec.name)
 
 

@@ -62,8 +62,8 @@ def lint(model: Path, as_json: bool) -> None:
 @click.option(
     "--task",
     type=click.Choice(TASKS),
-    help="Export the task's demo weights (of --arch); with --checkpoint, only the label in the metadata "
-    "(default: denoise).",
+    help="Export the task's demo weights (of --arch); with --checkpoint, the label in the metadata, checked "
+    "against the task the checkpoint records or its input channels imply (default: that task, else denoise).",
 )
 @click.option(
     "--checkpoint",
@@ -142,7 +142,9 @@ def export(
     from .network import load_network
     from .verified import export_verified
 
-    network, spec = load_network(checkpoint or default_weights(task, arch), task, arch)
+    weights = checkpoint or default_weights(task, arch)
+    network, spec = load_network(weights, task, arch, fallback_task="denoise")
+    _check_scale(scale, spec.task)
     verification = export_verified(network, spec, output, precision=precision, opset=opset, scale=scale,
                                    fp32_nodes=fp32_nodes, subpixel_upsample=subpixel_upsample)
     model = onnx.load(output)
@@ -164,20 +166,23 @@ def export(
 
 def _checked_task(
     task: str | None, checkpoint: Path | None, precision: str, scale: int | None, fp32_nodes: tuple[str, ...]
-) -> str:
-    """The task label, after rejecting option combinations that mean nothing."""
+) -> str | None:
+    """The task label (None: the checkpoint's), after rejecting option combinations that mean nothing."""
     if task is None and checkpoint is None:
         raise UserError(
             f"Nothing to export: pass --task {'|'.join(TASKS)} (demo weights) or --checkpoint PATH."
         )
-    task = task or "denoise"
-    if scale and task != "sr":
-        raise UserError(
-            f"--scale upsamples inside the graph for super-resolution; it needs --task sr, not {task}."
-        )
+    if task is not None:  # else checked once the checkpoint says its task
+        _check_scale(scale, task)
     if fp32_nodes and precision != "fp16":
         raise UserError("--fp32-node chooses nodes of the FP16 graph to keep in FP32; add --precision fp16.")
     return task
+
+
+def _check_scale(scale: int | None, task: str) -> None:
+    if scale and task != "sr":
+        raise UserError(f"--scale upsamples inside the graph for super-resolution; it needs --task sr, "
+                        f"not {task}.")
 
 
 def _print_summary(result: dict[str, Any], verification: VerifyReport) -> None:

@@ -12,17 +12,28 @@ from typing import TYPE_CHECKING
 
 from .spec import ModelSpec
 
+#: The task label of a checkpoint that names no task and fits several (outputs `<stem>_restored.png`).
+UNNAMED_TASK = "restored"
+
 if TYPE_CHECKING:
     from torch import nn
 
 
-def load_network(checkpoint: Path, task: str, arch: str | None = None) -> tuple[nn.Module, ModelSpec]:
+def load_network(checkpoint: Path, task: str | None, arch: str | None = None,
+                 fallback_task: str = UNNAMED_TASK) -> tuple[nn.Module, ModelSpec]:
     """A checkpoint of any registered family (recognised by its keys; `arch` must agree) as a network
-    with one output (the one inference uses, e.g. MPRNet's final stage) and its spec."""
-    from mirnet_ref.checkpoint import file_sha256, load_model
-    from mirnet_ref.registry import inference_module
+    with one output (the one inference uses, e.g. MPRNet's final stage) and its spec.
 
-    model = load_model(checkpoint, arch)
+    The spec's task is `task`, refused when it does not fit the checkpoint (registry.checkpoint_task);
+    without `task`, the one the checkpoint records or implies; with neither (a 3-channel checkpoint
+    that records none) `fallback_task`."""
+    from mirnet_ref.checkpoint import file_sha256, model_from_state_dict, naming_file, read_checkpoint
+    from mirnet_ref.registry import checkpoint_task, inference_module
+
+    with naming_file(checkpoint):
+        state, recorded = read_checkpoint(checkpoint)
+        model = model_from_state_dict(state, arch)
+        task = checkpoint_task(model.config, recorded, task) or fallback_task
     return inference_module(model), spec_of(model.config, task, file_sha256(checkpoint))
 
 

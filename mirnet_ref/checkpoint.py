@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import os
 import re
 import warnings
@@ -57,6 +58,11 @@ def read_state_dict(path: str | os.PathLike) -> StateDict:
     Every way the file can fail to load is one CheckpointError naming it; tensors holding NaN or
     infinity are refused too, since every output of such a model would be NaN.
     """
+    return read_checkpoint(path)[0]
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[StateDict, str | None]:
+    """The checkpoint's bare state dict (as `read_state_dict`) and the task it records, if any."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"Checkpoint {path} does not exist or is not a file.")
@@ -76,7 +82,21 @@ def read_state_dict(path: str | os.PathLike) -> StateDict:
                               f"{len(state)} tensors "
                               f"({_listing(nonfinite)}): training diverged or the file was damaged. Use an "
                               "earlier checkpoint.")
-    return state
+    return state, recorded_task(obj)
+
+
+def recorded_task(payload: Any) -> str | None:
+    """The task a checkpoint says it was trained for: `mirnet train --publish` stores `task`, the run's
+    own checkpoints their `train_config`; the authors' checkpoints store none (None)."""
+    if not isinstance(payload, Mapping):
+        return None
+    if isinstance(payload.get("task"), str):
+        return payload["task"]
+    try:
+        task = json.loads(payload["train_config"])["task"]
+    except (KeyError, TypeError, ValueError):
+        return None
+    return task if isinstance(task, str) else None
 
 
 def _load_failure(path: Path, error: Exception) -> str:

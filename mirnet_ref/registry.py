@@ -25,6 +25,7 @@ from torch import nn
 from mirnet_deploy.errors import CheckpointError, UserError
 
 from .checkpoint import StateDict, infer_config
+from .degradations import channels_of, make_degradation
 from .mirnetv2 import DEFOCUS_TASK, MIRNETV2_PRESETS, ContextBlock, MIRNetV2, MIRNetV2Config
 from .model import BlurDownsample, MIRNet, MIRNetConfig
 from .mprnet import MPRNET_PRESETS, MPRNet, MPRNetConfig
@@ -213,6 +214,38 @@ def recognise(state: StateDict, arch: str | None = None) -> ModelFamily:
             "drop the option to use the family the file holds."
         )
     return family
+
+
+def task_channels(task: str) -> int:
+    """Input channels of a task's degraded images: 3 (RGB), 6 for dual-pixel defocus."""
+    return channels_of(make_degradation(task))
+
+
+def checkpoint_task(config: ModelConfig, recorded: str | None, explicit: str | None) -> str | None:
+    """The task a checkpoint of `config` is run for, or None when nothing says which.
+
+    `explicit` (a --task) must fit the network's input channels and agree with the task the
+    checkpoint records (`checkpoint.recorded_task`); without it the recorded task counts, else the
+    family's only task of that channel count (MIRNet-v2 with 6 input channels: defocus). The
+    authors' 3-channel checkpoints record nothing and fit several tasks: None, and the network
+    computes the same whatever it is called.
+    """
+    family = family_of_config(config)
+    fitting = [task for task in family.tasks if task_channels(task) == config.in_channels]
+    described = f"a {family.title} taking {config.in_channels} input channels"
+    if explicit is not None and task_channels(explicit) != config.in_channels:
+        hint = f"it does {' or '.join(fitting)}: pass --task {fitting[0]}" if fitting else "check the file"
+        raise CheckpointError(f"--task {explicit} feeds {task_channels(explicit)}-channel inputs, but the "
+                              f"checkpoint is {described}: {hint}, or omit --task to read it from the "
+                              "checkpoint.")
+    if explicit is not None and recorded is not None and explicit != recorded:
+        raise CheckpointError(f"The checkpoint was trained for {recorded!r}, not {explicit!r}: omit --task "
+                              f"(the checkpoint names its task) or pass a {explicit} checkpoint.")
+    if recorded is not None and recorded not in fitting:
+        raise CheckpointError(f"The checkpoint records the task {recorded!r}, which {described} does not "
+                              f"do ({', '.join(fitting) or 'no task'} fits): the file was altered or "
+                              "mislabelled; pass --task.")
+    return explicit or recorded or (fitting[0] if len(fitting) == 1 else None)
 
 
 def check_arguments(family: ModelFamily, explicit: dict[str, Any]) -> None:

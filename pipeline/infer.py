@@ -27,8 +27,9 @@ from mirnet_ref.tasks import FAMILY_NAMES, TASKS
 @click.option("-o", "--output", "output_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder for the restored images (created if missing).")
 @click.option("--task", type=click.Choice(TASKS),
-              help="Run the task's demo weights; with --checkpoint, the task it was trained for "
-                   "(default: denoise); with --model, a check of its metadata.")
+              help="Run the task's demo weights (default: denoise); with --checkpoint, a check against "
+                   "the task the checkpoint records or its input channels imply (MIRNet-v2 with 6: "
+                   "defocus); with --model, a check of its metadata.")
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A checkpoint of any family (MIRNet, MPRNet, MIRNet-v2; official or ours), run by "
                    "PyTorch or, with --backend ort, by ONNX Runtime after an export to a scratch file.")

@@ -40,7 +40,7 @@ def test_bench_presets_of_any_family_carry_their_family_multiple_and_macs():
     expected = describe(FAMILIES["mprnet"].preset("deblur"), [(64, 48)])["macs"][0]["gmacs"]
     assert gmacs(model, (64, 48), 1) == pytest.approx(expected)
     defocus = resolve_model("defocus", "denoise", "mirnetv2")
-    assert (defocus.size_multiple, defocus.channels) == (4, 6)
+    assert (defocus.size_multiple, defocus.channels, defocus.task) == (4, 6, "defocus")
 
 
 def test_bench_checkpoints_are_recognised_and_an_explicit_family_must_agree(tmp_path):

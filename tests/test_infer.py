@@ -91,6 +91,31 @@ def test_refuses_to_overwrite_inputs(folder: Path):
     assert _hashes(folder) == before
 
 
+def test_a_checkpoint_names_its_task_or_none_is_assumed(folder: Path, tmp_path: Path):
+    """The demo weights record their task (sr); the same tensors re-saved as the authors save them
+    record none and fit several 3-channel tasks: labelled `restored`, not silently `denoise`; a --task
+    that contradicts the record is refused."""
+    from mirnet_ref.checkpoint import save_checkpoint
+
+    photo = folder / "photo8.png"
+    code, summary = _infer("-i", str(photo), "-o", str(tmp_path / "sr"), "--checkpoint",
+                           str(default_weights("sr")))
+    assert (code, summary["task"]) == (0, "sr")
+    assert Path(summary["restored"][0]["output"]).name == "photo8_sr.png"
+
+    bare = save_checkpoint(load_model(default_weights("denoise")), tmp_path / "bare.pth")
+    code, summary = _infer("-i", str(photo), "-o", str(tmp_path / "bare"), "--checkpoint", str(bare))
+    assert (code, summary["task"]) == (0, "restored")
+    written = read_image(tmp_path / "bare" / "photo8_restored.png")
+    assert np.abs(written.pixels - _reference(photo)).max() <= 0.5 / 255 + 1e-6
+
+    result = CliRunner().invoke(main, ["infer", "-i", str(photo), "-o", str(tmp_path / "wrong"),
+                                       "--checkpoint", str(default_weights("denoise")), "--task", "enhance"])
+    assert result.exit_code != 0
+    assert "was trained for 'denoise', not 'enhance'" in " ".join(result.output.split())
+    assert not (tmp_path / "wrong").exists()
+
+
 def test_tiled_output_is_close_to_untiled(tmp_path: Path):
     write_image(tmp_path / "in" / "photo.png", _noisy_photo(96, 80), 16)
     outputs = {}

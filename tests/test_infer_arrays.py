@@ -97,6 +97,29 @@ def test_exported_onnx_takes_views_and_tiles(checkpoint: Path, views: np.ndarray
     assert np.abs(outputs["24"][:13, :16] - first_tile[:13, :16]).max() <= 0.5 / 65535 + 1e-4
 
 
+def test_the_task_comes_from_the_checkpoints_channels(checkpoint: Path, views: np.ndarray,
+                                                      tmp_path: Path) -> None:
+    """Without --task the 6-channel checkpoint (which records no task) runs as defocus; a --task whose
+    inputs have 3 channels is refused before any file is read."""
+    np.save(tmp_path / "views.npy", views)
+    code, summary = _infer("-i", str(tmp_path / "views.npy"), "-o", str(tmp_path / "out"),
+                           "--checkpoint", str(checkpoint), "--tile", "0")
+    assert code == 0, summary["failed"]
+    assert summary["task"] == "defocus"
+    assert [Path(r["output"]).name for r in summary["restored"]] == ["views_defocus.png"]
+    restored = read_image(tmp_path / "out" / "views_defocus.png").pixels
+    assert np.abs(restored - _reference(checkpoint, views)).max() <= 0.5 / 65535 + 1e-6
+
+    result = CliRunner().invoke(main, ["infer", "-i", str(tmp_path / "views.npy"), "-o",
+                                       str(tmp_path / "wrong"), "--checkpoint", str(checkpoint),
+                                       "--task", "denoise"])
+    assert result.exit_code != 0
+    assert ("--task denoise feeds 3-channel inputs, but the checkpoint is a MIRNet-v2 taking 6 input "
+            "channels: it does defocus: pass --task defocus") in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "wrong").exists()
+
+
 def test_images_and_bad_arrays_are_refused_by_name(checkpoint: Path, views: np.ndarray,
                                                    tmp_path: Path) -> None:
     folder = tmp_path / "in"
