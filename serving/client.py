@@ -52,6 +52,16 @@ def grpc_address(url: str) -> str:
     return address
 
 
+def input_channels(dims: list[int], model: str) -> int:
+    """The channel count of an NCHW (or, batched by Triton, CHW) input shape; refused when the server
+    does not fix it, since the images sent must have it (3 for RGB, 6 for dual-pixel views)."""
+    channels = dims[-3] if len(dims) >= 3 else -1
+    if channels < 1:
+        raise UserError(f"{model} takes inputs of shape {dims} (-1 = any), with no fixed channel count "
+                        "before height and width: it is not an image model `mirnet serve` made.")
+    return int(channels)
+
+
 @dataclass
 class ServerTally:
     """What one server did for this client."""
@@ -79,7 +89,7 @@ class TritonReplicas:
         self._lock = threading.Lock()
         self._local = threading.local()
         self._clients: list[Any] = []
-        self.model_name, self.input_name, self.output_name = self._with_retries(
+        self.model_name, self.input_name, self.output_name, self.channels = self._with_retries(
             lambda client, url: self._describe(client, url, model_name))
 
     def _client(self, url: str) -> Any:
@@ -102,14 +112,16 @@ class TritonReplicas:
             client.close()
 
     @staticmethod
-    def _describe(client: Any, url: str, model_name: str) -> tuple[str, str, str]:
-        """The model's name, input and output, from its metadata (PyTriton keeps the repository index
-        behind an access token, so the name must be known: `mirnet serve` names it after the task)."""
+    def _describe(client: Any, url: str, model_name: str) -> tuple[str, str, str, int]:
+        """The model's name, input, output and input channels, from its metadata (PyTriton keeps the
+        repository index behind an access token, so the name must be known: `mirnet serve` names it after
+        the task)."""
         metadata = client.get_model_metadata(model_name)
         if len(metadata.inputs) != 1 or len(metadata.outputs) != 1:
             raise UserError(f"Model {model_name!r} on {url} has {len(metadata.inputs)} inputs and "
                             f"{len(metadata.outputs)} outputs; an image-restoration model has one of each.")
-        return model_name, metadata.inputs[0].name, metadata.outputs[0].name
+        return (model_name, metadata.inputs[0].name, metadata.outputs[0].name,
+                input_channels(list(metadata.inputs[0].shape), f"Model {model_name!r} on {url}"))
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """The model's output for one float32 NCHW batch, from whichever server answers first in turn."""
@@ -170,7 +182,7 @@ class RemoteRunner(Runner):
     def __init__(self, replicas: TritonReplicas):
         self.replicas = replicas
         self.name = f"triton:{replicas.model_name}@{','.join(replicas.urls)}"
-        self.input_spec = TensorSpec(replicas.input_name, "float32", (-1, 3, -1, -1))
+        self.input_spec = TensorSpec(replicas.input_name, "float32", (-1, replicas.channels, -1, -1))
         self.output_spec = TensorSpec(replicas.output_name, "float32", (-1, 3, -1, -1))
 
     def run(self, x: Any) -> np.ndarray:
@@ -207,7 +219,7 @@ def open_remote_model(urls: Sequence[str], model_name: str,
                       retry_window_s: float = DEFAULT_RETRY_WINDOW_S) -> LoadedModel:
     """The served model as `mirnet infer` sees a local one; its scale is read from one small request."""
     runner = RemoteRunner(TritonReplicas(urls, model_name, retry_window_s=retry_window_s))
-    probe = runner.run(np.zeros((1, 3, PROBE_SIZE, PROBE_SIZE), np.float32))
+    probe = runner.run(np.zeros((1, runner.replicas.channels, PROBE_SIZE, PROBE_SIZE), np.float32))
     scale = probe.shape[2] // PROBE_SIZE
     return LoadedModel(runner, ",".join(runner.replicas.urls), runner.replicas.model_name, max(scale, 1),
                        size_multiple=1, config={}, precision="served")

@@ -31,7 +31,7 @@ from mirnet_ref.datasets import builtin_images, image_at_resolution
 from mirnet_ref.degradations import degrade_pair, make_degradation
 from mirnet_ref.images import read_image, write_image
 from mirnet_ref.metrics import psnr
-from serving.client import grpc_address
+from serving.client import grpc_address, input_channels
 from serving.server import check_ports_free
 
 REPO = Path(__file__).resolve().parents[1]
@@ -122,6 +122,14 @@ def test_a_taken_port_is_refused_by_name():
         check_ports_free("127.0.0.1", {"http": free[0], "grpc": free[0], "metrics": free[1]})
 
 
+def test_the_served_inputs_channel_count_is_read_from_its_metadata():
+    assert input_channels([-1, 6, -1, -1], "m") == 6  # batched by Triton: N x C x H x W
+    assert input_channels([3, -1, -1], "m") == 3  # without batching: C x H x W
+    for unfixed in ([-1, -1, -1, -1], [-1, -1]):
+        with pytest.raises(UserError, match="no fixed channel count"):
+            input_channels(unfixed, "m")
+
+
 def test_server_addresses_are_checked():
     assert grpc_address("grpc://10.0.0.2:8001") == "10.0.0.2:8001"
     for bad in ("localhost", "http://host:8000/v2", "host:port"):
@@ -155,6 +163,7 @@ class Server:
     grpc: int
     metrics: int
     process: subprocess.Popen | None = None
+    model: str = "denoise"  # the served model's name
 
     @property
     def address(self) -> str:
@@ -170,7 +179,7 @@ class Server:
         while time.monotonic() < deadline:
             assert self.process.poll() is None, f"server exited early:\n{self.log_tail()}"
             if self.ready():  # the model is loaded by then: the load balancer's probe can trust it
-                assert self.ready("/v2/models/denoise/ready"), self.log_tail()
+                assert self.ready(f"/v2/models/{self.model}/ready"), self.log_tail()
                 return self
             time.sleep(0.5)
         raise AssertionError(f"server not ready after {READY_TIMEOUT_S} s:\n{self.log_tail()}")
@@ -214,8 +223,9 @@ def servers(tmp_path: Path) -> Iterator[list[Server]]:
                 server.process.kill()
 
 
-def _served(servers: list[Server], tmp_path: Path, args: list[str], name: str) -> Server:
-    server = Server(args, tmp_path / f"{name}.log", *_free_ports(3))
+def _served(servers: list[Server], tmp_path: Path, args: list[str], name: str,
+            model: str = "denoise") -> Server:
+    server = Server(args, tmp_path / f"{name}.log", *_free_ports(3), model=model)
     servers.append(server)
     return server.start()
 
@@ -339,3 +349,41 @@ def test_two_replicas_one_restarted_mid_load(tmp_path: Path, servers: list[Serve
             assert psnr(served, np.round(expected * 255) / 255) >= 60.0, src.name
     assert a.stop() == 0
     assert b.stop() == 0
+
+
+@pytest.mark.slow
+@needs_serve_venv
+def test_served_six_channel_model_takes_npy_views_as_the_local_path_does(tmp_path: Path,
+                                                                         servers: list[Server]):
+    """MIRNet-v2 defocus (`small`, random weights, 6 input channels) served from its checkpoint, which
+    names no task: served as `defocus`; the client reads the channel count from the model's metadata and
+    sends H x W x 6 views; the result equals the local PyTorch run, and an RGB image is refused by name."""
+    import dataclasses
+
+    import torch
+
+    from mirnet_ref.checkpoint import save_checkpoint
+    from mirnet_ref.mirnetv2 import DEFOCUS_TASK, MIRNETV2_PRESETS, MIRNetV2
+
+    torch.manual_seed(0)
+    config = dataclasses.replace(MIRNETV2_PRESETS["small"], inp_channels=6, task=DEFOCUS_TASK)
+    checkpoint = save_checkpoint(MIRNetV2.from_config(config), tmp_path / "defocus.pth")
+    photo = image_at_resolution(builtin_images("heldout")[0][1], 96, 80)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    np.save(folder / "views.npy", make_degradation("defocus").apply(photo, np.random.default_rng(3)))
+    write_image(folder / "photo.png", photo, 8)
+    server = _served(servers, tmp_path, ["--checkpoint", str(checkpoint)], "defocus", model="defocus")
+
+    code, served = _infer("--server", server.address, "--server-model", "defocus", "-i", str(folder),
+                          "-o", str(tmp_path / "served"))
+    assert code == 1
+    errors = {Path(f["input"]).name: f["error"] for f in served["failed"]}
+    assert list(errors) == ["photo.png"]
+    assert "takes 6 input channels, an image holds 3" in errors["photo.png"]
+    code, _ = _infer("--checkpoint", str(checkpoint), "--tile", "0", "-i", str(folder / "views.npy"),
+                         "-o", str(tmp_path / "local"))
+    assert code == 0
+    expected = read_image(tmp_path / "local" / "views_defocus.png").pixels
+    assert psnr(read_image(tmp_path / "served" / "views_defocus.png").pixels, expected) >= 60.0
+    assert server.stop() == 0
