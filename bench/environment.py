@@ -11,8 +11,9 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import onnx
@@ -22,6 +23,7 @@ import torch
 from engines.probe import cpu_model, probe_cuda, probe_tensorrt
 from mirnet_deploy import __version__
 
+T = TypeVar("T")
 #: The peak's matrix product: float32, square, large enough that BLAS runs at full speed.
 PEAK_MATMUL_SIZE = 2048
 
@@ -52,6 +54,18 @@ def cpu_peak(threads: int, *, size: int = PEAK_MATMUL_SIZE, seconds: float = 1.0
     gflops = 2 * size**3 / best / 1e9
     return {"matmul": f"float32 {size}x{size} matmul, torch.mm", "threads": used,
             "products": count, "gflops": round(gflops, 2), "gmacs_per_s": round(gflops / 2, 2)}
+
+
+def cpu_peak_around(threads: int, measure: Callable[[], T]) -> tuple[T, dict[str, Any]]:
+    """`measure()` between two peak measurements, and the peak: the better of the two (the less
+    disturbed by other work; one measurement at the start read 88.5 GMAC/s where 116-126 held the
+    same day), with both recorded (`before_gmacs_per_s`, `after_gmacs_per_s`)."""
+    before = cpu_peak(threads)
+    result = measure()
+    after = cpu_peak(threads)
+    best = max(before, after, key=lambda peak: peak["gmacs_per_s"])
+    return result, {**best, "before_gmacs_per_s": before["gmacs_per_s"],
+                    "after_gmacs_per_s": after["gmacs_per_s"]}
 
 
 def _memory_total_mb() -> float | None:

@@ -27,7 +27,7 @@ from engines.cpu_choice import time_alternately
 from mirnet_deploy.errors import UserError
 from mirnet_deploy.resolutions import parse_resolution
 
-from .environment import cpu_peak
+from .environment import cpu_peak_around
 from .models import DEFAULT_CACHE_DIR, Artifacts, gmacs, resolve_model
 
 #: label -> (runtime, ONNX variant, extra OpenVINO compile properties)
@@ -113,21 +113,21 @@ def main(argv: list[str] | None = None) -> int:
         artifacts = Artifacts(resolve_model(args.model), args.cache_dir)
         runs = {label: open_form(artifacts, label, args.threads) for label in labels}
         resolution = parse_resolution(args.res)
-        peaks = [cpu_peak(args.threads)["gmacs_per_s"]]
-        timings = time_alternately(runs, resolution, rounds=args.rounds)
-        peaks.append(cpu_peak(args.threads)["gmacs_per_s"])  # before and after: the best is the peak
+        timings, peak = cpu_peak_around(args.threads, lambda: time_alternately(runs, resolution,
+                                                                               rounds=args.rounds))
         work = gmacs(artifacts.model, resolution, 1)
     except UserError as error:
         print(f"Error: {error}", file=sys.stderr)
         return 2
     medians = {label: statistics.median(ms) for label, ms in timings.items()}
     reference = labels[0]
-    print(f"float32 matmul peak before / after: {peaks[0]:.1f} / {peaks[1]:.1f} GMAC/s")
+    print(f"float32 matmul peak before / after: {peak['before_gmacs_per_s']:.1f} / "
+          f"{peak['after_gmacs_per_s']:.1f} GMAC/s")
     print(f"| form ({args.model}, {args.res}, {args.threads} threads, {args.rounds} alternated rounds) "
           f"| median | runs (ms) | vs {reference} | % of the peak |\n| --- | --- | --- | --- | --- |")
     for label, median in medians.items():
         runs_text = ", ".join(f"{ms:,.0f}" for ms in timings[label])
-        share = f"{100 * work / (median / 1000) / max(peaks):.1f} %" if work else "n/a"
+        share = f"{100 * work / (median / 1000) / peak['gmacs_per_s']:.1f} %" if work else "n/a"
         print(f"| {label} | {median:,.0f} ms | {runs_text} | {medians[reference] / median:.2f}x | {share} |")
     return 0
 

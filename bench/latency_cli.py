@@ -141,7 +141,7 @@ def mirnet_bench(model_text: str, arch: str | None, res: str, backend_text: str 
         import torch
 
         from .backends import resolve_backends
-        from .environment import capture_environment, cpu_peak
+        from .environment import capture_environment
 
         threads = threads or torch.get_num_threads()  # the same count for PyTorch, ONNX Runtime and the peak
         allocators = _allocators(allocator_text)
@@ -165,8 +165,7 @@ def mirnet_bench(model_text: str, arch: str | None, res: str, backend_text: str 
             configurations = _model_configurations(model, artifacts, backends, allocators,
                                                    _precisions(precision_text, model), resolutions,
                                                    settings) + configurations
-        click.echo("Measuring the CPU's float32 matmul peak ...", err=True)
-        environment = capture_environment(threads, cpu_peak(threads))
+        environment = capture_environment(threads, None)
         results = _run_all(configurations, settings, environment)
     click.echo(format_table(results, environment, skipped))
     _write_reports(results, environment, skipped, json_path, csv_path, md_path, plot_path)
@@ -268,8 +267,11 @@ def _engine_paths(texts: tuple[str, ...]) -> list[str]:
 
 def _run_all(configurations: list[Configuration], settings: dict[str, Any],
              environment: dict[str, Any]) -> list[BenchResult]:
-    """Every configuration's file first (exports, conversions, engines), then its timing in a fresh process.
-    Records what each worker's allocator was in `environment`."""
+    """Every configuration's file first (exports, conversions, engines), then its timing in a fresh process,
+    between two measurements of the CPU's matmul peak (the better one counts). Records the peak and what
+    each worker's allocator was in `environment`."""
+    from .environment import cpu_peak_around
+
     batch, tile = settings["batch"], settings["tile"]
     rows: list[BenchResult] = []
     jobs: dict[int, tuple[Configuration, Job]] = {}
@@ -290,21 +292,29 @@ def _run_all(configurations: list[Configuration], settings: dict[str, Any],
                                           size_multiple=config.model.size_multiple, scale=config.model.scale,
                                           channels=config.model.channels)
         rows.append(row)
-    peak = environment["cpu_peak"]["gmacs_per_s"]
+    click.echo("Measuring the CPU's float32 matmul peak before and after the configurations ...", err=True)
+    measurements, peak = cpu_peak_around(settings["threads"], lambda: _time_jobs(jobs, rows))
+    environment["cpu_peak"] = peak
     environment["host_allocators"] = {}
+    for index, measurement in measurements.items():
+        config, job = jobs[index]
+        macs = gmacs(config.model, job.resolution, batch)
+        rows[index] = _measured(rows[index], measurement, config.model, job, macs, peak["gmacs_per_s"])
+        environment["host_allocators"][measurement.host_allocator] = measurement.host_allocator_description
+    return rows
+
+
+def _time_jobs(jobs: dict[int, tuple[Configuration, Job]], rows: list[BenchResult]) -> dict[int, Measurement]:
+    """Each job in a fresh process: its measurement by row index; a failed worker marks its row."""
+    measurements = {}
     progress = tqdm(jobs.items(), desc="configurations", unit="config", file=sys.stderr)
-    for index, (config, job) in progress:
+    for index, (_, job) in progress:
         progress.set_postfix_str(f"{rows[index].backend} {rows[index].precision} {rows[index].resolution}")
         try:
-            measurement = run_fresh(job)
+            measurements[index] = run_fresh(job)
         except WorkerFailed as failure:
             rows[index] = replace(rows[index], status="error", reason=str(failure))
-        else:
-            macs = gmacs(config.model, job.resolution, batch)
-            rows[index] = _measured(rows[index], measurement, config.model, job, macs, peak)
-            allocators_seen = environment["host_allocators"]
-            allocators_seen[measurement.host_allocator] = measurement.host_allocator_description
-    return rows
+    return measurements
 
 
 def _measured(row: BenchResult, m: Measurement, model: BenchModel, job: Job, gmacs_per_run: float | None,
