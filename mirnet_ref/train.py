@@ -33,6 +33,7 @@ from .inference import restore
 from .metrics import psnr, ssim
 from .model import MIRNetConfig
 from .registry import family_named, training_outputs
+from .train_log import LOG_NAME, append_record
 
 #: (degraded, clean) float32 NCHW tensors for one iteration.
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -178,8 +179,7 @@ class Trainer:
                         train_config=json.dumps(asdict(self.config)))
 
     def _log(self, record: dict) -> None:
-        with open(self.output_dir / "train_log.jsonl", "a", encoding="utf-8") as log:
-            log.write(json.dumps(record) + "\n")
+        append_record(self.output_dir / LOG_NAME, record)
 
     def _validate(self) -> dict[str, float]:
         scores = evaluate(self.model, self.validation)

@@ -11,9 +11,11 @@ import torch
 from click.testing import CliRunner
 
 from mirnet_deploy.cli import main
+from mirnet_deploy.errors import UserError
 from mirnet_ref.checkpoint import load_model
 from mirnet_ref.images import write_image
 from mirnet_ref.train import TrainConfig, charbonnier, lr_factor
+from mirnet_ref.train_log import TornLogWarning, append_record, read_records
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +52,7 @@ def test_train_resume_is_exact_and_checkpoints_are_official(tiny_folder, tmp_pat
     payload = torch.load(tmp_path / "split" / "model_latest.pth", weights_only=True)
     assert payload["iteration"] == 4
     assert list(payload["state_dict"]) == list(straight.state_dict())
-    log = [json.loads(line) for line in (tmp_path / "split" / "train_log.jsonl").read_text().splitlines()]
+    log = read_records(tmp_path / "split" / "train_log.jsonl")
     assert [r["iteration"] for r in log if "val_psnr" in r] == [2, 4]
     assert all(np.isfinite(r["loss"]) for r in log if "loss" in r)
     assert (tmp_path / "split" / "model_best.pth").is_file()
@@ -115,3 +117,21 @@ def test_train_refuses_what_the_family_lacks(tiny_folder, tmp_path, args, messag
                                        str(tmp_path / "run"), "--quiet"])
     assert result.exit_code != 0
     assert message in result.output
+
+
+def test_a_torn_last_log_line_is_skipped_with_a_warning_and_cut_before_the_next_record(tmp_path):
+    """What a run killed in the middle of a buffered write left (the writer before this one): whole lines,
+    then part of one. The reader skips it with a warning; the next append cuts it off first."""
+    log = tmp_path / "train_log.jsonl"
+    append_record(log, {"iteration": 2, "val_psnr": 30.5})
+    with open(log, "ab") as handle:
+        handle.write(b'{"iteration": 4, "val_ps')
+    with pytest.warns(TornLogWarning, match="line 2 is torn"):
+        assert read_records(log) == [{"iteration": 2, "val_psnr": 30.5}]
+    with pytest.warns(TornLogWarning, match="24 bytes"):
+        append_record(log, {"iteration": 4, "val_psnr": 31.0})
+    assert log.read_bytes().count(b"\n") == 2
+    assert [r["iteration"] for r in read_records(log)] == [2, 4]
+    log.write_bytes(b'{"iteration": 2}\nnot json\n{"iteration": 4}\n')
+    with pytest.raises(UserError, match="line 2 is not a JSON record"):
+        read_records(log)
