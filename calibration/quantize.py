@@ -28,7 +28,6 @@ import json
 import logging
 import os
 import statistics
-import tempfile
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -46,6 +45,7 @@ from onnxruntime.quantization.calibrate import save_tensors_data
 
 from mirnet_deploy.atomic import atomic_write_bytes
 from mirnet_deploy.errors import UserError
+from mirnet_deploy.leftovers import scratch_folder
 
 from .dataset import CalibrationSet
 from .ranges import collect_ranges
@@ -234,10 +234,10 @@ def quantize_onnx(onnx_path: str | os.PathLike, output_path: str | os.PathLike, 
     cache_dir.mkdir(parents=True, exist_ok=True)
     ranges_path = _ranges_cache_path(model, calib, method, op_types, cache_dir)
     ranges_cached = ranges_path.is_file()
-    with tempfile.TemporaryDirectory(prefix="mirnet-quantize.") as scratch:
-        prepared_path = Path(scratch) / "prepared.onnx"
+    with scratch_folder("quantize") as scratch:
+        prepared_path = scratch / "prepared.onnx"
         onnx.save(model, prepared_path)
-        quantized_path = Path(scratch) / "quantized.onnx"
+        quantized_path = scratch / "quantized.onnx"
         if not ranges_cached:
             input_name = source.graph.input[0].name
             ranges = collect_ranges(prepared_path, ({input_name: x} for x in calib.inputs()),
@@ -299,8 +299,8 @@ def _to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     """Everything outside the INT8 pairs in FP16 (scales too: opset 19), reductions FP32, I/O FP32."""
     from export.precision import convert_to_fp16
 
-    with tempfile.TemporaryDirectory(prefix="mirnet-quantize.") as scratch:
-        return onnx.load(convert_to_fp16(model, Path(scratch) / "fp16.onnx"))
+    with scratch_folder("quantize") as scratch:
+        return onnx.load(convert_to_fp16(model, scratch / "fp16.onnx"))
 
 
 def _save(model: onnx.ModelProto, path: str | os.PathLike, *, lint: bool) -> None:

@@ -23,7 +23,6 @@ memory (tens of GB on `full`); minmax is the method for such models.
 
 from __future__ import annotations
 
-import tempfile
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -32,6 +31,8 @@ import numpy as np
 import onnxruntime as ort
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod
 from onnxruntime.quantization.calibrate import TensorsData, create_calibrator
+
+from mirnet_deploy.leftovers import scratch_folder
 
 
 class _Feeds(CalibrationDataReader):
@@ -48,8 +49,8 @@ def collect_ranges(model_path: str | Path, feeds: Iterable[dict[str, np.ndarray]
                    method: CalibrationMethod, op_types: list[str]) -> TensorsData:
     """The ranges `quantize_static` would compute for `model_path` (same calibrator, same
     options: our targets set no Calib* option); minmax holds one sample's statistics at a time."""
-    with tempfile.TemporaryDirectory(prefix="mirnet-ranges.") as scratch:
-        augmented = Path(scratch) / "augmented.onnx"
+    with scratch_folder("ranges") as scratch:
+        augmented = scratch / "augmented.onnx"
         calibrator = create_calibrator(Path(model_path), op_types, augmented_model_path=str(augmented),
                                        calibrate_method=method)
         calibrator.infer_session = streaming_session(augmented)

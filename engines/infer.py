@@ -17,7 +17,6 @@ The activation memory per pixel that chooses a tile size is the model family's
 from __future__ import annotations
 
 import json
-import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ import numpy as np
 
 from export.network import UNNAMED_TASK
 from mirnet_deploy.errors import UserError
+from mirnet_deploy.leftovers import scratch_folder
 from mirnet_deploy.resolutions import format_resolution
 from mirnet_ref.images import ARRAY_SUFFIX, DEFAULT_MAX_PIXELS, read_input, write_image
 from mirnet_ref.weights import default_weights
@@ -182,8 +182,8 @@ def _exported_runner(network: nn.Module, spec: ModelSpec, sr_scale: int | None, 
     from export.onnx_export import export_onnx
 
     click.echo(f"Exporting the checkpoint to ONNX for {backend} ...", err=True)
-    with tempfile.TemporaryDirectory() as folder:
-        path = export_onnx(network, spec, Path(folder) / "model.onnx", sr_scale=sr_scale)
+    with scratch_folder("export") as folder:
+        path = export_onnx(network, spec, folder / "model.onnx", sr_scale=sr_scale)
         if backend == "openvino":
             return OpenVinoRunner(path, threads=threads)
         return OrtRunner(path, providers="auto", threads=threads)

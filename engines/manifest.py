@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 from collections.abc import Callable
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any, NamedTuple, Union, get_args, get_origin, get_type_hints
 from mirnet_deploy import __version__
 from mirnet_deploy.atomic import atomic_write_text
 from mirnet_deploy.errors import UserError
+from mirnet_deploy.leftovers import TAG_PATTERN, remove_stale, writer_tag
 
 from .probe import version_tuple
 
@@ -193,8 +195,10 @@ def publish_engine(engine_path: str | os.PathLike, manifest: EngineManifest,
     engine_path = Path(engine_path)
     engine_path.parent.mkdir(parents=True, exist_ok=True)
     sidecar = manifest_path(engine_path)
-    # Keep the engine's suffix last: ONNX Runtime picks the saved format from it.
-    tmp = engine_path.with_name(f".partial-{os.getpid()}-{engine_path.name}")
+    # Keep the engine's suffix last: ONNX Runtime picks the saved format from it. A killed build's
+    # partial engine of this name goes first (leftovers.py).
+    remove_stale(engine_path.parent, r"\.partial-" + TAG_PATTERN + "-" + re.escape(engine_path.name))
+    tmp = engine_path.with_name(f".partial-{writer_tag()}-{engine_path.name}")
     try:
         sidecar.unlink(missing_ok=True)
         produce(tmp)

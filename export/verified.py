@@ -7,7 +7,6 @@ and the comparison with PyTorch on ONNX Runtime CPU.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +14,7 @@ import click
 import onnx
 
 from mirnet_deploy.atomic import atomic_write_bytes
+from mirnet_deploy.leftovers import scratch_folder
 
 from .onnx_file import DEFAULT_OPSET, save_onnx
 
@@ -42,8 +42,8 @@ def export_verified(
     from .subpixel import rewrite_transposed_convs
     from .verify import default_shapes, verify_onnx
 
-    with tempfile.TemporaryDirectory() as folder:
-        staged = Path(folder) / "model.fp32.onnx"
+    with scratch_folder("export") as folder:
+        staged = folder / "model.fp32.onnx"
         click.echo(f"Exporting {spec.name} ({spec.task}) to ONNX opset {opset} ...", err=True)
         export_onnx(network, spec, staged, opset=opset, sr_scale=scale)
         if subpixel_upsample:

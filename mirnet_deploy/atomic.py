@@ -1,8 +1,10 @@
 """Atomic file output: write to a temporary file in the same folder, fsync, rename.
 
 An interrupted build or save therefore leaves either the old file or nothing,
-never a truncated engine, checkpoint or report. A write the file system refuses (full disk,
-quota, read-only or forbidden folder) is a UserError that names the file and says so.
+never a truncated engine, checkpoint or report. The temporary file's name carries its writer's
+tag (leftovers.py), so the next write of the same file removes one a killed writer left. A write
+the file system refuses (full disk, quota, read-only or forbidden folder) is a UserError that
+names the file and says so.
 """
 
 from __future__ import annotations
@@ -10,12 +12,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
 from .errors import UserError
+from .leftovers import TAG_PATTERN, remove_stale, writer_tag
 
 #: errno values that mean "this file system will not take the file", whatever the caller wrote.
 _REFUSED_WRITES = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
@@ -31,7 +35,9 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     target = Path(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        remove_stale(target.parent, re.escape(f".{target.name}.") + TAG_PATTERN + r"\.\w+\.tmp")
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.{writer_tag()}.", suffix=".tmp",
+                                        dir=target.parent)
     except OSError as error:
         if error.errno in _REFUSED_WRITES:
             raise _refused(target, error) from None

@@ -25,6 +25,7 @@ from engines.manifest import BACKEND_NAMES, EngineManifest, Profile, load_manife
 from export.onnx_read import load_onnx
 from mirnet_deploy.atomic import atomic_write_text
 from mirnet_deploy.errors import UserError
+from mirnet_deploy.leftovers import TAG_PATTERN, remove_stale, writer_tag
 from mirnet_deploy.locks import artifact_lock
 
 from .triton_config import (
@@ -309,7 +310,8 @@ def write_repository(artifact_path: Path, repo: Path, options: RepoOptions) -> R
         if version_dir.exists() and not options.overwrite:
             raise UserError(f"{version_dir} already exists: pass --overwrite to replace it, or another "
                             f"--version (without --version the next free number is used).")
-        staging = model_dir / f".partial-{os.getpid()}-{version}"
+        remove_stale(model_dir, r"\.partial-" + TAG_PATTERN + r"-\d+")  # killed runs' staged versions
+        staging = model_dir / f".partial-{writer_tag()}-{version}"
         try:
             _stage_version(staging, artifact, model.model_filename)
             _publish_version(staging, version_dir)

@@ -1,10 +1,19 @@
-"""Atomic writes: an interrupted write leaves the old file (or nothing), never a partial one."""
+"""Atomic writes: an interrupted write leaves the old file (or nothing), never a partial one; what a killed
+writer leaves is removed by the next write."""
 
 from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
 from mirnet_deploy.atomic import atomic_open, atomic_write_bytes
+from mirnet_deploy.leftovers import scratch_folder
 from mirnet_deploy.resolutions import parse_resolution, parse_resolutions
 
 
@@ -44,3 +53,50 @@ def test_resolutions():
     assert parse_resolution("4K") == (3840, 2160)
     assert parse_resolution("45x71") == (45, 71)
     assert parse_resolutions("256, 720p") == [(256, 256), (1280, 720)]
+
+
+# A writer killed mid-write (kill -9) leaves its temporary behind; the next write removes it, and only it.
+_WRITER = """
+import sys, time
+from mirnet_deploy.atomic import atomic_open
+from mirnet_deploy.leftovers import scratch_folder
+with atomic_open(sys.argv[1]) as handle, scratch_folder("test-leftovers"):
+    handle.write(b"partial")
+    handle.flush()
+    print("writing", flush=True)
+    time.sleep(600)
+"""
+
+
+def _writer(target: Path, tmp: Path) -> subprocess.Popen:
+    """A process inside an atomic write of `target` and a scratch folder (in `tmp`), once it says so."""
+    process = subprocess.Popen([sys.executable, "-c", _WRITER, str(target)], stdout=subprocess.PIPE,
+                               text=True, env={**os.environ, "TMPDIR": str(tmp)})
+    assert process.stdout.readline().strip() == "writing"
+    return process
+
+
+def test_a_killed_writers_temporaries_are_removed_by_the_next_run_and_a_live_ones_kept(tmp_path, monkeypatch):
+    target, scratch = tmp_path / "out" / "model.engine", tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    killed, live = _writer(target, scratch), _writer(target, scratch)
+    try:
+        killed.send_signal(signal.SIGKILL)
+        killed.wait()
+        temporaries = sorted(p.name for p in target.parent.iterdir())
+        folders = sorted(p.name for p in scratch.iterdir())
+        assert len(temporaries) == len(folders) == 2  # what each writer has open
+        assert all(f"-{killed.pid}." in name or f"-{live.pid}." in name for name in temporaries + folders)
+
+        atomic_write_bytes(target, b"whole")  # the next run
+        with scratch_folder("test-leftovers"):
+            assert [p.name for p in scratch.iterdir() if f"-{killed.pid}." in p.name] == []
+        assert target.read_bytes() == b"whole"
+        left = sorted(p.name for p in target.parent.iterdir())
+        assert left == sorted(["model.engine", *(n for n in temporaries if f"-{live.pid}." in n)])
+        assert [p.name for p in scratch.iterdir()] == [n for n in folders if f"-{live.pid}." in n]
+    finally:
+        for process in (killed, live):
+            process.kill()
+            process.wait()

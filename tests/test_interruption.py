@@ -15,7 +15,7 @@ from pathlib import Path
 
 import onnx
 import pytest
-from bad_inputs import SUBPROCESS_ENV
+from bad_inputs import SUBPROCESS_ENV, leftovers
 
 from calibration.dataset import CalibrationSet, manifest_path
 from mirnet_deploy.locks import lock_path
@@ -76,6 +76,7 @@ def test_kill_9_during_build_then_the_next_run_completes(tmp_path: Path, moment:
     assert run.returncode == 0, run.stderr
     assert "parity        built" in run.stdout
     valid_onnx_files(artifacts)
+    assert leftovers(artifacts) == []  # the killed run's temporaries went with the next run's writes
 
 
 def test_kill_9_during_calibrate_leaves_no_partial_set_then_it_is_rebuilt(tmp_path: Path):
@@ -84,8 +85,10 @@ def test_kill_9_during_calibrate_leaves_no_partial_set_then_it_is_rebuilt(tmp_pa
     kill_when(args, tmp_path, lambda: any(output.parent.glob(".set.npz.*.tmp")), after=0.3)
     assert not output.exists()  # killed while the archive was being written: it was never published
     assert not manifest_path(output).exists()
+    assert list(output.parent.glob(".set.npz.*.tmp"))  # the killed writer's temporary ...
     run = mirnet(*args, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
+    assert not list(output.parent.glob(".set.npz.*.tmp"))  # ... removed by the next run
     with CalibrationSet(output) as calib:
         assert len(list(calib.inputs())) == 160
         assert calib.sha256 == file_sha256(output)
