@@ -141,8 +141,17 @@ _KEY_COLUMNS = 4
 def _cells(r: BenchResult) -> list[str]:
     cells = [render(r) for _, render in COLUMNS]
     if r.status != "ok":
-        cells = [*cells[:_KEY_COLUMNS], f"{r.status}: {r.reason}"]
+        cells = [*cells[:_KEY_COLUMNS], f"{r.status}: {one_line(r.reason)}"]
     return cells
+
+
+def one_line(reason: str | None) -> str:
+    """A reason as one table cell: a runtime's multi-line message (OpenVINO's names a source line per
+    layer) as its first and last lines; the whole of it is in the JSON and CSV reports."""
+    lines = [line.strip() for line in (reason or "").splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return lines[0] if lines else ""
+    return f"{lines[0]} ... {lines[-1]} (the full reason: --json)"
 
 
 def model_title(label: str) -> str:

@@ -20,12 +20,12 @@ from engines.cpu_choice import choose_cpu_engine, describe_selection
 from engines.manifest import BACKEND_NAMES, manifest_path
 from engines.runners import select_backend
 from engines.tensorrt_build import HARDWARE_COMPATIBILITY, TensorRTOptions
-from export.cli import ARCH_HELP
 from mirnet_deploy.errors import UserError
 from mirnet_deploy.resolutions import parse_resolutions
-from mirnet_ref.tasks import FAMILY_NAMES, TASKS
+from mirnet_ref.tasks import TASKS
 
 from .chain import PARITY_RESOLUTION, ChainRequest, ChainResult, StepResult, run_chain
+from .options import weights_options
 
 DEFAULT_ARTIFACTS = Path("artifacts")
 #: Options that only mean something for the chain (`--task`), not for a given MODEL.onnx.
@@ -37,13 +37,11 @@ SHOWN_KEPT_LAYERS = 4
 @click.command()
 @click.argument("onnx_path", metavar="[MODEL.onnx]", required=False,
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--task", type=click.Choice(TASKS),
-              help="Build from the task's weights instead of an ONNX model: export, precision (INT8: "
-                   "calibration), engine, parity; every step cached.")
-@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="With --task: these weights (any family, recognised by its keys) instead of the task's "
-                   "demo weights.")
-@click.option("--arch", type=click.Choice(FAMILY_NAMES), help=ARCH_HELP)
+@weights_options(
+    task_help="Build from the task's weights instead of an ONNX model: export, precision (INT8: "
+              "calibration), engine, parity; every step cached.",
+    checkpoint_help="With --task: these weights (any family, recognised by its keys) instead of the task's "
+                    "demo weights.")
 @click.option("--precision", type=click.Choice([*PRECISIONS, "bf16"]),
               help="With --task: the precision to deploy [default: fp16]. With MODEL.onnx: checked against "
                    "the file's own. bf16: the FP32 model computed in BF16 by OpenVINO, on CPUs with BF16.")

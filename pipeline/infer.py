@@ -13,11 +13,11 @@ from tqdm import tqdm
 from engines.infer import DEFAULT_MEMORY_BUDGET_MB, open_model, output_paths, restore_file, tiled_runner
 from engines.runners import BACKENDS
 from engines.tiling import DEFAULT_OVERLAP
-from export.cli import ARCH_HELP
 from mirnet_deploy.errors import UserError
 from mirnet_ref.datasets import list_images
 from mirnet_ref.images import ARRAY_SUFFIX, DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES
-from mirnet_ref.tasks import FAMILY_NAMES, TASKS
+
+from .options import weights_options
 
 
 @click.command()
@@ -26,14 +26,12 @@ from mirnet_ref.tasks import FAMILY_NAMES, TASKS
                    "model of other than 3 input channels (MIRNet-v2 defocus: 6), .npy arrays H x W x C.")
 @click.option("-o", "--output", "output_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder for the restored images (created if missing).")
-@click.option("--task", type=click.Choice(TASKS),
-              help="Run the task's demo weights (default: denoise); with --checkpoint, a check against "
-                   "the task the checkpoint records or its input channels imply (MIRNet-v2 with 6: "
-                   "defocus); with --model, a check of its metadata.")
-@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="A checkpoint of any family (MIRNet, MPRNet, MIRNet-v2; official or ours), run by "
-                   "PyTorch or, with --backend ort, by ONNX Runtime after an export to a scratch file.")
-@click.option("--arch", type=click.Choice(FAMILY_NAMES), help=ARCH_HELP)
+@weights_options(
+    task_help="Run the task's demo weights (default: denoise); with --checkpoint, a check against the task "
+              "the checkpoint records or its input channels imply (MIRNet-v2 with 6: defocus); with --model, "
+              "a check of its metadata.",
+    checkpoint_help="A checkpoint of any family (MIRNet, MPRNet, MIRNet-v2; official or ours), run by "
+                    "PyTorch or, with --backend ort, by ONNX Runtime after an export to a scratch file.")
 @click.option("--model", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="An exported .onnx (ONNX Runtime, or OpenVINO with --backend openvino), a TensorRT "
                    ".engine or an OpenVINO .ovblob with its manifest; task and scale come from the ONNX "

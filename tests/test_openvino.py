@@ -191,3 +191,30 @@ def test_layer_profiles_split_the_time_by_kernel_arithmetic(toy):
         assert summary["conv_kernels"]  # the toy's two convolutions, in float32 kernels
         assert all("f32" in kernel or kernel == "Conv" for kernel in summary["conv_kernels"])
         assert "int8" not in summary["by_arithmetic"]
+
+
+def test_a_corrupt_engine_is_one_line_in_the_bench_tables_and_whole_in_the_json(toy, tmp_path):
+    """OpenVINO's reason for refusing a damaged compiled model runs over several lines (a source line
+    per layer it passed through): one line in the terminal and Markdown tables, all of it in the JSON."""
+    from bench.report import BenchResult, format_table, report_dict, to_markdown
+    from bench.worker import Job, WorkerFailed, run_fresh
+
+    engine = tmp_path / "toy.ovblob"
+    build_openvino_engine(toy, engine)
+    engine.write_bytes(engine.read_bytes()[: engine.stat().st_size // 2])
+    with pytest.raises(WorkerFailed) as failed:  # the worker `mirnet-bench --engine` runs it in
+        run_fresh(Job("openvino", str(engine), (16, 16), min_iters=1, min_seconds=0, threads=1))
+    reason = str(failed.value)
+    assert len(reason.strip().splitlines()) >= 3, reason
+    row = BenchResult(model="toy", backend="openvino", precision="fp32", resolution="16x16", batch=1,
+                      status="error", reason=reason)
+    environment = {"threads": 1, "cpu_model": "CPU", "cuda": "none", "gpus": [], "versions": {},
+                   "timestamp": "-", "command": "mirnet-bench"}
+    table_rows = format_table([row], environment).splitlines()[4:]
+    markdown_rows = [line for line in to_markdown([row], environment).splitlines() if "| openvino" in line]
+    last = reason.strip().splitlines()[-1].strip()
+    for shown in (table_rows, markdown_rows):
+        assert len(shown) == 1
+        assert shown[0].count("error: OpenVINO") == 1
+        assert f"{last} (the full reason: --json)" in shown[0]
+    assert report_dict([row], environment)["results"][0]["reason"] == reason
