@@ -101,7 +101,7 @@ test: $(STAMP) cpp-test  ## ruff, the C++ core's unit tests, then the default Py
 cpp-test: $(STAMP) cpp-deps  ## build engines/cpp (libmirnet with OpenVINO, and TensorRT where found; mirnet_run) and run ctest
 	cmake -S engines/cpp -B build/cpp -DCMAKE_BUILD_TYPE=Release -DMIRNET_PYTHON=$(abspath $(PY))
 	cmake --build build/cpp -j2
-	ctest --test-dir build/cpp --output-on-failure
+	ctest --test-dir build/cpp --output-on-failure -j2
 
 test-slow: $(STAMP)  ## the tests marked slow (minutes on 2 cores)
 	$(VENV)/bin/pytest -m slow

@@ -4,9 +4,9 @@
     python engines/cpp/tests/run_checks.py parity|int8_tensorrt|raw|bad_input --mirnet-run ... --work ... [--engines fp32,...]
     python engines/cpp/tests/run_checks.py family_artifacts|families --mirnet-run ... --work ...
 
-artifacts  makes what the others use, with the toolkit's own verbs: the denoise demo weights exported
-           to FP32 and FP16 ONNX, INT8 Q/DQ for both targets (tensorrt, cpu: --no-budget, a small
-           calibration set), one OpenVINO engine per file OpenVINO accepts (engines/<name>.ovblob +
+artifacts  makes what the others use, with the toolkit's library calls that its verbs make: the denoise
+           demo weights exported to FP32 and FP16 ONNX, INT8 Q/DQ for both targets (tensorrt, cpu: as
+           `mirnet quantize --no-budget`, a small calibration set), one OpenVINO engine per file OpenVINO accepts (engines/<name>.ovblob +
            manifest), a held-out photograph degraded for the task (photo.pfm float, photo.png 8-bit)
            and the PyTorch FP32 output on it (reference.npy).
 family_artifacts  the other families (FAMILY_MODELS) in families/: each exported (the export stage's
@@ -42,18 +42,13 @@ sys.path.insert(0, str(REPO))
 
 ENGINES = ("fp32", "fp16", "int8-tensorrt", "int8-cpu")
 RESOLUTION = (256, 256)  # small: the whole chain stays within a minute or two on 2 cores
-CALIBRATION = ["--count", "8", "--crop", "64"]
+CALIBRATION_COUNT, CALIBRATION_CROP = 8, 64
 #: The other families through mirnet_run: name -> (task, family whose demo weights to export; None: the
 #: `small` MIRNet-v2 defocus model with random weights, seed 0: there are no dual-pixel demo weights).
 FAMILY_MODELS = {"mprnet-deblur": ("deblur", "mprnet"), "mirnetv2-enhance": ("enhance", "mirnetv2"),
                  "mirnetv2-defocus": ("defocus", None)}
 #: Width x height, odd: MPRNet pads 75x61 to 80x64, MIRNet-v2 to 76x64, so a wrong multiple changes the output.
 FAMILY_SIZE = (75, 61)
-
-
-def mirnet(*args: str) -> None:
-    """A toolkit verb, as a user runs it."""
-    subprocess.run([str(Path(sys.executable).with_name("mirnet")), *args], check=True, stdout=subprocess.DEVNULL)
 
 
 def write_pfm(path: Path, hwc: np.ndarray) -> None:
@@ -76,28 +71,33 @@ def artifacts(work: Path) -> None:
     import cv2
 
     from bench.parity import parity_cases
+    from calibration.dataset import build_calibration_set
+    from calibration.quantize import quantize_onnx
     from engines.openvino_build import build_openvino_engine
     from engines.runners import TorchRunner
-    from export.network import load_network
     from export.graph import DeploymentGraph
+    from export.network import load_network
+    from export.onnx_export import export_onnx
+    from export.precision import convert_to_fp16
     from mirnet_ref.weights import default_weights
 
     onnx, engines = work / "onnx", work / "engines"
     onnx.mkdir(parents=True, exist_ok=True)
     engines.mkdir(parents=True, exist_ok=True)
-    fp32 = onnx / "denoise.fp32.onnx"
-    mirnet("export", "--task", "denoise", "-o", str(fp32))
-    mirnet("export", "--task", "denoise", "--precision", "fp16", "-o", str(onnx / "denoise.fp16.onnx"))
-    mirnet("calibrate", "--task", "denoise", *CALIBRATION, "-o", str(work / "calibration.npz"))
-    for target in ("tensorrt", "cpu"):
-        mirnet("quantize", "--onnx", str(fp32), "--target", target, "--no-budget", "--calib",
-               str(work / "calibration.npz"), "-o", str(onnx / f"denoise.int8-{target}.onnx"))
+    # The verbs' own library calls in this one process (`mirnet export` would also verify every export
+    # against PyTorch at several shapes, which tests/test_export.py covers; parity below judges these).
+    network, spec = load_network(default_weights("denoise"), "denoise")
+    fp32 = export_onnx(network, spec, onnx / "denoise.fp32.onnx")
+    convert_to_fp16(fp32, onnx / "denoise.fp16.onnx")
+    build_calibration_set("denoise", work / "calibration.npz", count=CALIBRATION_COUNT, crop=CALIBRATION_CROP)
+    for target in ("tensorrt", "cpu"):  # as `mirnet quantize --no-budget`
+        quantize_onnx(fp32, onnx / f"denoise.int8-{target}.onnx", target=target,
+                      calibration=work / "calibration.npz", cache_dir=work / "ranges-cache")
     for name in ENGINES:
         if name != "int8-tensorrt" or not tensorrt_target_refused():
             build_openvino_engine(onnx / f"denoise.{name}.onnx", engines / f"{name}.ovblob")
 
     case = parity_cases("denoise", [RESOLUTION], 1, sr_scale=1)[0]
-    network, spec = load_network(default_weights("denoise"), "denoise")
     with TorchRunner(DeploymentGraph(network, spec), name="pytorch-fp32") as torch_runner:
         reference = np.asarray(torch_runner.run(case.input))
     photo = case.input[0].transpose(1, 2, 0)
