@@ -64,6 +64,9 @@ _OUTPUT = click.Path(dir_okay=False, path_type=Path)
                    "runtime and precision), at each --res. Repeat, or separate with commas. With --engine, "
                    "--model runs only on the backends --backend names (e.g. --model weights.pth --backend "
                    "torch adds PyTorch FP32 as the reference).")
+@click.option("--engine-list", "engine_list", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A text file of engines, one path a line, each taken whole (commas and spaces included), "
+                   "timed as --engine times them: what `python -m pipeline.demo engines` writes.")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Images per run.")
 @click.option("--warmup", type=click.IntRange(min=0), default=2, show_default=True,
               help="Untimed runs after the first run (which is timed alone and reported as first_ms).")
@@ -105,7 +108,8 @@ _OUTPUT = click.Path(dir_okay=False, path_type=Path)
 @click.option("--from-json", "from_json", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Render the table and reports of an earlier --json run instead of measuring.")
 def mirnet_bench(model_text: str, arch: str | None, res: str, backend_text: str | None,
-                 precision_text: str | None, engine_texts: tuple[str, ...], batch: int,
+                 precision_text: str | None, engine_texts: tuple[str, ...], engine_list: Path | None,
+                 batch: int,
                  warmup: int, min_iters: int, min_seconds: float, threads: int | None, tile: int | None,
                  overlap: int, allocator_text: str, task: str, cache_dir: Path, json_path: Path | None,
                  csv_path: Path | None, md_path: Path | None, plot_path: Path | None,
@@ -128,6 +132,7 @@ def mirnet_bench(model_text: str, arch: str | None, res: str, backend_text: str 
       mirnet-bench --model denoise.fp16.onnx --res 720p,1080p --backend all-available --csv out.csv
       mirnet-bench --engine artifacts/engines/<engine>.ovblob --res 256,512   # an engine `mirnet build` made
       mirnet-bench --engine a.ovblob,b.ort.onnx --model weights.pth --backend torch --res 512
+      mirnet-bench --engine-list demo-output/engines.txt --res 256,512   # one engine path a line
       mirnet-bench --from-json out.json --plot out.png --md out.md   # re-render, no measuring
       mirnet-bench --server localhost:8001 --res 256 --concurrency 1,8 --duration 60 --json load.json
     """
@@ -145,7 +150,7 @@ def mirnet_bench(model_text: str, arch: str | None, res: str, backend_text: str 
 
         threads = threads or torch.get_num_threads()  # the same count for PyTorch, ONNX Runtime and the peak
         allocators = _allocators(allocator_text)
-        engines = [resolve_engine(path, task) for path in _engine_paths(engine_texts)]
+        engines = [resolve_engine(path, task) for path in _engine_paths(engine_texts, engine_list)]
         backends, unavailable = ([], []) if engines and not backend_text else resolve_backends(
             backend_text or ALL_AVAILABLE)
         skipped = [{"backend": a.backend, "reason": a.reason} for a in unavailable]
@@ -260,9 +265,21 @@ def _engine_configurations(engines: list[BuiltEngine], allocators: list[str],
             for engine, allocator, resolution in product(engines, allocators, resolutions)]
 
 
-def _engine_paths(texts: tuple[str, ...]) -> list[str]:
-    """--engine values: repeated, or comma-separated."""
-    return list(dict.fromkeys(part.strip() for text in texts for part in text.split(",") if part.strip()))
+def _engine_paths(texts: tuple[str, ...], listed: Path | None = None) -> list[str]:
+    """--engine values (repeated, or comma-separated), then the lines of --engine-list, each line one
+    path as it is (a path may hold a comma); blank lines are skipped."""
+    paths = [part.strip() for text in texts for part in text.split(",") if part.strip()]
+    if listed is not None:
+        try:
+            lines = listed.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as error:
+            raise UserError(f"--engine-list {listed} cannot be read ({error}): give a text file of engine "
+                            f"paths, one a line.") from None
+        if not any(line.strip() for line in lines):
+            raise UserError(f"--engine-list {listed} lists no engine: run `python -m pipeline.demo engines` "
+                            f"(or write one engine path a line).")
+        paths += [line for line in lines if line.strip()]
+    return list(dict.fromkeys(paths))
 
 
 def _run_all(configurations: list[Configuration], settings: dict[str, Any],

@@ -18,6 +18,7 @@ Nothing here is family-specific (DESIGN.md): the network comes from `export.netw
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import time
@@ -107,12 +108,54 @@ class ChainResult:
                 "steps": [step.to_dict() for step in self.steps], "manifest": asdict(self.manifest)}
 
 
-def run_chain(request: ChainRequest, on_step: Callable[[StepResult], None] | None = None) -> ChainResult:
-    """Export, precision, build, parity; `on_step` hears of each step as it finishes.
+class PyTorchSide:
+    """A checkpoint's network and its PyTorch FP32 reference, each made at most once, on first use.
+
+    One is made per `run_chain`, unless the caller passes one to share: the runs of one process that
+    deploy the same checkpoint at several precisions (`mirnet build --precision fp32,fp16,int8`) then
+    load the network once and compute the reference once per held-out image, not once per precision.
+    """
+
+    def __init__(self, checkpoint: Path, task: str, arch: str | None = None) -> None:
+        self.checkpoint, self.task, self.arch = checkpoint, task, arch
+        self._network: tuple[nn.Module, ModelSpec] | None = None
+        self._reference: Reference | None = None
+
+    def serves(self, request: ChainRequest) -> bool:
+        return (self.checkpoint, self.task, self.arch) == (request.checkpoint, request.task, request.arch)
+
+    def network(self) -> tuple[nn.Module, ModelSpec]:
+        if self._network is None:
+            from export.network import load_network
+
+            self._network = load_network(self.checkpoint, self.task, self.arch)
+        return self._network
+
+    def reference(self) -> Reference:
+        """PyTorch FP32: every parity check it serves (each candidate `choose` weighs, then the engine,
+        at every precision) compares against one computation per held-out image."""
+        if self._reference is None:
+            from engines.runners import TorchRunner, as_polygraphy_runner
+            from export.graph import DeploymentGraph
+
+            module, spec = self.network()
+            torch_runner = TorchRunner(DeploymentGraph(module, spec), name="pytorch-fp32")
+            self._reference = Reference(as_polygraphy_runner(torch_runner, remember_outputs=True), spec)
+        return self._reference
+
+
+def run_chain(request: ChainRequest, on_step: Callable[[StepResult], None] | None = None,
+              pytorch: PyTorchSide | None = None) -> ChainResult:
+    """Export, precision, build, parity; `on_step` hears of each step as it finishes; `pytorch` shares
+    the network and reference with other runs of the same checkpoint (default: this run's own).
 
     With backend 'tensorrt' where TensorRT cannot run, the ONNX model of the requested
     precision is made first and the UserError names it, ready to build on a GPU machine.
     """
+    pytorch = pytorch or PyTorchSide(request.checkpoint, request.task, request.arch)
+    if not pytorch.serves(request):
+        raise ValueError(f"{pytorch.checkpoint} ({pytorch.task}) is not the checkpoint of this request")
+    network, reference = pytorch.network, pytorch.reference
     precision = "bf16" if request.precision == "bf16" else precision_family(request.precision)
     steps: list[StepResult] = []
 
@@ -121,23 +164,6 @@ def run_chain(request: ChainRequest, on_step: Callable[[StepResult], None] | Non
         if on_step:
             on_step(step)
         return step
-
-    @functools.cache
-    def network() -> tuple[nn.Module, ModelSpec]:
-        from export.network import load_network
-
-        return load_network(request.checkpoint, request.task, request.arch)
-
-    @functools.cache
-    def reference() -> Reference:
-        """PyTorch FP32, made once per run: every parity check of the run (each candidate `choose`
-        weighs, then the engine) compares against one computation per held-out image."""
-        from engines.runners import TorchRunner, as_polygraphy_runner
-        from export.graph import DeploymentGraph
-
-        module, spec = network()
-        torch_runner = TorchRunner(DeploymentGraph(module, spec), name="pytorch-fp32")
-        return Reference(as_polygraphy_runner(torch_runner, remember_outputs=True), spec)
 
     fp32 = finished(_export(request, network)).path
     models = {"fp32": fp32}  # the ONNX forms the engine may be built from, by their precision
@@ -267,8 +293,24 @@ def _int8(request: ChainRequest, fp32: Path, target: str, try_first: list[str]) 
                 "kept_high_precision": report.kept_high_precision, "warnings": report.warnings}
 
     key = {"source_sha256": file_sha256(fp32), "target": target, "calibration_sha256": calibration_sha256,
-           "budget_db": request.budget_db, **({"try_first": try_first} if try_first else {})}
+           "budget_db": request.budget_db, "quantization_code_sha256": quantization_code_sha256(),
+           **({"try_first": try_first} if try_first else {})}
     return _cached_step(f"int8-{target}", _variant(fp32, f"int8-{target}"), key, quantize)
+
+
+@functools.cache
+def quantization_code_sha256() -> str:
+    """sha256 of the `calibration` package's source (its CLI aside): the code that makes an INT8 model
+    (ranges, quantization, the PSNR-budget search). Part of the INT8 step's key, so a model that an
+    older search made is made again by the new one, not silently reused (`toolkit_version` is not bumped
+    per change)."""
+    import calibration
+
+    digest = hashlib.sha256()
+    for source in sorted(Path(calibration.__file__).parent.glob("*.py")):
+        if source.name != "cli.py":
+            digest.update(source.name.encode() + b"\0" + source.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def _engine_details(manifest: EngineManifest) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from mirnet_deploy.errors import UserError
 from mirnet_deploy.resolutions import parse_resolutions
 from mirnet_ref.tasks import TASKS
 
-from .chain import PARITY_RESOLUTION, ChainRequest, ChainResult, StepResult, run_chain
+from .chain import PARITY_RESOLUTION, ChainRequest, ChainResult, PyTorchSide, StepResult, run_chain
 from .options import weights_options
 
 DEFAULT_ARTIFACTS = Path("artifacts")
@@ -42,9 +42,11 @@ SHOWN_KEPT_LAYERS = 4
               "calibration), engine, parity; every step cached.",
     checkpoint_help="With --task: these weights (any family, recognised by its keys) instead of the task's "
                     "demo weights.")
-@click.option("--precision", type=click.Choice([*PRECISIONS, "bf16"]),
-              help="With --task: the precision to deploy [default: fp16]. With MODEL.onnx: checked against "
-                   "the file's own. bf16: the FP32 model computed in BF16 by OpenVINO, on CPUs with BF16.")
+@click.option("--precision", "precision_text", metavar="|".join([*PRECISIONS, "bf16"]),
+              help="With --task: the precision to deploy [default: fp16], or several, comma-separated, "
+                   "deployed one after the other in this process (one PyTorch reference for all). With "
+                   "MODEL.onnx: one, checked against the file's own. bf16: the FP32 model computed in "
+                   "BF16 by OpenVINO, on CPUs with BF16.")
 @click.option("--backend", type=click.Choice(["auto", "tensorrt", "ort", "openvino"]), default="auto",
               show_default=True,
               help="auto: TensorRT when a GPU and TensorRT are usable, else ONNX Runtime or OpenVINO, "
@@ -75,7 +77,7 @@ SHOWN_KEPT_LAYERS = 4
                    "artifacts/engines]")
 @click.option("--json", "as_json", is_flag=True, help="Print the result (with the manifest) as JSON.")
 def build(onnx_path: Path | None, task: str | None, checkpoint: Path | None, arch: str | None,
-          precision: str | None,
+          precision_text: str | None,
           backend: str, ov_device: str, res: str, batch: int, workspace_mb: int | None, opt_level: int,
           version_compatible: bool, hardware_compatibility: str | None, threads: int | None,
           calib: Path | None, budget_db: float, artifacts: Path, cache_dir: Path | None,
@@ -100,6 +102,7 @@ def build(onnx_path: Path | None, task: str | None, checkpoint: Path | None, arc
       mirnet build model.int8-cpu.onnx --backend ort --threads 2
       mirnet build model.fp32.onnx --backend openvino
       mirnet build --task denoise --precision int8 --backend ort
+      mirnet build --task denoise --precision fp32,fp16,int8     # what `make demo` runs
       mirnet build --task deblur --arch mprnet --precision int8 --backend ort
       mirnet build --task enhance --checkpoint best.pth --precision fp16 --res 720p,1080p --json
     """
@@ -110,19 +113,43 @@ def build(onnx_path: Path | None, task: str | None, checkpoint: Path | None, arc
                                  version_compatible=version_compatible,
                                  hardware_compatibility=hardware_compatibility),
         threads=threads, openvino_device=ov_device, progress=not as_json)
+    precisions = _precisions(precision_text)
     if onnx_path is None:
-        request = _chain_request(task, checkpoint, arch, precision, backend, calib, budget_db, artifacts,
-                                 settings)
-        result = run_chain(request, on_step=None if as_json else _print_step)
-        _report_chain(result, as_json)
+        requests = [_chain_request(task, checkpoint, arch, precision or "fp16", backend, calib, budget_db,
+                                   artifacts, settings) for precision in precisions or [None]]
+        pytorch = PyTorchSide(requests[0].checkpoint, requests[0].task, requests[0].arch)
+        results = []
+        for request in requests:  # the first precision whose engine fails parity ends the command
+            results.append(run_chain(request, on_step=None if as_json else _print_step, pytorch=pytorch))
+            if not as_json:
+                _print_chain(results[-1])
+            if not results[-1].parity_passed:
+                break
+        if as_json:
+            chains = [result.to_dict() for result in results]
+            click.echo(json.dumps(chains[0] if len(requests) == 1 else chains, indent=2))
+        _refuse_failed_parity(results[-1])
         return
     if task or any(context.get_parameter_source(n) is ParameterSource.COMMANDLINE for n in CHAIN_OPTIONS):
         raise UserError(f"--task, --checkpoint, --arch, --calib, --budget-db and --artifacts build from "
                         f"weights; {onnx_path} is already an ONNX model: drop them, or drop MODEL.onnx.")
-    _build_onnx(onnx_path, precision, backend, settings, as_json)
+    if len(precisions) > 1:
+        raise UserError(f"{onnx_path} has one precision: give --precision once (several are for --task).")
+    _build_onnx(onnx_path, precisions[0] if precisions else None, backend, settings, as_json)
 
 
-def _chain_request(task: str | None, checkpoint: Path | None, arch: str | None, precision: str | None,
+def _precisions(text: str | None) -> list[str]:
+    """--precision's comma-separated names, each checked; [] when not given."""
+    names = [name.strip() for name in (text or "").split(",") if name.strip()]
+    known = [*PRECISIONS, "bf16"]
+    unknown = [name for name in names if name not in known]
+    if unknown or (text is not None and not names):
+        raise UserError(f"--precision {text!r}: choose from {', '.join(known)} (several, comma-separated, "
+                        f"with --task).")
+    return list(dict.fromkeys(names))
+
+
+def _chain_request(task: str | None, checkpoint: Path | None, arch: str | None, precision: str,
                    backend: str, calib: Path | None, budget_db: float, artifacts: Path,
                    settings: EngineSettings) -> ChainRequest:
     from mirnet_ref.weights import default_weights
@@ -133,7 +160,7 @@ def _chain_request(task: str | None, checkpoint: Path | None, arch: str | None, 
                         "degradation of the calibration and parity images, so a checkpoint alone is not "
                         "enough.")
     return ChainRequest(task=task, checkpoint=checkpoint or default_weights(task, arch), arch=arch,
-                        precision=precision or "fp16", backend=backend, artifacts=artifacts,
+                        precision=precision, backend=backend, artifacts=artifacts,
                         calibration=calib, budget_db=budget_db, engine=settings)
 
 
@@ -213,17 +240,17 @@ def _parity_lines(parity: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _report_chain(result: ChainResult, as_json: bool) -> None:
-    if as_json:
-        click.echo(json.dumps(result.to_dict(), indent=2))
-    else:
-        backend = BACKEND_NAMES.get(result.manifest.backend, result.manifest.backend)
-        click.echo(f"backend: {result.backend} ({result.backend_reason})")
-        click.echo(f"engine: {result.engine} ({backend} {result.manifest.backend_version}, "
-                   f"{result.manifest.precision})")
-        click.echo(f"manifest: {manifest_path(result.engine)}")
-        for line in _parity_lines(result.manifest.parity):
-            click.echo(line)
+def _print_chain(result: ChainResult) -> None:
+    backend = BACKEND_NAMES.get(result.manifest.backend, result.manifest.backend)
+    click.echo(f"backend: {result.backend} ({result.backend_reason})")
+    click.echo(f"engine: {result.engine} ({backend} {result.manifest.backend_version}, "
+               f"{result.manifest.precision})")
+    click.echo(f"manifest: {manifest_path(result.engine)}")
+    for line in _parity_lines(result.manifest.parity):
+        click.echo(line)
+
+
+def _refuse_failed_parity(result: ChainResult) -> None:
     if not result.parity_passed:
         raise UserError(f"The engine {result.engine} fails parity against PyTorch FP32 (see above; recorded "
                         f"in its manifest): its output is not close enough to the reference to ship. For "

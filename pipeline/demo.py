@@ -1,17 +1,18 @@
 """`make demo`'s own steps: the engines it built, listed for `mirnet-bench`; then the photo and the summary.
 
     python -m pipeline.demo engines --output-dir demo-output     # engines.json and engines.txt
-    mirnet-bench --engine "$(paste -sd, demo-output/engines.txt)" --res 256,512 --json latency.json
+    mirnet-bench --engine-list demo-output/engines.txt --res 256,512 --json latency.json
     python -m pipeline.demo summary --bench demo-output/latency.json --output-dir demo-output
     python -m pipeline.demo engines --task enhance --arch mirnetv2    # another family's demo weights
 
-The Makefile runs the pipeline's own verbs first (`mirnet build --task denoise` per precision),
-so a user sees exactly the commands they would type. `engines` asks the same chain for the
-engines (every step is cached, so nothing is rebuilt) and records them with their parity in
-`engines.json`, and their paths in `engines.txt`: `mirnet-bench --engine` then times exactly
+The Makefile runs the pipeline's own verbs first (`mirnet build --task denoise --precision
+fp32,fp16,int8`), so a user sees exactly the commands they would type. `engines` asks the same
+chain for the engines (every step is cached, so nothing is rebuilt; `--calib` must name the set
+the build used, or INT8 would be quantized again) and records them with their parity in
+`engines.json`, and their paths in `engines.txt`: `mirnet-bench --engine-list` then times exactly
 those files, the ones parity checked (INT8: the runtime and Q/DQ form `auto` chose). `summary`
 composes the picture (degraded | restored | clean, each labelled with its PSNR) with the last
-engine and points at the reports.
+engine, says which calibration set INT8 used, and points at the reports.
 """
 
 from __future__ import annotations
@@ -77,8 +78,10 @@ def _latency_lines(bench_json: Path) -> list[str]:
     return lines
 
 
-def engines(precisions: tuple[str, ...], task: str = "denoise", arch: str | None = None) -> dict[str, dict]:
-    """The demo's engine per precision, from the chain `mirnet build --task` runs (cached)."""
+def engines(precisions: tuple[str, ...], task: str = "denoise", arch: str | None = None,
+            calibration: Path | None = None) -> dict[str, dict]:
+    """The demo's engine per precision, from the chain `mirnet build --task` runs (cached); INT8 with the
+    calibration set it was quantized with."""
     from engines.build import EngineSettings
     from mirnet_ref.weights import default_weights
 
@@ -87,11 +90,15 @@ def engines(precisions: tuple[str, ...], task: str = "denoise", arch: str | None
     found = {}
     for precision in precisions:
         request = ChainRequest(task, default_weights(task, arch), precision, arch=arch,
-                               engine=EngineSettings(progress=False))
+                               calibration=calibration, engine=EngineSettings(progress=False))
         result = run_chain(request)
         found[precision] = {"engine": str(result.engine), "backend": result.backend,
                             "steps": {step.name: step.status for step in result.steps},
                             "parity": result.manifest.parity}
+        calibrated = {step.details["calibration_set"] for step in result.steps
+                      if step.name.startswith("int8")}
+        if calibrated:
+            found[precision]["calibration_set"] = calibrated.pop()  # every INT8 form shares the set
     return found
 
 
@@ -106,14 +113,17 @@ def main() -> None:
               help="The family whose demo weights for --task [default: the one that has them, MIRNet first].")
 @click.option("--precisions", default="fp32,fp16,int8", show_default=True,
               help="Engines to collect; the last one restores the demo photograph.")
+@click.option("--calib", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The INT8 calibration set `mirnet build --calib` was given [default: the task's built-in "
+                   "set, as there].")
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("demo-output"),
               show_default=True)
-def list_engines(task: str, arch: str | None, precisions: str, output_dir: Path) -> None:
+def list_engines(task: str, arch: str | None, precisions: str, calib: Path | None, output_dir: Path) -> None:
     """Write engines.json (each precision's engine and its parity) and engines.txt (the engine paths, one a
-    line, in the same order: what `mirnet-bench --engine` times)."""
+    line, in the same order: what `mirnet-bench --engine-list` times)."""
     from mirnet_deploy.atomic import atomic_write_text
 
-    built = engines(tuple(precisions.split(",")), task, arch)
+    built = engines(tuple(precisions.split(",")), task, arch, calib)
     atomic_write_text(output_dir / ENGINES_JSON, json.dumps(built, indent=2) + "\n")
     atomic_write_text(output_dir / ENGINES_TXT, "".join(f"{engine['engine']}\n" for engine in built.values()))
     for precision, engine in built.items():
@@ -140,6 +150,8 @@ def summary(task: str, bench_json: Path | None, output_dir: Path) -> None:
         verdict = "pass" if (engine["parity"] or {}).get("passed") else "FAIL"
         click.echo(f"  {precision:>4} engine ({engine['backend']}): parity {verdict} ({parity})")
         click.echo(f"       {engine['engine']}")
+        if "calibration_set" in engine:
+            click.echo(f"       calibrated on {_describe_set(Path(engine['calibration_set']))}")
     click.echo(f"  engines and their parity: {output_dir / ENGINES_JSON}")
     click.echo(f"  {result['image']} (held out), {result['degradation']['kind']}: "
                f"degraded {result['noisy_psnr_db']:.2f} dB -> restored {result['restored_psnr_db']:.2f} dB "
@@ -149,6 +161,17 @@ def summary(task: str, bench_json: Path | None, output_dir: Path) -> None:
         click.echo(f"  latency ({bench_json}; also .md, .csv, .png beside it):")
         for line in _latency_lines(bench_json):
             click.echo(line)
+
+
+def _describe_set(path: Path) -> str:
+    """`<set> (8 crops of 384x384)`, from the set's manifest; the path alone when that is unreadable."""
+    from calibration.dataset import manifest_path, read_manifest
+
+    try:
+        manifest = read_manifest(manifest_path(path))
+    except UserError:
+        return f"{path} (its manifest cannot be read)"
+    return f"{path} ({manifest.count} crops of {manifest.crop}x{manifest.crop})"
 
 
 def _read_engines(path: Path) -> dict[str, dict]:

@@ -289,6 +289,27 @@ def test_engine_arguments_are_checked_before_anything_runs(tmp_path):
     assert built.for_run((512, 512), batch=1, tile=256) == engine  # tiles of 256 fit
 
 
+def test_engine_list_takes_each_line_whole(tmp_path):
+    """`--engine-list` (what `make demo` passes): one path a line, a comma inside a path kept, blank lines
+    skipped; --engine's comma-separated values come first. An empty list is refused, not read as "no
+    engine" (which would time the default model on every backend)."""
+    from bench.latency_cli import _engine_paths
+
+    listed = tmp_path / "engines.txt"
+    listed.write_text("out/a,b.ovblob\n\nout/c d.ort.onnx\n")
+    assert _engine_paths(("x.ovblob,y.ovblob",), listed) == ["x.ovblob", "y.ovblob", "out/a,b.ovblob",
+                                                              "out/c d.ort.onnx"]
+    gone = tmp_path / "with,comma" / "gone.ovblob.json"
+    listed.write_text(f"{gone}\n")
+    missing = CliRunner().invoke(mirnet_bench, ["--engine-list", str(listed)])
+    assert isinstance(missing.exception, UserError)
+    assert f"{gone} describes" in str(missing.exception)
+    listed.write_text("\n")
+    empty = CliRunner().invoke(mirnet_bench, ["--engine-list", str(listed)])
+    assert isinstance(empty.exception, UserError)
+    assert "lists no engine" in str(empty.exception)
+
+
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the retain policy needs glibc")
 def test_host_allocators_are_compared_side_by_side(artifacts, tmp_path):
     out = tmp_path / "b.json"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from calibration.dataset import build_calibration_set
 from mirnet_ref.images import read_image
 from pipeline.demo import ENGINES_JSON, GAP, main, side_by_side
 
@@ -28,12 +29,17 @@ def test_side_by_side_picture_and_summary(tmp_path: Path):
     # `summary` reads what `engines` listed (the export stands for an engine); the last one restores.
     parity = {"passed": True, "results": [{"resolution": "256x256", "psnr_vs_reference_db": 61.5,
                                            "task_drop_db": 0.004}]}
-    listed = {"fp32": {"engine": str(model), "backend": "ort", "steps": {}, "parity": parity}}
+    # An INT8 entry names its calibration set, and the summary says how large it was.
+    calibration = tmp_path / "calib" / "demo.npz"
+    build_calibration_set("denoise", calibration, count=2, crop=64)
+    listed = {"int8": {"engine": str(model), "backend": "ort", "steps": {}, "parity": parity,
+                       "calibration_set": str(calibration)}}
     (tmp_path / ENGINES_JSON).write_text(json.dumps(listed))
     summary = CliRunner().invoke(main, ["summary", "--output-dir", str(tmp_path)])
     assert summary.exit_code == 0, summary.output
-    assert "fp32 engine (ort): parity pass (256x256 61.5 dB vs PyTorch, task drop +0.004 dB)" in (
+    assert "int8 engine (ort): parity pass (256x256 61.5 dB vs PyTorch, task drop +0.004 dB)" in (
         summary.output)
+    assert f"calibrated on {calibration} (2 crops of 64x64)" in summary.output
     assert f"-> restored {result['restored_psnr_db']:.2f} dB by denoise.fp32.onnx" in summary.output
     assert read_image(tmp_path / "denoise_side_by_side.png").pixels.shape[:2] == (300, 3 * 451 + 2 * GAP)
     (tmp_path / ENGINES_JSON).write_text("{}")

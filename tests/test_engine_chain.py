@@ -24,6 +24,7 @@ from engines.tensorrt_build import profiles_from_resolutions
 from mirnet_deploy.cli import main
 from mirnet_ref.checkpoint import file_sha256, load_model, save_checkpoint
 from mirnet_ref.weights import default_weights
+from pipeline import chain
 from pipeline.chain import ChainRequest, ChainResult, parity_resolutions, run_chain
 
 TENSORRT = probe_tensorrt()
@@ -99,6 +100,31 @@ def test_text_output_says_reused_per_step(built_fp16):
     assert out.output.rstrip().endswith(": pass")
 
 
+def test_several_precisions_run_in_one_process(built_fp16, monkeypatch):
+    """`--precision fp32,fp16` (as `make demo` runs it): each precision's chain in turn, sharing the
+    network (loaded once, for FP32's parity; FP16's chain is all reused), one JSON list."""
+    import export.network
+
+    artifacts, first = built_fp16
+    loads = []
+    load_network = export.network.load_network
+    monkeypatch.setattr(export.network, "load_network",
+                        lambda *args: loads.append(args) or load_network(*args))
+    out = build_cli("--task", "denoise", "--precision", "fp32,fp16", "--backend", "ort", "--threads", "1",
+                    "--artifacts", str(artifacts), "--json")
+    assert out.exit_code == 0, out.output
+    chains = json.loads(out.output)
+    assert [chain["manifest"]["precision"] for chain in chains] == ["fp32", "fp16"]
+    assert [{s["name"]: s["status"] for s in chain["steps"]}["parity"] for chain in chains] == ["built",
+                                                                                               "reused"]
+    assert all(chain["manifest"]["parity"]["passed"] for chain in chains)
+    assert chains[1]["engine"] == str(first.engine)
+    assert len(loads) == 1
+    refused = build_cli("--task", "denoise", "--precision", "fp32,fp8")
+    assert refused.exit_code != 0
+    assert "--precision 'fp32,fp8': choose from" in refused.output
+
+
 def test_a_file_changed_behind_the_cache_is_made_again(built_fp16):
     artifacts, first = built_fp16
     fp32 = next(step.path for step in first.steps if step.name == "export")
@@ -148,7 +174,7 @@ def test_int8_chain_quantizes_for_the_cpu(built_int8):
     assert result.manifest.parity["results"][0]["psnr_vs_reference_db"] > 35  # 48.8 dB with the default set
 
 
-def test_int8_chain_reuses_and_requantizes_on_another_budget(built_int8):
+def test_int8_chain_reuses_and_requantizes_on_another_budget(built_int8, monkeypatch):
     request, first = built_int8
     again = run_chain(request)
     assert set(statuses(again).values()) == {"reused"}
@@ -157,6 +183,11 @@ def test_int8_chain_reuses_and_requantizes_on_another_budget(built_int8):
     other_budget = run_chain(dataclasses.replace(request, budget_db=5.0))
     assert statuses(other_budget) == {"export": "reused", "int8-cpu": "built", "build": "reused",
                                       "parity": "reused"}
+    # Changed quantization code (a new search) re-runs it too: no model of the old code is reused.
+    monkeypatch.setattr(chain, "quantization_code_sha256", lambda: "0" * 64)
+    new_code = run_chain(dataclasses.replace(request, budget_db=5.0))
+    assert statuses(new_code) == {"export": "reused", "int8-cpu": "built", "build": "reused",
+                                  "parity": "reused"}
 
 
 @pytest.mark.slow
