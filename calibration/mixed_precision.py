@@ -49,7 +49,8 @@ from mirnet_deploy.atomic import atomic_write_bytes
 from mirnet_ref.metrics import psnr
 
 from .dataset import CalibrationSet
-from .layer_groups import RankedUnit, layer_tree, probe_budget, rank_best_first
+from .float_cost import float_costs
+from .layer_groups import RankedUnit, layer_tree, open_best_first, probe_budget, rank_best_first
 from .ort_cpu import cpu_session
 from .quantize import (
     DEFAULT_CACHE_DIR,
@@ -70,6 +71,9 @@ SEARCH_MARGIN = 0.5
 DEFAULT_EVAL_SAMPLES = 8
 #: The ranking runs many forward passes, so it looks at less: centre crops of a few samples.
 RANKING_SAMPLES, RANKING_CROP = 1, 64
+#: The drop prediction runs a few dozen, and a 64x64 crop misjudged how much error a kept prefix
+#: removes (denoise demo: 15 nodes predicted within 0.05 dB, measured 0.128), so it looks at more.
+PREDICTION_SAMPLES, PREDICTION_CROP = 2, 128
 #: The ranking's probes may cost at most this many real evaluations, counted in pixels: they only
 #: steer the real evaluations. It binds on a big model with a small evaluation set (`full` with 8
 #: crops of 128x128: 32 probes of 64x64), not on the demo models' default set (288 per evaluation).
@@ -233,23 +237,29 @@ def search_mixed_precision(onnx_path: str | os.PathLike, output_path: str | os.P
                           + _elementwise(quantized, op_types))
                 ranking = _Evaluator(calib, RANKING_SAMPLES, threads, crop=RANKING_CROP)
                 ranking.set_reference(prepared)
-                probe = _LayerProbe(quantized, prepared, layers, ranking)
+                costs = float_costs(prepared, layers, threads)
+                probe = _LayerProbe(quantized, prepared, layers, ranking, costs)
             cost_cap = int(RANKING_COST_IN_EVALUATIONS * evaluator.pixels / ranking.pixels)
             with stopwatch("ranking"):
-                units = probe.rank(cost_cap, progress)
-            layer_count, probes = len(layers), probe.probes
-            ranked = [probe.nodes(unit) for unit in units]
-            sensitivity = [(nodes, _psnr_of_mse(unit.error))
-                           for nodes, unit in zip(ranked, units, strict=True)]
+                probe.rank(cost_cap, progress)
             with stopwatch("prediction"):
-                predictor = probe.drop_predictor(units, full.drop_db)
+                prediction = _Evaluator(calib, PREDICTION_SAMPLES, threads, crop=PREDICTION_CROP)
+                prediction.set_reference(prepared)
+                predictor = probe.drop_predictor(full.drop_db, prediction)
 
             def predicted_drop(k: int) -> float:
                 with stopwatch("prediction"):
                     return predictor(k)
 
-            kept, final = _verified_fewest(ranked, predicted_drop, budget_db * SEARCH_MARGIN, evaluate, tried)
-            tried[:] = [(_nodes_in(ranked, k), drop) if k >= 0 else (k, drop) for k, drop in tried]
+            def open_gap(low: int, high: int) -> int:
+                with stopwatch("ranking"):
+                    return probe.open(low, high, cost_cap)
+
+            kept, final = _verified_fewest(probe.ranked, predicted_drop, budget_db * SEARCH_MARGIN, evaluate,
+                                           tried, cost=probe.cost_of_first, open_gap=open_gap)
+            layer_count, probes = len(layers), probe.probes
+            sensitivity = [(nodes, _psnr_of_mse(unit.error))
+                           for nodes, unit in zip(probe.ranked, probe.units, strict=True)]
         chosen = candidates[len(kept)]
         atomic_write_bytes(output_path, Path(chosen.output).read_bytes())
     calib.close()
@@ -264,11 +274,6 @@ def _all_kept_warning(final: Evaluation, budget_db: float) -> str:
             f"{final.drop_db:.3f} dB, aiming at {budget_db * SEARCH_MARGIN:.3f} dB), so this model runs as "
             "the float model under an INT8 name. Allow more loss (--budget-db), or deploy the FP16/FP32 "
             "model instead.")
-
-
-def _nodes_in(ranked: Sequence[Sequence[str]], count: int) -> int:
-    """Nodes in the first `count` ranked units."""
-    return sum(len(unit) for unit in ranked[:count])
 
 
 def _psnr_of_mse(mse: float) -> float:
@@ -295,76 +300,101 @@ def _elementwise(quantized: onnx.ModelProto, op_types: Sequence[str]) -> list[li
 
 class _LayerProbe:
     """The output of the INT8 graph on the ranking crops, with any set of layers quantized:
-    one session over the switchable graph, one forward pass per question."""
+    one session over the switchable graph, one forward pass per question. It holds the ranking
+    (`units`, and `ranked`: their node lists), which `open` refines in place."""
 
     def __init__(self, quantized: onnx.ModelProto, prepared: onnx.ModelProto, layers: list[list[str]],
-                 evaluator: _Evaluator) -> None:
-        self.layers, self.evaluator = layers, evaluator
+                 evaluator: _Evaluator, costs: list[float]) -> None:
+        self.layers, self.evaluator, self.costs = layers, evaluator, costs
         self.session = evaluator.session(switchable_quantization(quantized, prepared, layers))
         self.probes = 0  # forward passes spent on the ranking
+        self.units: list[RankedUnit] = []
+        self.ranked: list[list[str]] = []
 
-    def outputs(self, quantized: Sequence[int] | None) -> list[np.ndarray]:
-        return self.evaluator.outputs(self.session, {SWITCHES: switches(len(self.layers), quantized)})
+    def outputs(self, quantized: Sequence[int] | None,
+                evaluator: _Evaluator | None = None) -> list[np.ndarray]:
+        feeds = {SWITCHES: switches(len(self.layers), quantized)}
+        return (evaluator or self.evaluator).outputs(self.session, feeds)
 
     def error(self, quantized: Sequence[int]) -> float:
         """Mean squared output error against FP32 with only the layers at `quantized` in INT8."""
+        self.probes += 1
         return self.evaluator.mse_vs_fp32(self.outputs(quantized))
 
-    def nodes(self, unit: RankedUnit) -> list[str]:
-        return [node for index in unit.group.layers for node in self.layers[index]]
+    def cost(self, layers: Sequence[int]) -> float:
+        """What keeping `layers` in float costs at run time (`float_cost.py`)."""
+        return sum(self.costs[index] for index in layers)
 
-    def rank(self, cost_cap: int, progress: bool) -> list[RankedUnit]:
-        """Units (layers, then unopened blocks), most damaging per layer first (`rank_best_first`),
-        in at most `probe_budget` probes."""
+    def cost_of_first(self, count: int) -> float:
+        return sum(unit.cost for unit in self.units[:count])
+
+    def rank(self, cost_cap: int, progress: bool) -> None:
+        """Units (layers, and blocks left unopened), the most error removed per cost of keeping
+        them in float first (`rank_best_first`), in at most `probe_budget` probes."""
         tree = layer_tree(self.layers)
         budget = probe_budget(tree, cost_cap)
         with tqdm(total=budget, desc="layer sensitivity", unit="probe", disable=not progress) as bar:
-            def probed() -> None:
-                self.probes += 1
-                bar.update()
+            self._set(rank_best_first(tree, self.error, budget, bar.update, self.cost))
 
-            return rank_best_first(tree, self.error, budget, probed)
+    def open(self, low: int, high: int, budget: int) -> int:
+        """Open the blocks among `units[low:high]` (between a verified miss and a verified pass) in at
+        most `budget` probes, so the search can keep part of a block; returns where `high` moved."""
+        opened = open_best_first(self.units[low:high], self.error, budget, cost_of=self.cost)
+        self._set(self.units[:low] + opened + self.units[high:])
+        return low + len(opened)
 
-    def drop_predictor(self, ranked: list[RankedUnit], full_drop_db: float) -> Callable[[int], float]:
-        """k -> the task PSNR drop predicted with the `ranked[:k]` units kept in float.
+    def _set(self, units: list[RankedUnit]) -> None:
+        self.units[:] = units
+        self.ranked[:] = [[node for index in unit.group.layers for node in self.layers[index]]
+                          for unit in units]
+
+    def drop_predictor(self, full_drop_db: float, evaluator: _Evaluator) -> Callable[[int], float]:
+        """k -> the task PSNR drop predicted with the first k `units` (as they are when asked) kept
+        in float, measured on `evaluator`'s crops.
 
         The error left with those units in float, as a fraction of the all-INT8 error (both
         measured here), scales the all-INT8 drop measured on the evaluation pairs: an error
         uncorrelated with the FP32 model's own adds its power to the task's mean squared error.
         """
-        everything = self.evaluator.mse_vs_fp32(self.outputs(None))
+        everything = evaluator.mse_vs_fp32(self.outputs(None, evaluator))
         full_noise = 10 ** (full_drop_db / 10) - 1  # the all-INT8 error power / FP32's task error power
 
         @functools.cache
+        def remaining_error(quantized: tuple[int, ...]) -> float:
+            return evaluator.mse_vs_fp32(self.outputs(quantized, evaluator)) / everything
+
         def predicted_drop(k: int) -> float:
-            remaining = self.error([index for unit in ranked[k:] for index in unit.group.layers]) / everything
-            return 10 * np.log10(1 + remaining * full_noise)
+            quantized = tuple(sorted(index for unit in self.units[k:] for index in unit.group.layers))
+            return 10 * np.log10(1 + remaining_error(quantized) * full_noise)
 
         return predicted_drop
 
 
 def _verified_fewest(ranked: list[list[str]], predicted_drop: Callable[[int], float], budget_db: float,
                      evaluate: Callable[[Sequence[str]], tuple[QuantizeReport, Evaluation]],
-                     tried: list[tuple[int, float]],
-                     refinements: int = REFINEMENTS) -> tuple[list[str], Evaluation]:
-    """The nodes of the fewest most-sensitive layers that meet the budget, by real quantizations
-    and evaluations (`evaluate`), steered by the cheap `predicted_drop`.
+                     tried: list[tuple[int, float]], refinements: int = REFINEMENTS, *,
+                     cost: Callable[[int], float] | None = None,
+                     open_gap: Callable[[int, int], int] | None = None) -> tuple[list[str], Evaluation]:
+    """The nodes of the fewest (cheapest, with `cost`) most-sensitive units that meet the budget,
+    by real quantizations and evaluations (`evaluate`), steered by the cheap `predicted_drop`.
 
-    `tried` holds the (layers kept, drop dB) measured so far, the all-INT8 miss (0, drop) first;
-    every measurement is appended. Two phases:
+    `ranked`: units (node lists) in the order they are kept; `cost(k)`: what keeping the first k
+    in float costs at run time (default: their node count). `tried` holds the (nodes kept, drop
+    dB) measured so far, the all-INT8 miss (0, drop) first; every measurement is appended. Phases:
 
     1. the fewest k predicted within the budget is verified; a miss corrects the prediction by the
        factor it was off (in error power) and verifies the new fewest k, at least a quarter more
-       layers, until one passes. The correction overshoots when the prediction's error is not
+       units, until one passes. The correction overshoots when the prediction's error is not
        one constant factor (denoise demo: 15, 42 then 101 layers, for 0.011 dB of 0.05);
-    2. so at most `refinements` more real evaluations narrow the gap between the largest k that
-       missed and the fewest that passed: secant steps (the real error power interpolated
-       linearly against the predicted one between the two measurements, so the prediction's
-       shape is kept and only its scale corrected) alternating with bisections (which halve the
-       gap whatever the secant does). It stops early when no layer count is left between them
-       or the secant says none fewer passes, or when the gap is at most `REFINE_MIN_GAIN` of all
-       nodes (a real run to save a node or two of hundreds is not worth its time). The fewest k
-       that passed is kept.
+    2. `open_gap(low, high)` may refine the units between the largest k that missed and the fewest
+       that passed in place (open the blocks among them) and return where the pass moved to;
+    3. at most `refinements` more real evaluations narrow that gap: secant steps (the real error
+       power interpolated linearly against the predicted one between the two measurements, so the
+       prediction's shape is kept and only its scale corrected) alternating with bisections (which
+       halve the gap whatever the secant does). It stops early when no unit is left between them
+       or the secant says none fewer passes, or when the gap costs at most `REFINE_MIN_GAIN` of
+       keeping every unit (a real run to save a node or two of hundreds is not worth its time).
+       The fewest k that passed is kept.
 
     If even keeping every layer misses the budget (the unquantized rest of the graph, e.g. FP16,
     costs more than the budget), all are kept.
@@ -372,14 +402,17 @@ def _verified_fewest(ranked: list[list[str]], predicted_drop: Callable[[int], fl
     def nodes(k: int) -> list[str]:
         return [node for layer in ranked[:k] for node in layer]
 
+    cost = cost or (lambda k: len(nodes(k)))
     evaluations: dict[int, Evaluation] = {}
+    drops = {0: tried[0][1]}  # units kept -> measured drop
 
     def passes(k: int) -> bool:
         evaluations[k] = evaluate(nodes(k))[1]
-        tried.append((k, evaluations[k].drop_db))
-        return evaluations[k].drop_db <= budget_db
+        drops[k] = evaluations[k].drop_db
+        tried.append((len(nodes(k)), drops[k]))
+        return drops[k] <= budget_db
 
-    allowed, low = _power(budget_db), 0  # invariant: keeping fewer than `low` layers misses the budget
+    allowed, low = _power(budget_db), 0  # invariant: keeping fewer than `low` units misses the budget
     while True:
         high = _fewest(lambda k, allowed=allowed: _power(predicted_drop(k)) <= allowed, low, len(ranked))
         if passes(high):
@@ -390,22 +423,24 @@ def _verified_fewest(ranked: list[list[str]], predicted_drop: Callable[[int], fl
         allowed *= _power(predicted_drop(high)) / _power(evaluations[high].drop_db)
         low = min(len(ranked), high + max(1, high // 4))
 
-    drops = dict(tried)
-    low = max(k for k, drop in tried if k < high and drop > budget_db)
-    smallest_gain = max(1, round(REFINE_MIN_GAIN * sum(len(layer) for layer in ranked)))
+    low = max(k for k, drop in drops.items() if k < high and drop > budget_db)
+    if open_gap is not None:
+        moved = open_gap(low, high)
+        evaluations[moved], drops[moved] = evaluations.pop(high), drops.pop(high)
+        high = moved
+    smallest_gain = REFINE_MIN_GAIN * cost(len(ranked))
     for step in range(refinements):
-        if len(nodes(high)) - len(nodes(low)) <= smallest_gain:  # what is left to win is not worth a real run
+        if cost(high) - cost(low) <= smallest_gain:  # what is left to win is not worth a real run
             break
         k = _secant(low, drops[low], high, drops[high], budget_db, predicted_drop) if step % 2 == 0 else None
         if k is None:
             k = (low + high) // 2
-        if k in (low, high):  # no layer count left between them, or the secant says none passes
+        if k in (low, high):  # no unit left between them, or the secant says none passes
             break
         if passes(k):
             high = k
         else:
             low = k
-        drops[k] = evaluations[k].drop_db
     return nodes(high), evaluations[high]
 
 
