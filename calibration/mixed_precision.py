@@ -71,9 +71,6 @@ SEARCH_MARGIN = 0.5
 DEFAULT_EVAL_SAMPLES = 8
 #: The ranking runs many forward passes, so it looks at less: centre crops of a few samples.
 RANKING_SAMPLES, RANKING_CROP = 1, 64
-#: The drop prediction runs a few dozen, and a 64x64 crop misjudged how much error a kept prefix
-#: removes (denoise demo: 15 nodes predicted within 0.05 dB, measured 0.128), so it looks at more.
-PREDICTION_SAMPLES, PREDICTION_CROP = 2, 128
 #: The ranking's probes may cost at most this many real evaluations, counted in pixels: they only
 #: steer the real evaluations. It binds on a big model with a small evaluation set (`full` with 8
 #: crops of 128x128: 32 probes of 64x64), not on the demo models' default set (288 per evaluation).
@@ -243,9 +240,7 @@ def search_mixed_precision(onnx_path: str | os.PathLike, output_path: str | os.P
             with stopwatch("ranking"):
                 probe.rank(cost_cap, progress)
             with stopwatch("prediction"):
-                prediction = _Evaluator(calib, PREDICTION_SAMPLES, threads, crop=PREDICTION_CROP)
-                prediction.set_reference(prepared)
-                predictor = probe.drop_predictor(full.drop_db, prediction)
+                predictor = probe.drop_predictor(full.drop_db)
 
             def predicted_drop(k: int) -> float:
                 with stopwatch("prediction"):
@@ -253,7 +248,7 @@ def search_mixed_precision(onnx_path: str | os.PathLike, output_path: str | os.P
 
             def open_gap(low: int, high: int) -> int:
                 with stopwatch("ranking"):
-                    return probe.open(low, high, cost_cap)
+                    return probe.open(low, high)
 
             kept, final = _verified_fewest(probe.ranked, predicted_drop, budget_db * SEARCH_MARGIN, evaluate,
                                            tried, cost=probe.cost_of_first, open_gap=open_gap)
@@ -308,13 +303,12 @@ class _LayerProbe:
         self.layers, self.evaluator, self.costs = layers, evaluator, costs
         self.session = evaluator.session(switchable_quantization(quantized, prepared, layers))
         self.probes = 0  # forward passes spent on the ranking
+        self.budget = 0  # the ranking's probe budget; opening blocks later may spend as much again
         self.units: list[RankedUnit] = []
         self.ranked: list[list[str]] = []
 
-    def outputs(self, quantized: Sequence[int] | None,
-                evaluator: _Evaluator | None = None) -> list[np.ndarray]:
-        feeds = {SWITCHES: switches(len(self.layers), quantized)}
-        return (evaluator or self.evaluator).outputs(self.session, feeds)
+    def outputs(self, quantized: Sequence[int] | None) -> list[np.ndarray]:
+        return self.evaluator.outputs(self.session, {SWITCHES: switches(len(self.layers), quantized)})
 
     def error(self, quantized: Sequence[int]) -> float:
         """Mean squared output error against FP32 with only the layers at `quantized` in INT8."""
@@ -332,14 +326,15 @@ class _LayerProbe:
         """Units (layers, and blocks left unopened), the most error removed per cost of keeping
         them in float first (`rank_best_first`), in at most `probe_budget` probes."""
         tree = layer_tree(self.layers)
-        budget = probe_budget(tree, cost_cap)
-        with tqdm(total=budget, desc="layer sensitivity", unit="probe", disable=not progress) as bar:
-            self._set(rank_best_first(tree, self.error, budget, bar.update, self.cost))
+        self.budget = probe_budget(tree, cost_cap)
+        with tqdm(total=self.budget, desc="layer sensitivity", unit="probe", disable=not progress) as bar:
+            self._set(rank_best_first(tree, self.error, self.budget, bar.update, self.cost))
 
-    def open(self, low: int, high: int, budget: int) -> int:
-        """Open the blocks among `units[low:high]` (between a verified miss and a verified pass) in at
-        most `budget` probes, so the search can keep part of a block; returns where `high` moved."""
-        opened = open_best_first(self.units[low:high], self.error, budget, cost_of=self.cost)
+    def open(self, low: int, high: int) -> int:
+        """Open the blocks among `units[low:high]` (between a verified miss and a verified pass) in
+        at most the ranking's probe budget, so the search can keep part of a block; returns where
+        `high` moved."""
+        opened = open_best_first(self.units[low:high], self.error, self.budget, cost_of=self.cost)
         self._set(self.units[:low] + opened + self.units[high:])
         return low + len(opened)
 
@@ -348,20 +343,20 @@ class _LayerProbe:
         self.ranked[:] = [[node for index in unit.group.layers for node in self.layers[index]]
                           for unit in units]
 
-    def drop_predictor(self, full_drop_db: float, evaluator: _Evaluator) -> Callable[[int], float]:
+    def drop_predictor(self, full_drop_db: float) -> Callable[[int], float]:
         """k -> the task PSNR drop predicted with the first k `units` (as they are when asked) kept
-        in float, measured on `evaluator`'s crops.
+        in float.
 
         The error left with those units in float, as a fraction of the all-INT8 error (both
         measured here), scales the all-INT8 drop measured on the evaluation pairs: an error
         uncorrelated with the FP32 model's own adds its power to the task's mean squared error.
         """
-        everything = evaluator.mse_vs_fp32(self.outputs(None, evaluator))
+        everything = self.evaluator.mse_vs_fp32(self.outputs(None))
         full_noise = 10 ** (full_drop_db / 10) - 1  # the all-INT8 error power / FP32's task error power
 
         @functools.cache
         def remaining_error(quantized: tuple[int, ...]) -> float:
-            return evaluator.mse_vs_fp32(self.outputs(quantized, evaluator)) / everything
+            return self.evaluator.mse_vs_fp32(self.outputs(quantized)) / everything
 
         def predicted_drop(k: int) -> float:
             quantized = tuple(sorted(index for unit in self.units[k:] for index in unit.group.layers))
