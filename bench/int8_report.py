@@ -91,7 +91,6 @@ def task_rows(task: str, resolutions: list[tuple[int, int]], budget_db: float, f
             with OrtRunner(path, providers="cpu") as runner:
                 parity = run_parity(reference, as_polygraphy_runner(runner), cases, "int8")
             rows.append({"task": task, "target": target, "mode": mode, "kept_high_precision": kept,
-                         "kept_cost_share": kept_cost_share(fp32, target, kept),
                          "search_tried": tried, "search_seconds": seconds, "search_ranking": probes,
                          "drops_db": {row.resolution: row.task_drop_db for row in parity},
                          "psnr_vs_fp32_db": {row.resolution: row.psnr_vs_reference_db for row in parity},
@@ -99,30 +98,17 @@ def task_rows(task: str, resolutions: list[tuple[int, int]], budget_db: float, f
     return rows
 
 
-def kept_cost_share(fp32: Path, target: str, kept: list[str]) -> float:
-    """What the `kept` nodes cost in float at run time (`calibration.float_cost`), as a share of
-    what every node the target quantizes would cost: how far from all-INT8 speed the model is."""
-    from calibration.float_cost import float_costs
-    from calibration.quantize import DEFAULT_OP_TYPES, default_subpixel, prepare
-    from export.onnx_read import load_onnx
-
-    prepared, _ = prepare(load_onnx(fp32), target, subpixel=default_subpixel(target))
-    everything = [node.name for node in prepared.graph.node if node.op_type in DEFAULT_OP_TYPES[target]]
-    costs = dict(zip(everything, float_costs(prepared, [[name] for name in everything]), strict=True))
-    return sum(costs.get(name, 0.0) for name in kept) / sum(costs.values())
-
-
 def to_markdown(rows: list[dict], budget_db: float) -> str:
     resolutions = list(rows[0]["drops_db"])
-    header = ("| task | target | calibration | layers kept FP16/FP32 | their float cost | "
+    header = ("| task | target | calibration | layers kept FP16/FP32 | "
               + " | ".join(f"drop @{r} (dB)" for r in resolutions) + " | worst PSNR vs FP32 (dB) |")
-    lines = [header, "|" + " --- |" * (6 + len(resolutions))]
+    lines = [header, "|" + " --- |" * (5 + len(resolutions))]
     for row in rows:
         mode = "plain" if row["mode"] == "plain" else f"budget {budget_db} dB"
         drops = " | ".join(f"{row['drops_db'][r]:.3f}" for r in resolutions)
         worst = min(row["psnr_vs_fp32_db"].values())
         lines.append(f"| {row['task']} | {row['target']} | {mode} | {len(row['kept_high_precision'])} | "
-                     f"{100 * row['kept_cost_share']:.0f} % | {drops} | {worst:.1f} |")
+                     f"{drops} | {worst:.1f} |")
     tried = [_search_trail(row) for row in rows if row.get("search_tried")]
     if tried:
         lines += ["", "Real evaluations of the budget search, nodes kept (calibration-sample drop):", *tried]

@@ -103,33 +103,29 @@ def _depth(group: Group) -> int:
 class RankedUnit:
     group: Group
     error: float  # output error (mean squared, vs FP32) with only this group's layers quantized
-    cost: float = 1.0  # what keeping its layers in float costs at run time (`float_cost.py`)
 
 
 def rank_best_first(tree: Group, error_of: Callable[[Sequence[int]], float], budget: int,
-                    on_probe: Callable[[], None] = lambda: None,
-                    cost_of: Callable[[Sequence[int]], float] = len) -> list[RankedUnit]:
+                    on_probe: Callable[[], None] = lambda: None) -> list[RankedUnit]:
     """Units (single layers, or groups left unopened) ordered so that keeping a prefix in float
-    removes the most error per cost of keeping it; `error_of(layers)` is one probe, `cost_of`
-    (default: the layer count) what keeping `layers` in float costs.
+    removes the most error per layer kept; `error_of(layers)` is one probe.
 
     Best first: the unit with the largest error is opened (its parts probed) if it is a group, or
-    placed if it is one layer. As long as errors add up, a layer placed so hurts more than every
-    unit left, group or not, so with layer counts as the cost the ranking's head is the exact
-    per-layer ranking. When the next group would overrun `budget` probes, the units left stay
-    unopened, each kept or quantized as a whole; all are then ordered by error per cost."""
+    placed next in the ranking if it is one layer. As long as errors add up, a layer placed so
+    hurts more than every unit left, group or not, so the ranking's head is the exact per-layer
+    ranking. When the next group would overrun `budget` probes, the units left follow in order
+    of error per layer, each kept or quantized as a whole."""
     if not tree.parts:  # a single layer
-        return [RankedUnit(tree, error_of(tree.layers), cost_of(tree.layers))]
-    first = _probed_parts(tree, error_of, on_probe, cost_of)
-    return open_best_first(first, error_of, budget - len(first), on_probe, cost_of)
+        return [RankedUnit(tree, error_of(tree.layers))]
+    first = _probed_parts(tree, error_of, on_probe)
+    return open_best_first(first, error_of, budget - len(first), on_probe)
 
 
 def open_best_first(units: Sequence[RankedUnit], error_of: Callable[[Sequence[int]], float], budget: int,
-                    on_probe: Callable[[], None] = lambda: None,
-                    cost_of: Callable[[Sequence[int]], float] = len) -> list[RankedUnit]:
-    """`units` with their groups opened, the largest error first, while `budget` probes last (the
-    search also opens the units between its last miss and its first pass this way), ordered by
-    error per cost: the order in which keeping them in float buys the most quality per run time."""
+                    on_probe: Callable[[], None] = lambda: None) -> list[RankedUnit]:
+    """`units` with their groups opened, the largest error first, while `budget` probes last, in
+    ranking order (`rank_best_first`); the search also opens the units between its last miss and
+    its first pass this way."""
     placed: list[RankedUnit] = []
     queue = [(-unit.error, min(unit.group.layers), unit) for unit in units]  # a max-heap of errors
     heapq.heapify(queue)
@@ -141,21 +137,19 @@ def open_best_first(units: Sequence[RankedUnit], error_of: Callable[[Sequence[in
         heapq.heappop(queue)
         if unit.group.parts:
             probes += len(unit.group.parts)
-            for part in _probed_parts(unit.group, error_of, on_probe, cost_of):
+            for part in _probed_parts(unit.group, error_of, on_probe):
                 heapq.heappush(queue, (-part.error, min(part.group.layers), part))
         else:
             placed.append(unit)
-    return sorted(placed + [unit for _, _, unit in queue], key=_error_per_cost, reverse=True)
+    rest = sorted((unit for _, _, unit in queue), key=lambda unit: unit.error / len(unit.group.layers),
+                  reverse=True)
+    return placed + rest
 
 
-def _probed_parts(group: Group, error_of: Callable[[Sequence[int]], float], on_probe: Callable[[], None],
-                  cost_of: Callable[[Sequence[int]], float]) -> list[RankedUnit]:
+def _probed_parts(group: Group, error_of: Callable[[Sequence[int]], float],
+                  on_probe: Callable[[], None]) -> list[RankedUnit]:
     units = []
     for part in group.parts:
-        units.append(RankedUnit(part, error_of(part.layers), cost_of(part.layers)))
+        units.append(RankedUnit(part, error_of(part.layers)))
         on_probe()
     return units
-
-
-def _error_per_cost(unit: RankedUnit) -> float:
-    return unit.error / max(unit.cost, 1e-12)

@@ -49,7 +49,6 @@ from mirnet_deploy.atomic import atomic_write_bytes
 from mirnet_ref.metrics import psnr
 
 from .dataset import CalibrationSet
-from .float_cost import float_costs
 from .layer_groups import RankedUnit, layer_tree, open_best_first, probe_budget, rank_best_first
 from .ort_cpu import cpu_session
 from .quantize import (
@@ -234,8 +233,7 @@ def search_mixed_precision(onnx_path: str | os.PathLike, output_path: str | os.P
                           + _elementwise(quantized, op_types))
                 ranking = _Evaluator(calib, RANKING_SAMPLES, threads, crop=RANKING_CROP)
                 ranking.set_reference(prepared)
-                costs = float_costs(prepared, layers, threads)
-                probe = _LayerProbe(quantized, prepared, layers, ranking, costs)
+                probe = _LayerProbe(quantized, prepared, layers, ranking)
             cost_cap = int(RANKING_COST_IN_EVALUATIONS * evaluator.pixels / ranking.pixels)
             with stopwatch("ranking"):
                 probe.rank(cost_cap, progress)
@@ -251,7 +249,7 @@ def search_mixed_precision(onnx_path: str | os.PathLike, output_path: str | os.P
                     return probe.open(low, high)
 
             kept, final = _verified_fewest(probe.ranked, predicted_drop, budget_db * SEARCH_MARGIN, evaluate,
-                                           tried, cost=probe.cost_of_first, open_gap=open_gap)
+                                           tried, open_gap=open_gap)
             layer_count, probes = len(layers), probe.probes
             sensitivity = [(nodes, _psnr_of_mse(unit.error))
                            for nodes, unit in zip(probe.ranked, probe.units, strict=True)]
@@ -299,8 +297,8 @@ class _LayerProbe:
     (`units`, and `ranked`: their node lists), which `open` refines in place."""
 
     def __init__(self, quantized: onnx.ModelProto, prepared: onnx.ModelProto, layers: list[list[str]],
-                 evaluator: _Evaluator, costs: list[float]) -> None:
-        self.layers, self.evaluator, self.costs = layers, evaluator, costs
+                 evaluator: _Evaluator) -> None:
+        self.layers, self.evaluator = layers, evaluator
         self.session = evaluator.session(switchable_quantization(quantized, prepared, layers))
         self.probes = 0  # forward passes spent on the ranking
         self.budget = 0  # the ranking's probe budget; opening blocks later may spend as much again
@@ -315,26 +313,19 @@ class _LayerProbe:
         self.probes += 1
         return self.evaluator.mse_vs_fp32(self.outputs(quantized))
 
-    def cost(self, layers: Sequence[int]) -> float:
-        """What keeping `layers` in float costs at run time (`float_cost.py`)."""
-        return sum(self.costs[index] for index in layers)
-
-    def cost_of_first(self, count: int) -> float:
-        return sum(unit.cost for unit in self.units[:count])
-
     def rank(self, cost_cap: int, progress: bool) -> None:
-        """Units (layers, and blocks left unopened), the most error removed per cost of keeping
-        them in float first (`rank_best_first`), in at most `probe_budget` probes."""
+        """Units (layers, then unopened blocks), most damaging per layer first (`rank_best_first`),
+        in at most `probe_budget` probes."""
         tree = layer_tree(self.layers)
         self.budget = probe_budget(tree, cost_cap)
         with tqdm(total=self.budget, desc="layer sensitivity", unit="probe", disable=not progress) as bar:
-            self._set(rank_best_first(tree, self.error, self.budget, bar.update, self.cost))
+            self._set(rank_best_first(tree, self.error, self.budget, bar.update))
 
     def open(self, low: int, high: int) -> int:
         """Open the blocks among `units[low:high]` (between a verified miss and a verified pass) in
         at most the ranking's probe budget, so the search can keep part of a block; returns where
         `high` moved."""
-        opened = open_best_first(self.units[low:high], self.error, self.budget, cost_of=self.cost)
+        opened = open_best_first(self.units[low:high], self.error, self.budget)
         self._set(self.units[:low] + opened + self.units[high:])
         return low + len(opened)
 
@@ -368,13 +359,11 @@ class _LayerProbe:
 def _verified_fewest(ranked: list[list[str]], predicted_drop: Callable[[int], float], budget_db: float,
                      evaluate: Callable[[Sequence[str]], tuple[QuantizeReport, Evaluation]],
                      tried: list[tuple[int, float]], refinements: int = REFINEMENTS, *,
-                     cost: Callable[[int], float] | None = None,
                      open_gap: Callable[[int, int], int] | None = None) -> tuple[list[str], Evaluation]:
-    """The nodes of the fewest (cheapest, with `cost`) most-sensitive units that meet the budget,
-    by real quantizations and evaluations (`evaluate`), steered by the cheap `predicted_drop`.
+    """The nodes of the fewest most-sensitive units that meet the budget, by real quantizations
+    and evaluations (`evaluate`), steered by the cheap `predicted_drop`.
 
-    `ranked`: units (node lists) in the order they are kept; `cost(k)`: what keeping the first k
-    in float costs at run time (default: their node count). `tried` holds the (nodes kept, drop
+    `ranked`: units (node lists) in the order they are kept. `tried` holds the (nodes kept, drop
     dB) measured so far, the all-INT8 miss (0, drop) first; every measurement is appended. Phases:
 
     1. the fewest k predicted within the budget is verified; a miss corrects the prediction by the
@@ -387,8 +376,8 @@ def _verified_fewest(ranked: list[list[str]], predicted_drop: Callable[[int], fl
        power interpolated linearly against the predicted one between the two measurements, so the
        prediction's shape is kept and only its scale corrected) alternating with bisections (which
        halve the gap whatever the secant does). It stops early when no unit is left between them
-       or the secant says none fewer passes, or when the gap costs at most `REFINE_MIN_GAIN` of
-       keeping every unit (a real run to save a node or two of hundreds is not worth its time).
+       or the secant says none fewer passes, or when the gap is at most `REFINE_MIN_GAIN` of all
+       nodes (a real run to save a node or two of hundreds is not worth its time).
        The fewest k that passed is kept.
 
     If even keeping every layer misses the budget (the unquantized rest of the graph, e.g. FP16,
@@ -397,7 +386,6 @@ def _verified_fewest(ranked: list[list[str]], predicted_drop: Callable[[int], fl
     def nodes(k: int) -> list[str]:
         return [node for layer in ranked[:k] for node in layer]
 
-    cost = cost or (lambda k: len(nodes(k)))
     evaluations: dict[int, Evaluation] = {}
     drops = {0: tried[0][1]}  # units kept -> measured drop
 
@@ -423,9 +411,9 @@ def _verified_fewest(ranked: list[list[str]], predicted_drop: Callable[[int], fl
         moved = open_gap(low, high)
         evaluations[moved], drops[moved] = evaluations.pop(high), drops.pop(high)
         high = moved
-    smallest_gain = REFINE_MIN_GAIN * cost(len(ranked))
+    smallest_gain = max(1, round(REFINE_MIN_GAIN * len(nodes(len(ranked)))))
     for step in range(refinements):
-        if cost(high) - cost(low) <= smallest_gain:  # what is left to win is not worth a real run
+        if len(nodes(high)) - len(nodes(low)) <= smallest_gain:  # what is left to win is not worth a real run
             break
         k = _secant(low, drops[low], high, drops[high], budget_db, predicted_drop) if step % 2 == 0 else None
         if k is None:

@@ -486,26 +486,6 @@ def test_best_first_ranking_finds_the_worst_layers_in_logarithmic_probes(named: 
     assert sorted(i for unit in ranked for i in unit.group.layers) == list(range(count))
 
 
-def test_of_two_equally_useful_layers_the_cheaper_is_kept_first():
-    """Layers 2 and 5 remove the same error; keeping 2 in float costs 10x more run time (a big
-    convolution against an element-wise op), so 5 comes first and 2 after it, ahead of the rest.
-    Without costs (each layer counts as one) the order is by error alone."""
-    from calibration.layer_groups import layer_tree, rank_best_first
-
-    layers = [[f"/net/block.{i // 4}/op.{i % 4}/Conv"] for i in range(8)]
-    errors = np.full(8, 0.01)
-    errors[[2, 5]] = 1.0
-    costs = np.ones(8)
-    costs[2] = 10.0
-    error_of, _ = _additive_probe(errors)
-    ranked = rank_best_first(layer_tree(layers), error_of, 100,
-                             cost_of=lambda indices: float(costs[list(indices)].sum()))
-    assert [unit.group.layers for unit in ranked[:2]] == [(5,), (2,)]
-    assert [unit.cost for unit in ranked[:2]] == [1.0, 10.0]
-    by_error = rank_best_first(layer_tree(layers), error_of, 100)
-    assert [unit.group.layers for unit in by_error[:2]] == [(2,), (5,)]
-
-
 def test_the_search_opens_the_block_between_its_last_miss_and_its_first_pass():
     """Two single layers, then a block of 10 nodes left unopened by the ranking; 6 nodes must be kept.
     Keeping the 2 singles misses, the whole block passes (12 nodes); opening the block in the gap
@@ -530,31 +510,6 @@ def test_the_search_opens_the_block_between_its_last_miss_and_its_first_pass():
     assert tried[:3] == [(0, 0.2), (2, 0.2), (12, 0.04)]  # nodes kept, as measured before opening
     assert kept == ["a", "b", "block/0", "block/1", "block/2", "block/3"]
     assert evaluation.drop_db == 0.04
-
-
-def test_float_cost_is_macs_for_convolutions_and_a_boundary_for_element_wise_ops():
-    """A 3x3 convolution (3 -> 4 channels, 108 MACs per pixel), an Add and a LeakyRelu on its
-    4-channel output (per pixel: 4 elements at the measured boundary cost of each op), and a
-    stride-2 convolution (a quarter of the pixels)."""
-    from calibration.float_cost import BOUNDARY_MACS, float_costs
-
-    rng = np.random.default_rng(0)
-    inits = [numpy_helper.from_array(rng.normal(size=(4, 3, 3, 3)).astype(np.float32), "w"),
-             numpy_helper.from_array(rng.normal(size=(4, 4, 3, 3)).astype(np.float32), "w2"),
-             numpy_helper.from_array(np.ones((1, 4, 1, 1), np.float32), "one")]
-    nodes = [onnx.helper.make_node("Conv", ["input", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
-             onnx.helper.make_node("Add", ["c", "one"], ["a"], name="add"),
-             onnx.helper.make_node("LeakyRelu", ["a"], ["l"], name="relu", alpha=0.1),
-             onnx.helper.make_node("Conv", ["l", "w2"], ["output"], name="down", pads=[1, 1, 1, 1],
-                                   strides=[2, 2])]
-    image = onnx.helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, [1, 3, "h", "w"])
-    graph = onnx.helper.make_graph(
-        nodes, "costs", [image], [onnx.helper.make_tensor_value_info("output", onnx.TensorProto.FLOAT, None)],
-        inits)
-    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
-    costs = float_costs(model, [["conv"], ["add"], ["relu"], ["down"], ["add", "relu"]])
-    assert costs == pytest.approx([108, 4 * BOUNDARY_MACS["Add"], 4 * BOUNDARY_MACS["LeakyRelu"], 144 / 4,
-                                   4 * (BOUNDARY_MACS["Add"] + BOUNDARY_MACS["LeakyRelu"])])
 
 
 def _planted_chain(path: Path, planted: str) -> tuple[Path, int]:
