@@ -370,8 +370,9 @@ def _verified_fewest(ranked: list[list[str]], predicted_drop: Callable[[int], fl
        factor it was off (in error power) and verifies the new fewest k, at least a quarter more
        units, until one passes. The correction overshoots when the prediction's error is not
        one constant factor (denoise demo: 15, 42 then 101 layers, for 0.011 dB of 0.05);
-    2. `open_gap(low, high)` may refine the units between the largest k that missed and the fewest
-       that passed in place (open the blocks among them) and return where the pass moved to;
+    2. if a refinement is worth its time (below), `open_gap(low, high)` may refine the units
+       between the largest k that missed and the fewest that passed in place (open the blocks
+       among them) and return where the pass moved to;
     3. at most `refinements` more real evaluations narrow that gap: secant steps (the real error
        power interpolated linearly against the predicted one between the two measurements, so the
        prediction's shape is kept and only its scale corrected) alternating with bisections (which
@@ -407,13 +408,17 @@ def _verified_fewest(ranked: list[list[str]], predicted_drop: Callable[[int], fl
         low = min(len(ranked), high + max(1, high // 4))
 
     low = max(k for k, drop in drops.items() if k < high and drop > budget_db)
-    if open_gap is not None:
+    smallest_gain = max(1, round(REFINE_MIN_GAIN * len(nodes(len(ranked)))))
+
+    def worth_a_real_run() -> bool:  # saving a node or two of hundreds is not
+        return len(nodes(high)) - len(nodes(low)) > smallest_gain
+
+    if open_gap is not None and refinements and worth_a_real_run():
         moved = open_gap(low, high)
         evaluations[moved], drops[moved] = evaluations.pop(high), drops.pop(high)
         high = moved
-    smallest_gain = max(1, round(REFINE_MIN_GAIN * len(nodes(len(ranked)))))
     for step in range(refinements):
-        if len(nodes(high)) - len(nodes(low)) <= smallest_gain:  # what is left to win is not worth a real run
+        if not worth_a_real_run():
             break
         k = _secant(low, drops[low], high, drops[high], budget_db, predicted_drop) if step % 2 == 0 else None
         if k is None:

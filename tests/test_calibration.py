@@ -365,7 +365,12 @@ def test_no_refinement_when_the_gap_is_a_sliver_of_a_big_model():
     ranked = [[f"layer{i}"] for i in range(880)]
     true_drop = _measured(lambda k: 0.2 if k < 1 else 0.002)
     tried = [(0, 0.2)]
-    kept, evaluation = _verified_fewest(ranked, lambda k: 0.2 if k < 2 else 0.002, 0.05, true_drop, tried)
+
+    def open_gap(low: int, high: int) -> int:
+        raise AssertionError("no block is opened for a refinement that will not run")
+
+    kept, evaluation = _verified_fewest(ranked, lambda k: 0.2 if k < 2 else 0.002, 0.05, true_drop, tried,
+                                        open_gap=open_gap)
     assert tried == [(0, 0.2), (2, 0.002)]
     assert kept == ["layer0", "layer1"]
     assert evaluation.drop_db == 0.002
