@@ -19,8 +19,9 @@ and nearly as exact as FP32. The search:
    of step 1, predicts the drop; a bisection over k on that prediction costs log2(units) runs;
 4. verify the prediction for real: quantize with those layers excluded (cached ranges) and
    measure the drop as in step 1. If it misses the budget, the miss corrects the prediction
-   and a larger k is verified, until one passes; a few more real evaluations then narrow the
-   gap between the last miss and that pass (secant, bisection). The result is always a
+   and a larger k is verified, until one passes; the blocks between the last miss and that pass
+   are then opened (probed part by part), and a few more real evaluations narrow the gap
+   (secant, bisection), so a block can be kept in part. The result is always a
    measured one, and the model written is the verified candidate itself (not quantized again).
 
 If the search ends with every layer kept, the model has no INT8 layer left: the report says so
