@@ -150,11 +150,11 @@ def main(tasks: str, arch: str | None, res: str, targets: str, modes: str, budge
     chosen_targets, chosen_modes = _choices(targets, TARGETS, "--targets"), _choices(modes, MODES, "--modes")
     folder.mkdir(parents=True, exist_ok=True)
     resolutions = parse_resolutions(res)
-    rows = [row for task in tasks.split(",")
-            for row in task_rows(task, resolutions, budget_db, folder, arch=arch, modes=chosen_modes,
-                                 targets=chosen_targets)]
-    table = to_markdown(rows, budget_db)
-    publish_rows(table, rows, md_path, json_path)
+    rows: list[dict] = []
+    for task in tasks.split(","):  # published after each task: a run stopped later keeps what it made
+        rows += task_rows(task, resolutions, budget_db, folder, arch=arch, modes=chosen_modes,
+                          targets=chosen_targets)
+        publish_rows(to_markdown(rows, budget_db), rows, md_path, json_path)
 
 
 def _choices(text: str, allowed: tuple[str, ...], option: str) -> tuple[str, ...]:

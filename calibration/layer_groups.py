@@ -115,19 +115,21 @@ def rank_best_first(tree: Group, error_of: Callable[[Sequence[int]], float], bud
     hurts more than every unit left, group or not, so the ranking's head is the exact per-layer
     ranking. When the next group would overrun `budget` probes, the units left follow in order
     of error per layer, each kept or quantized as a whole."""
-    ranked: list[RankedUnit] = []
-    queue: list[tuple[float, int, RankedUnit]] = []  # (-error, tie-breaker, unit): a max-heap
-
-    def probe_parts(group: Group) -> None:
-        for part in group.parts:
-            unit = RankedUnit(part, error_of(part.layers))
-            on_probe()
-            heapq.heappush(queue, (-unit.error, min(part.layers), unit))
-
     if not tree.parts:  # a single layer
         return [RankedUnit(tree, error_of(tree.layers))]
-    probes = len(tree.parts)
-    probe_parts(tree)
+    first = _probed_parts(tree, error_of, on_probe)
+    return open_best_first(first, error_of, budget - len(first), on_probe)
+
+
+def open_best_first(units: Sequence[RankedUnit], error_of: Callable[[Sequence[int]], float], budget: int,
+                    on_probe: Callable[[], None] = lambda: None) -> list[RankedUnit]:
+    """`units` with their groups opened, the largest error first, while `budget` probes last, in
+    ranking order (`rank_best_first`); the search also opens the units between its last miss and
+    its first pass this way."""
+    placed: list[RankedUnit] = []
+    queue = [(-unit.error, min(unit.group.layers), unit) for unit in units]  # a max-heap of errors
+    heapq.heapify(queue)
+    probes = 0
     while queue:
         unit = queue[0][2]
         if unit.group.parts and probes + len(unit.group.parts) > budget:
@@ -135,8 +137,19 @@ def rank_best_first(tree: Group, error_of: Callable[[Sequence[int]], float], bud
         heapq.heappop(queue)
         if unit.group.parts:
             probes += len(unit.group.parts)
-            probe_parts(unit.group)
+            for part in _probed_parts(unit.group, error_of, on_probe):
+                heapq.heappush(queue, (-part.error, min(part.group.layers), part))
         else:
-            ranked.append(unit)
-    rest = [unit for _, _, unit in queue]
-    return ranked + sorted(rest, key=lambda unit: unit.error / len(unit.group.layers), reverse=True)
+            placed.append(unit)
+    rest = sorted((unit for _, _, unit in queue), key=lambda unit: unit.error / len(unit.group.layers),
+                  reverse=True)
+    return placed + rest
+
+
+def _probed_parts(group: Group, error_of: Callable[[Sequence[int]], float],
+                  on_probe: Callable[[], None]) -> list[RankedUnit]:
+    units = []
+    for part in group.parts:
+        units.append(RankedUnit(part, error_of(part.layers)))
+        on_probe()
+    return units

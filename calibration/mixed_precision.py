@@ -19,8 +19,9 @@ and nearly as exact as FP32. The search:
    of step 1, predicts the drop; a bisection over k on that prediction costs log2(units) runs;
 4. verify the prediction for real: quantize with those layers excluded (cached ranges) and
    measure the drop as in step 1. If it misses the budget, the miss corrects the prediction
-   and a larger k is verified, until one passes; a few more real evaluations then narrow the
-   gap between the last miss and that pass (secant, bisection). The result is always a
+   and a larger k is verified, until one passes; the blocks between the last miss and that pass
+   are then opened (probed part by part), and a few more real evaluations narrow the gap
+   (secant, bisection), so a block can be kept in part. The result is always a
    measured one, and the model written is the verified candidate itself (not quantized again).
 
 If the search ends with every layer kept, the model has no INT8 layer left: the report says so
@@ -49,7 +50,7 @@ from mirnet_deploy.atomic import atomic_write_bytes
 from mirnet_ref.metrics import psnr
 
 from .dataset import CalibrationSet
-from .layer_groups import RankedUnit, layer_tree, probe_budget, rank_best_first
+from .layer_groups import RankedUnit, layer_tree, open_best_first, probe_budget, rank_best_first
 from .ort_cpu import cpu_session
 from .quantize import (
     DEFAULT_CACHE_DIR,
@@ -236,20 +237,23 @@ def search_mixed_precision(onnx_path: str | os.PathLike, output_path: str | os.P
                 probe = _LayerProbe(quantized, prepared, layers, ranking)
             cost_cap = int(RANKING_COST_IN_EVALUATIONS * evaluator.pixels / ranking.pixels)
             with stopwatch("ranking"):
-                units = probe.rank(cost_cap, progress)
-            layer_count, probes = len(layers), probe.probes
-            ranked = [probe.nodes(unit) for unit in units]
-            sensitivity = [(nodes, _psnr_of_mse(unit.error))
-                           for nodes, unit in zip(ranked, units, strict=True)]
+                probe.rank(cost_cap, progress)
             with stopwatch("prediction"):
-                predictor = probe.drop_predictor(units, full.drop_db)
+                predictor = probe.drop_predictor(full.drop_db)
 
             def predicted_drop(k: int) -> float:
                 with stopwatch("prediction"):
                     return predictor(k)
 
-            kept, final = _verified_fewest(ranked, predicted_drop, budget_db * SEARCH_MARGIN, evaluate, tried)
-            tried[:] = [(_nodes_in(ranked, k), drop) if k >= 0 else (k, drop) for k, drop in tried]
+            def open_gap(low: int, high: int) -> int:
+                with stopwatch("ranking"):
+                    return probe.open(low, high)
+
+            kept, final = _verified_fewest(probe.ranked, predicted_drop, budget_db * SEARCH_MARGIN, evaluate,
+                                           tried, open_gap=open_gap)
+            layer_count, probes = len(layers), probe.probes
+            sensitivity = [(nodes, _psnr_of_mse(unit.error))
+                           for nodes, unit in zip(probe.ranked, probe.units, strict=True)]
         chosen = candidates[len(kept)]
         atomic_write_bytes(output_path, Path(chosen.output).read_bytes())
     calib.close()
@@ -264,11 +268,6 @@ def _all_kept_warning(final: Evaluation, budget_db: float) -> str:
             f"{final.drop_db:.3f} dB, aiming at {budget_db * SEARCH_MARGIN:.3f} dB), so this model runs as "
             "the float model under an INT8 name. Allow more loss (--budget-db), or deploy the FP16/FP32 "
             "model instead.")
-
-
-def _nodes_in(ranked: Sequence[Sequence[str]], count: int) -> int:
-    """Nodes in the first `count` ranked units."""
-    return sum(len(unit) for unit in ranked[:count])
 
 
 def _psnr_of_mse(mse: float) -> float:
@@ -295,38 +294,50 @@ def _elementwise(quantized: onnx.ModelProto, op_types: Sequence[str]) -> list[li
 
 class _LayerProbe:
     """The output of the INT8 graph on the ranking crops, with any set of layers quantized:
-    one session over the switchable graph, one forward pass per question."""
+    one session over the switchable graph, one forward pass per question. It holds the ranking
+    (`units`, and `ranked`: their node lists), which `open` refines in place."""
 
     def __init__(self, quantized: onnx.ModelProto, prepared: onnx.ModelProto, layers: list[list[str]],
                  evaluator: _Evaluator) -> None:
         self.layers, self.evaluator = layers, evaluator
         self.session = evaluator.session(switchable_quantization(quantized, prepared, layers))
         self.probes = 0  # forward passes spent on the ranking
+        self.budget = 0  # the ranking's probe budget; opening blocks later may spend as much again
+        self.units: list[RankedUnit] = []
+        self.ranked: list[list[str]] = []
 
     def outputs(self, quantized: Sequence[int] | None) -> list[np.ndarray]:
         return self.evaluator.outputs(self.session, {SWITCHES: switches(len(self.layers), quantized)})
 
     def error(self, quantized: Sequence[int]) -> float:
         """Mean squared output error against FP32 with only the layers at `quantized` in INT8."""
+        self.probes += 1
         return self.evaluator.mse_vs_fp32(self.outputs(quantized))
 
-    def nodes(self, unit: RankedUnit) -> list[str]:
-        return [node for index in unit.group.layers for node in self.layers[index]]
-
-    def rank(self, cost_cap: int, progress: bool) -> list[RankedUnit]:
+    def rank(self, cost_cap: int, progress: bool) -> None:
         """Units (layers, then unopened blocks), most damaging per layer first (`rank_best_first`),
         in at most `probe_budget` probes."""
         tree = layer_tree(self.layers)
-        budget = probe_budget(tree, cost_cap)
-        with tqdm(total=budget, desc="layer sensitivity", unit="probe", disable=not progress) as bar:
-            def probed() -> None:
-                self.probes += 1
-                bar.update()
+        self.budget = probe_budget(tree, cost_cap)
+        with tqdm(total=self.budget, desc="layer sensitivity", unit="probe", disable=not progress) as bar:
+            self._set(rank_best_first(tree, self.error, self.budget, bar.update))
 
-            return rank_best_first(tree, self.error, budget, probed)
+    def open(self, low: int, high: int) -> int:
+        """Open the blocks among `units[low:high]` (between a verified miss and a verified pass) in
+        at most the ranking's probe budget, so the search can keep part of a block; returns where
+        `high` moved."""
+        opened = open_best_first(self.units[low:high], self.error, self.budget)
+        self._set(self.units[:low] + opened + self.units[high:])
+        return low + len(opened)
 
-    def drop_predictor(self, ranked: list[RankedUnit], full_drop_db: float) -> Callable[[int], float]:
-        """k -> the task PSNR drop predicted with the `ranked[:k]` units kept in float.
+    def _set(self, units: list[RankedUnit]) -> None:
+        self.units[:] = units
+        self.ranked[:] = [[node for index in unit.group.layers for node in self.layers[index]]
+                          for unit in units]
+
+    def drop_predictor(self, full_drop_db: float) -> Callable[[int], float]:
+        """k -> the task PSNR drop predicted with the first k `units` (as they are when asked) kept
+        in float.
 
         The error left with those units in float, as a fraction of the all-INT8 error (both
         measured here), scales the all-INT8 drop measured on the evaluation pairs: an error
@@ -336,35 +347,40 @@ class _LayerProbe:
         full_noise = 10 ** (full_drop_db / 10) - 1  # the all-INT8 error power / FP32's task error power
 
         @functools.cache
+        def remaining_error(quantized: tuple[int, ...]) -> float:
+            return self.evaluator.mse_vs_fp32(self.outputs(quantized)) / everything
+
         def predicted_drop(k: int) -> float:
-            remaining = self.error([index for unit in ranked[k:] for index in unit.group.layers]) / everything
-            return 10 * np.log10(1 + remaining * full_noise)
+            quantized = tuple(sorted(index for unit in self.units[k:] for index in unit.group.layers))
+            return 10 * np.log10(1 + remaining_error(quantized) * full_noise)
 
         return predicted_drop
 
 
 def _verified_fewest(ranked: list[list[str]], predicted_drop: Callable[[int], float], budget_db: float,
                      evaluate: Callable[[Sequence[str]], tuple[QuantizeReport, Evaluation]],
-                     tried: list[tuple[int, float]],
-                     refinements: int = REFINEMENTS) -> tuple[list[str], Evaluation]:
-    """The nodes of the fewest most-sensitive layers that meet the budget, by real quantizations
+                     tried: list[tuple[int, float]], refinements: int = REFINEMENTS, *,
+                     open_gap: Callable[[int, int], int] | None = None) -> tuple[list[str], Evaluation]:
+    """The nodes of the fewest most-sensitive units that meet the budget, by real quantizations
     and evaluations (`evaluate`), steered by the cheap `predicted_drop`.
 
-    `tried` holds the (layers kept, drop dB) measured so far, the all-INT8 miss (0, drop) first;
-    every measurement is appended. Two phases:
+    `ranked`: units (node lists) in the order they are kept. `tried` holds the (nodes kept, drop
+    dB) measured so far, the all-INT8 miss (0, drop) first; every measurement is appended. Phases:
 
     1. the fewest k predicted within the budget is verified; a miss corrects the prediction by the
        factor it was off (in error power) and verifies the new fewest k, at least a quarter more
-       layers, until one passes. The correction overshoots when the prediction's error is not
+       units, until one passes. The correction overshoots when the prediction's error is not
        one constant factor (denoise demo: 15, 42 then 101 layers, for 0.011 dB of 0.05);
-    2. so at most `refinements` more real evaluations narrow the gap between the largest k that
-       missed and the fewest that passed: secant steps (the real error power interpolated
-       linearly against the predicted one between the two measurements, so the prediction's
-       shape is kept and only its scale corrected) alternating with bisections (which halve the
-       gap whatever the secant does). It stops early when no layer count is left between them
+    2. if a refinement is worth its time (below), `open_gap(low, high)` may refine the units
+       between the largest k that missed and the fewest that passed in place (open the blocks
+       among them) and return where the pass moved to;
+    3. at most `refinements` more real evaluations narrow that gap: secant steps (the real error
+       power interpolated linearly against the predicted one between the two measurements, so the
+       prediction's shape is kept and only its scale corrected) alternating with bisections (which
+       halve the gap whatever the secant does). It stops early when no unit is left between them
        or the secant says none fewer passes, or when the gap is at most `REFINE_MIN_GAIN` of all
-       nodes (a real run to save a node or two of hundreds is not worth its time). The fewest k
-       that passed is kept.
+       nodes (a real run to save a node or two of hundreds is not worth its time).
+       The fewest k that passed is kept.
 
     If even keeping every layer misses the budget (the unquantized rest of the graph, e.g. FP16,
     costs more than the budget), all are kept.
@@ -373,13 +389,15 @@ def _verified_fewest(ranked: list[list[str]], predicted_drop: Callable[[int], fl
         return [node for layer in ranked[:k] for node in layer]
 
     evaluations: dict[int, Evaluation] = {}
+    drops = {0: tried[0][1]}  # units kept -> measured drop
 
     def passes(k: int) -> bool:
         evaluations[k] = evaluate(nodes(k))[1]
-        tried.append((k, evaluations[k].drop_db))
-        return evaluations[k].drop_db <= budget_db
+        drops[k] = evaluations[k].drop_db
+        tried.append((len(nodes(k)), drops[k]))
+        return drops[k] <= budget_db
 
-    allowed, low = _power(budget_db), 0  # invariant: keeping fewer than `low` layers misses the budget
+    allowed, low = _power(budget_db), 0  # invariant: keeping fewer than `low` units misses the budget
     while True:
         high = _fewest(lambda k, allowed=allowed: _power(predicted_drop(k)) <= allowed, low, len(ranked))
         if passes(high):
@@ -390,22 +408,28 @@ def _verified_fewest(ranked: list[list[str]], predicted_drop: Callable[[int], fl
         allowed *= _power(predicted_drop(high)) / _power(evaluations[high].drop_db)
         low = min(len(ranked), high + max(1, high // 4))
 
-    drops = dict(tried)
-    low = max(k for k, drop in tried if k < high and drop > budget_db)
-    smallest_gain = max(1, round(REFINE_MIN_GAIN * sum(len(layer) for layer in ranked)))
+    low = max(k for k, drop in drops.items() if k < high and drop > budget_db)
+    smallest_gain = max(1, round(REFINE_MIN_GAIN * len(nodes(len(ranked)))))
+
+    def worth_a_real_run() -> bool:  # saving a node or two of hundreds is not
+        return len(nodes(high)) - len(nodes(low)) > smallest_gain
+
+    if open_gap is not None and refinements and worth_a_real_run():
+        moved = open_gap(low, high)
+        evaluations[moved], drops[moved] = evaluations.pop(high), drops.pop(high)
+        high = moved
     for step in range(refinements):
-        if len(nodes(high)) - len(nodes(low)) <= smallest_gain:  # what is left to win is not worth a real run
+        if not worth_a_real_run():
             break
         k = _secant(low, drops[low], high, drops[high], budget_db, predicted_drop) if step % 2 == 0 else None
         if k is None:
             k = (low + high) // 2
-        if k in (low, high):  # no layer count left between them, or the secant says none passes
+        if k in (low, high):  # no unit left between them, or the secant says none passes
             break
         if passes(k):
             high = k
         else:
             low = k
-        drops[k] = evaluations[k].drop_db
     return nodes(high), evaluations[high]
 
 

@@ -365,7 +365,12 @@ def test_no_refinement_when_the_gap_is_a_sliver_of_a_big_model():
     ranked = [[f"layer{i}"] for i in range(880)]
     true_drop = _measured(lambda k: 0.2 if k < 1 else 0.002)
     tried = [(0, 0.2)]
-    kept, evaluation = _verified_fewest(ranked, lambda k: 0.2 if k < 2 else 0.002, 0.05, true_drop, tried)
+
+    def open_gap(low: int, high: int) -> int:
+        raise AssertionError("no block is opened for a refinement that will not run")
+
+    kept, evaluation = _verified_fewest(ranked, lambda k: 0.2 if k < 2 else 0.002, 0.05, true_drop, tried,
+                                        open_gap=open_gap)
     assert tried == [(0, 0.2), (2, 0.002)]
     assert kept == ["layer0", "layer1"]
     assert evaluation.drop_db == 0.002
@@ -484,6 +489,32 @@ def test_best_first_ranking_finds_the_worst_layers_in_logarithmic_probes(named: 
     assert head == list(np.argsort(-errors)[: len(head)])  # exact: no layer in a group left hurts more
     assert [unit.group.layers[0] for unit in ranked[: len(head)]] == head
     assert sorted(i for unit in ranked for i in unit.group.layers) == list(range(count))
+
+
+def test_the_search_opens_the_block_between_its_last_miss_and_its_first_pass():
+    """Two single layers, then a block of 10 nodes left unopened by the ranking; 6 nodes must be kept.
+    Keeping the 2 singles misses, the whole block passes (12 nodes); opening the block in the gap
+    lets the refinement land on 6 nodes instead of 12."""
+    ranked = [["a"], ["b"], [f"block/{i}" for i in range(10)]]
+    true_drop = _measured(lambda kept: 0.2 if kept < 6 else 0.04)
+
+    def kept_nodes(k: int) -> int:
+        return sum(len(unit) for unit in ranked[:k])
+
+    def predicted(k: int) -> float:  # an under-estimate of the error left, on the current units
+        return _drop(_power(0.2) * (1 - kept_nodes(k) / 12) ** 8)
+
+    def open_gap(low: int, high: int) -> int:  # the block's nodes as single units
+        singles = [[node] for unit in ranked[low:high] for node in unit]
+        ranked[low:high] = singles
+        return low + len(singles)
+
+    tried = [(0, 0.2)]
+    kept, evaluation = _verified_fewest(ranked, predicted, 0.05, true_drop, tried, refinements=8,
+                                        open_gap=open_gap)
+    assert tried[:3] == [(0, 0.2), (2, 0.2), (12, 0.04)]  # nodes kept, as measured before opening
+    assert kept == ["a", "b", "block/0", "block/1", "block/2", "block/3"]
+    assert evaluation.drop_db == 0.04
 
 
 def _planted_chain(path: Path, planted: str) -> tuple[Path, int]:
