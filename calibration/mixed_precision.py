@@ -33,9 +33,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import hashlib
+import json
 import os
 import tempfile
 import time
+import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -46,7 +49,7 @@ import onnxruntime as ort
 from tqdm import tqdm
 
 from export.onnx_read import load_onnx
-from mirnet_deploy.atomic import atomic_write_bytes
+from mirnet_deploy.atomic import atomic_open, atomic_write_bytes
 from mirnet_ref.metrics import psnr
 
 from .dataset import CalibrationSet
@@ -143,6 +146,7 @@ class _Evaluator:
         self.reference: list[np.ndarray] = []
         self.reference_psnr = 0.0
         self.pixels = sum(x.shape[2] * x.shape[3] for x in self.inputs)  # a forward pass's work
+        self._inputs_key = json.dumps([calibration.sha256, count, crop])
 
     def session(self, model: onnx.ModelProto | str | os.PathLike) -> ort.InferenceSession:
         """A session computing `model` as its target does (tensorrt target: Q/DQ unfused, `ort_cpu`)."""
@@ -156,8 +160,22 @@ class _Evaluator:
         return [np.clip(session.run(None, {name: x, **(feeds or {})})[0][0].transpose(1, 2, 0), 0, 1)
                 for x in self.inputs]
 
-    def set_reference(self, model: onnx.ModelProto) -> None:
-        self.reference = self.outputs(model)
+    def set_reference(self, model: onnx.ModelProto, cache_dir: Path | None = None) -> None:
+        """The FP32 outputs every evaluation is scored against. With `cache_dir` they are kept there,
+        keyed by the graph and the inputs: the `cpu-symmetric` twin's search, run right after the `cpu`
+        target's on the same prepared graph, then reads them instead of computing them again."""
+        path = None
+        if cache_dir is not None:
+            digest = hashlib.sha256(model.graph.SerializeToString())
+            digest.update(self._inputs_key.encode())
+            path = Path(cache_dir) / f"fp32-outputs-{digest.hexdigest()[:16]}.npz"
+        self.reference = _read_outputs(path, len(self.inputs)) if path else None
+        if self.reference is None:
+            self.reference = self.outputs(model)
+            if path:
+                Path(cache_dir).mkdir(parents=True, exist_ok=True)
+                with atomic_open(path) as file:
+                    np.savez(file, *self.reference)
         self.reference_psnr = self._task_psnr(self.reference)
 
     def _task_psnr(self, outputs: Sequence[np.ndarray]) -> float:
@@ -175,6 +193,16 @@ class _Evaluator:
         outputs = self.outputs(model)
         task = self._task_psnr(outputs)
         return Evaluation(task, self.reference_psnr - task, self.psnr_vs_fp32(outputs))
+
+
+def _read_outputs(path: Path, count: int) -> list[np.ndarray] | None:
+    """Cached outputs, or None when there are none or the file is unreadable (then they are recomputed)."""
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            outputs = [stored[f"arr_{i}"] for i in range(count)]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+    return outputs
 
 
 def _center_crop(pair: tuple[np.ndarray, np.ndarray], size: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -204,7 +232,7 @@ def search_mixed_precision(onnx_path: str | os.PathLike, output_path: str | os.P
     op_types = tuple(op_types or DEFAULT_OP_TYPES[target])
     prepared, _ = prepare(load_onnx(onnx_path), target, subpixel=subpixel)
     with stopwatch("fp32 reference"):
-        evaluator.set_reference(prepared)
+        evaluator.set_reference(prepared, Path(cache_dir))
 
     with tempfile.TemporaryDirectory(prefix="mirnet-mixed.") as scratch:
         candidates: dict[int, QuantizeReport] = {}  # by the number of nodes kept (one per k)

@@ -403,6 +403,36 @@ def test_search_takes_the_twin_targets_layers_when_they_meet_the_budget(
     assert abs(report.final.drop_db) < 1e-4
 
 
+def test_fp32_reference_outputs_are_cached_for_the_twin_search(fp32_model: Path, calibration_set: Path,
+                                                                 tmp_path: Path):
+    """The cpu and cpu-symmetric searches prepare the same FP32 graph: the second reads the first's
+    reference outputs from the cache (equal arrays); a damaged cache file is recomputed, not trusted."""
+    from calibration.dataset import CalibrationSet
+    from calibration.mixed_precision import _Evaluator
+    from calibration.quantize import prepare
+    from export.onnx_read import load_onnx
+
+    graphs = {target: prepare(load_onnx(fp32_model), target, subpixel=True)[0]
+              for target in ("cpu", "cpu-symmetric")}
+    calib = CalibrationSet(calibration_set)
+    first, second = _Evaluator(calib, 2, 1), _Evaluator(calib, 2, 1)
+    first.set_reference(graphs["cpu"], tmp_path)
+    [cached] = list(tmp_path.glob("fp32-outputs-*.npz"))
+    stamp = cached.stat().st_mtime_ns
+    second.set_reference(graphs["cpu-symmetric"], tmp_path)
+    assert cached.stat().st_mtime_ns == stamp  # read, not rewritten
+    for ours, theirs in zip(first.reference, second.reference, strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+    assert second.reference_psnr == first.reference_psnr
+
+    cached.write_bytes(b"not an npz")
+    damaged = _Evaluator(calib, 2, 1)
+    damaged.set_reference(graphs["cpu"], tmp_path)
+    for ours, theirs in zip(first.reference, damaged.reference, strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+    calib.close()
+
+
 @pytest.mark.slow
 def test_search_meets_a_tight_budget(fp32_model: Path, calibration_set: Path, tmp_path: Path):
     report = search_mixed_precision(fp32_model, tmp_path / "mp.onnx", target="cpu",
