@@ -11,7 +11,8 @@ the same export. The columns, each measured by the toolkit's own stages:
 
     size      parameters and learned-conv MACs per pixel (`mirnet info`)
     export    max |error| of the FP32 ONNX against PyTorch on ONNX Runtime at odd sizes and batch 2
-    fp16      emulated FP16 PSNR vs FP32 (`mirnet audit-fp16`) at --fp16-res
+    fp16      emulated FP16 PSNR vs FP32 at --fp16-res: the shipped FP16 ONNX with FP16 storage emulated
+              on ONNX Runtime (`mirnet audit-fp16 --method graph`), against the FP32 ONNX
     int8      task PSNR drop vs FP32 of INT8 Q/DQ for both targets (bench.int8_report), every layer
               INT8, at --int8-res, calibrated on `mirnet-bench`'s small set (4 crops of 128x128)
     int8-budget  the same within the PSNR budget --budget-db (the mixed-precision search)
@@ -122,11 +123,14 @@ class Measurer:
         return {"max_abs_error": report.max_abs_error, "shapes": [list(s) for s in ODD_SHAPES]}
 
     def fp16(self, resolution: str) -> dict[str, Any]:
-        from export.fp16_audit import audit_at_resolutions
+        """The shipped FP16 ONNX emulated on ONNX Runtime (`export.fp16_emulation`) against the FP32 ONNX."""
+        from export.fp16_emulation import audit_graph_at_resolutions
 
-        network, _ = self.network()
-        (report,) = audit_at_resolutions(network, [parse_resolution(resolution)], task=self.row.task).values()
-        return {"psnr_db": report.psnr_db, "overflows": report.overflows, "resolution": resolution}
+        (report,) = audit_graph_at_resolutions(self.fp32_onnx(), self.artifacts.onnx_variant("fp16"),
+                                               [parse_resolution(resolution)], task=self.row.task).values()
+        return {"method": report.method, "psnr_db": report.psnr_db, "psnr_per_image": report.psnr_per_image,
+                "output_nonfinite": report.nonfinite_outputs, "max_abs_error": report.max_abs_error,
+                "resolution": resolution}
 
     def int8(self, resolution: str, mode: str, budget_db: float) -> dict[str, Any]:
         """Both targets' drops (`mode` plain: every layer INT8; budget: the search within `budget_db`)."""
@@ -160,6 +164,7 @@ def measure(row: Row, column: str, settings: dict[str, Any], measurer: Measurer)
     cell (what failed and why), so the other columns still run."""
     click.echo(f"{row.key}: {column} ...", err=True)
     before = os.getloadavg()[0]
+    cpu_before = _cpu_seconds()
     try:
         if column == "size":
             cell = measurer.size()
@@ -174,7 +179,14 @@ def measure(row: Row, column: str, settings: dict[str, Any], measurer: Measurer)
             cell = measurer.latency(settings["latency_res"], settings["latency_iters"])
     except Exception as error:  # any stage's failure: ONNX Runtime and subprocess raise their own types
         cell = {"error": f"{type(error).__name__}: {error}"}
-    return {**cell, "load_1min": [round(before, 1), round(os.getloadavg()[0], 1)]}
+    return {**cell, "load_1min": [round(before, 1), round(os.getloadavg()[0], 1)],
+            "cpu_seconds": round(_cpu_seconds() - cpu_before, 1)}
+
+
+def _cpu_seconds() -> float:
+    """User and system CPU time of this process and its finished children (all their threads)."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
 
 
 def _cell(cells: dict[str, Any], column: str) -> str:
@@ -190,7 +202,9 @@ def _cell(cells: dict[str, Any], column: str) -> str:
     if column == "export":
         return f"{cell['max_abs_error']:.1e}"
     if column == "fp16":
-        return f"{cell['psnr_db']:.1f} dB @{cell['resolution']}"
+        nonfinite = sum(cell.get("output_nonfinite", {}).values())
+        overflow = f" ({nonfinite:,} inf/NaN in the output)" if nonfinite else ""
+        return f"{cell['psnr_db']:.1f} dB{overflow} @{cell['resolution']}"
     if column in ("int8", "int8-budget"):
         drops = cell["drop_db"]
         return f"{drops['tensorrt']:.3f} / {drops['cpu']:.3f} @{cell['resolution']}"

@@ -176,6 +176,7 @@ class AuditReport:
             fields = {key: json_float(v) if isinstance(v, float) else v for key, v in asdict(row).items()}
             layers.append({**fields, "ratio": json_float(row.ratio), "flagged": row.flagged})
         return {
+            "method": "pytorch",
             "resolution": self.resolution,
             "images": self.images,
             "psnr_db": json_float(self.psnr_db),
