@@ -31,6 +31,13 @@ def test_cells_show_their_numbers_their_setting_and_why_they_are_missing():
     assert _line(to_markdown(official_rows(), table), "mprnet:deblur")[4:] == ["not measured"] * 5
 
 
+def test_fp16_cell_shows_inf_and_nan_in_the_output():
+    table = {"mirnet:full": {"fp16": {"method": "graph", "psnr_db": float("nan"), "resolution": "1920x1080",
+                                      "output_nonfinite": {"output": 12345}}}}
+    assert _line(to_markdown(official_rows(), table), "mirnet:full")[5] == (
+        "nan dB (12,345 inf/NaN in the output) @1920x1080")
+
+
 def test_latency_cell_shows_the_median_and_the_best_run():
     table = {"mirnet:full": {"latency": {"p50_ms": {"fp32": 31080.4, "int8": 31744.0},
                                          "min_ms": {"fp32": 30807.0, "int8": 19340.2},
@@ -52,6 +59,7 @@ def test_failures_become_the_cell():
     cell = measure(Row("mprnet", ("derain",), "derain"), "export", {}, Failing())
     assert cell["error"] == "RuntimeError: ONNX Runtime refused the graph"
     assert len(cell["load_1min"]) == 2
+    assert cell["cpu_seconds"] >= 0
 
 
 def test_not_measured_stores_the_reason_for_the_chosen_cells_only(tmp_path):
