@@ -122,12 +122,16 @@ class Measurer:
         report.raise_if_failed()
         return {"max_abs_error": report.max_abs_error, "shapes": [list(s) for s in ODD_SHAPES]}
 
-    def fp16(self, resolution: str) -> dict[str, Any]:
-        """The shipped FP16 ONNX emulated on ONNX Runtime (`export.fp16_emulation`) against the FP32 ONNX."""
+    def fp16(self, resolution: str, images: int) -> dict[str, Any]:
+        """The shipped FP16 ONNX emulated on ONNX Runtime (`export.fp16_emulation`) against the FP32 ONNX,
+        on the first `images` held-out photographs."""
         from export.fp16_emulation import audit_graph_at_resolutions
+        from mirnet_ref.datasets import builtin_images
 
+        photos = [photo for _, photo in builtin_images("heldout")[:images]]
         (report,) = audit_graph_at_resolutions(self.fp32_onnx(), self.artifacts.onnx_variant("fp16"),
-                                               [parse_resolution(resolution)], task=self.row.task).values()
+                                               [parse_resolution(resolution)], photos,
+                                               task=self.row.task).values()
         return {"method": report.method, "psnr_db": report.psnr_db, "psnr_per_image": report.psnr_per_image,
                 "output_nonfinite": report.nonfinite_outputs, "max_abs_error": report.max_abs_error,
                 "resolution": resolution}
@@ -171,7 +175,7 @@ def measure(row: Row, column: str, settings: dict[str, Any], measurer: Measurer)
         elif column == "export":
             cell = measurer.export()
         elif column == "fp16":
-            cell = measurer.fp16(settings["fp16_res"])
+            cell = measurer.fp16(settings["fp16_res"], settings["fp16_images"])
         elif column in ("int8", "int8-budget"):
             cell = measurer.int8(settings["int8_res"], "plain" if column == "int8" else "budget",
                                  settings["budget_db"])
@@ -253,6 +257,8 @@ def _store(json_path: Path, row: str, column: str, cell: dict[str, Any]) -> None
 @click.option("--rows", "row_keys", help="Comma-separated rows (family:preset, e.g. mprnet:derain) [all].")
 @click.option("--columns", default=",".join(COLUMNS), show_default=True)
 @click.option("--fp16-res", default="1080p", show_default=True)
+@click.option("--fp16-images", type=click.IntRange(1, 2), default=2, show_default=True,
+              help="Held-out photographs the fp16 column is judged on (the worst counts).")
 @click.option("--int8-res", default="256", show_default=True)
 @click.option("--budget-db", type=float, default=0.1, show_default=True,
               help="The int8-budget column's PSNR budget (the mixed-precision search; slow).")
@@ -264,7 +270,7 @@ def _store(json_path: Path, row: str, column: str, cell: dict[str, Any]) -> None
               help="The cells by row and column; read first, so runs add up.")
 @click.option("--md", "md_path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--not-measured", "reason", help="Measure nothing: store this reason as the chosen cells.")
-def main(row_keys: str | None, columns: str, fp16_res: str, int8_res: str, budget_db: float,
+def main(row_keys: str | None, columns: str, fp16_res: str, fp16_images: int, int8_res: str, budget_db: float,
          latency_res: str, latency_iters: int, cache_dir: Path, json_path: Path,
          md_path: Path | None, reason: str | None) -> None:
     """Measure the chosen rows and columns, merge them into --json, print the Markdown table."""
@@ -273,7 +279,7 @@ def main(row_keys: str | None, columns: str, fp16_res: str, int8_res: str, budge
     if set(wanted) - {row.key for row in rows}:
         raise click.BadParameter(f"choose from {', '.join(row.key for row in rows)}", param_hint="--rows")
     chosen = [row for row in rows if row.key in wanted]
-    settings = {"fp16_res": format_resolution(parse_resolution(fp16_res)),
+    settings = {"fp16_res": format_resolution(parse_resolution(fp16_res)), "fp16_images": fp16_images,
                 "int8_res": format_resolution(parse_resolution(int8_res)), "budget_db": budget_db,
                 "latency_res": format_resolution(parse_resolution(latency_res)),
                 "latency_iters": latency_iters}
