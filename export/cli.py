@@ -209,8 +209,8 @@ def _print_summary(result: dict[str, Any], verification: VerifyReport) -> None:
 @click.option("--top", type=click.IntRange(min=1), default=10, show_default=True,
               help="Layers listed per resolution, most at risk first.")
 @click.option("--method", type=click.Choice(["pytorch", "graph"]), default="pytorch", show_default=True,
-              help="pytorch: every torch op rounded, with the per-layer table; graph: the FP16 ONNX emulated "
-                   "on ONNX Runtime, PSNR and output inf/NaN only, several times faster.")
+              help="pytorch: every torch op rounded, with the per-layer table; graph: the FP16 ONNX itself "
+                   "emulated on ONNX Runtime, PSNR and output inf/NaN only.")
 @click.option("--json", "as_json", is_flag=True, help="Print the reports as JSON.")
 def audit_fp16_command(task: str, checkpoint: Path | None, arch: str | None, res: str, top: int,
                        method: str, as_json: bool) -> None:
