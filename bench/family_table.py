@@ -208,7 +208,8 @@ def _cell(cells: dict[str, Any], column: str) -> str:
     if column == "fp16":
         nonfinite = sum(cell.get("output_nonfinite", {}).values())
         overflow = f" ({nonfinite:,} inf/NaN in the output)" if nonfinite else ""
-        return f"{cell['psnr_db']:.1f} dB{overflow} @{cell['resolution']}"
+        method = "" if cell.get("method") == "graph" else " (PyTorch method)"  # cells of earlier versions
+        return f"{cell['psnr_db']:.1f} dB{overflow} @{cell['resolution']}{method}"
     if column in ("int8", "int8-budget"):
         drops = cell["drop_db"]
         return f"{drops['tensorrt']:.3f} / {drops['cpu']:.3f} @{cell['resolution']}"
