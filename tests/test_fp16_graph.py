@@ -198,4 +198,3 @@ def test_two_different_writers_of_one_tensor_are_refused():
     other = onnx.helper.make_node("Cast", ["x"], ["h16"], name="cast_x", to=FLOAT16)
     with pytest.raises(UserError, match="two different nodes that both write 'h16'"):
         drop_duplicate_nodes(_cast_graph(first, other))
-
