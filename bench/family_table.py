@@ -11,7 +11,8 @@ the same export. The columns, each measured by the toolkit's own stages:
 
     size      parameters and learned-conv MACs per pixel (`mirnet info`)
     export    max |error| of the FP32 ONNX against PyTorch on ONNX Runtime at odd sizes and batch 2
-    fp16      emulated FP16 PSNR vs FP32 (`mirnet audit-fp16`) at --fp16-res
+    fp16      emulated FP16 PSNR vs FP32 at --fp16-res: the shipped FP16 ONNX with FP16 storage emulated
+              on ONNX Runtime (`mirnet audit-fp16 --method graph`), against the FP32 ONNX
     int8      task PSNR drop vs FP32 of INT8 Q/DQ for both targets (bench.int8_report), every layer
               INT8, at --int8-res, calibrated on `mirnet-bench`'s small set (4 crops of 128x128)
     int8-budget  the same within the PSNR budget --budget-db (the mixed-precision search)
@@ -121,12 +122,19 @@ class Measurer:
         report.raise_if_failed()
         return {"max_abs_error": report.max_abs_error, "shapes": [list(s) for s in ODD_SHAPES]}
 
-    def fp16(self, resolution: str) -> dict[str, Any]:
-        from export.fp16_audit import audit_at_resolutions
+    def fp16(self, resolution: str, images: int) -> dict[str, Any]:
+        """The shipped FP16 ONNX emulated on ONNX Runtime (`export.fp16_emulation`) against the FP32 ONNX,
+        on the first `images` held-out photographs."""
+        from export.fp16_emulation import audit_graph_at_resolutions
+        from mirnet_ref.datasets import builtin_images
 
-        network, _ = self.network()
-        (report,) = audit_at_resolutions(network, [parse_resolution(resolution)], task=self.row.task).values()
-        return {"psnr_db": report.psnr_db, "overflows": report.overflows, "resolution": resolution}
+        photos = [photo for _, photo in builtin_images("heldout")[:images]]
+        (report,) = audit_graph_at_resolutions(self.fp32_onnx(), self.artifacts.onnx_variant("fp16"),
+                                               [parse_resolution(resolution)], photos,
+                                               task=self.row.task).values()
+        return {"method": report.method, "psnr_db": report.psnr_db, "psnr_per_image": report.psnr_per_image,
+                "output_nonfinite": report.nonfinite_outputs, "max_abs_error": report.max_abs_error,
+                "resolution": resolution}
 
     def int8(self, resolution: str, mode: str, budget_db: float) -> dict[str, Any]:
         """Both targets' drops (`mode` plain: every layer INT8; budget: the search within `budget_db`)."""
@@ -160,13 +168,14 @@ def measure(row: Row, column: str, settings: dict[str, Any], measurer: Measurer)
     cell (what failed and why), so the other columns still run."""
     click.echo(f"{row.key}: {column} ...", err=True)
     before = os.getloadavg()[0]
+    cpu_before = _cpu_seconds()
     try:
         if column == "size":
             cell = measurer.size()
         elif column == "export":
             cell = measurer.export()
         elif column == "fp16":
-            cell = measurer.fp16(settings["fp16_res"])
+            cell = measurer.fp16(settings["fp16_res"], settings["fp16_images"])
         elif column in ("int8", "int8-budget"):
             cell = measurer.int8(settings["int8_res"], "plain" if column == "int8" else "budget",
                                  settings["budget_db"])
@@ -174,7 +183,14 @@ def measure(row: Row, column: str, settings: dict[str, Any], measurer: Measurer)
             cell = measurer.latency(settings["latency_res"], settings["latency_iters"])
     except Exception as error:  # any stage's failure: ONNX Runtime and subprocess raise their own types
         cell = {"error": f"{type(error).__name__}: {error}"}
-    return {**cell, "load_1min": [round(before, 1), round(os.getloadavg()[0], 1)]}
+    return {**cell, "load_1min": [round(before, 1), round(os.getloadavg()[0], 1)],
+            "cpu_seconds": round(_cpu_seconds() - cpu_before, 1)}
+
+
+def _cpu_seconds() -> float:
+    """User and system CPU time of this process and its finished children (all their threads)."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
 
 
 def _cell(cells: dict[str, Any], column: str) -> str:
@@ -190,7 +206,10 @@ def _cell(cells: dict[str, Any], column: str) -> str:
     if column == "export":
         return f"{cell['max_abs_error']:.1e}"
     if column == "fp16":
-        return f"{cell['psnr_db']:.1f} dB @{cell['resolution']}"
+        nonfinite = sum(cell.get("output_nonfinite", {}).values())
+        overflow = f" ({nonfinite:,} inf/NaN in the output)" if nonfinite else ""
+        method = "" if cell.get("method") == "graph" else " (PyTorch method)"  # cells of earlier versions
+        return f"{cell['psnr_db']:.1f} dB{overflow} @{cell['resolution']}{method}"
     if column in ("int8", "int8-budget"):
         drops = cell["drop_db"]
         return f"{drops['tensorrt']:.3f} / {drops['cpu']:.3f} @{cell['resolution']}"
@@ -239,6 +258,8 @@ def _store(json_path: Path, row: str, column: str, cell: dict[str, Any]) -> None
 @click.option("--rows", "row_keys", help="Comma-separated rows (family:preset, e.g. mprnet:derain) [all].")
 @click.option("--columns", default=",".join(COLUMNS), show_default=True)
 @click.option("--fp16-res", default="1080p", show_default=True)
+@click.option("--fp16-images", type=click.IntRange(1, 2), default=2, show_default=True,
+              help="Held-out photographs the fp16 column is judged on (the worst counts).")
 @click.option("--int8-res", default="256", show_default=True)
 @click.option("--budget-db", type=float, default=0.1, show_default=True,
               help="The int8-budget column's PSNR budget (the mixed-precision search; slow).")
@@ -250,7 +271,7 @@ def _store(json_path: Path, row: str, column: str, cell: dict[str, Any]) -> None
               help="The cells by row and column; read first, so runs add up.")
 @click.option("--md", "md_path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--not-measured", "reason", help="Measure nothing: store this reason as the chosen cells.")
-def main(row_keys: str | None, columns: str, fp16_res: str, int8_res: str, budget_db: float,
+def main(row_keys: str | None, columns: str, fp16_res: str, fp16_images: int, int8_res: str, budget_db: float,
          latency_res: str, latency_iters: int, cache_dir: Path, json_path: Path,
          md_path: Path | None, reason: str | None) -> None:
     """Measure the chosen rows and columns, merge them into --json, print the Markdown table."""
@@ -259,7 +280,7 @@ def main(row_keys: str | None, columns: str, fp16_res: str, int8_res: str, budge
     if set(wanted) - {row.key for row in rows}:
         raise click.BadParameter(f"choose from {', '.join(row.key for row in rows)}", param_hint="--rows")
     chosen = [row for row in rows if row.key in wanted]
-    settings = {"fp16_res": format_resolution(parse_resolution(fp16_res)),
+    settings = {"fp16_res": format_resolution(parse_resolution(fp16_res)), "fp16_images": fp16_images,
                 "int8_res": format_resolution(parse_resolution(int8_res)), "budget_db": budget_db,
                 "latency_res": format_resolution(parse_resolution(latency_res)),
                 "latency_iters": latency_iters}

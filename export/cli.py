@@ -213,30 +213,50 @@ def _print_summary(result: dict[str, Any], verification: VerifyReport) -> None:
               help="Resolutions: the calibration size and the largest deployment sizes (720p,1080p,4k).")
 @click.option("--top", type=click.IntRange(min=1), default=10, show_default=True,
               help="Layers listed per resolution, most at risk first.")
+@click.option("--method", type=click.Choice(["pytorch", "graph"]), default="pytorch", show_default=True,
+              help="pytorch: every torch op rounded, with the per-layer table; graph: the FP16 ONNX itself "
+                   "emulated on ONNX Runtime, PSNR and output inf/NaN only.")
 @click.option("--json", "as_json", is_flag=True, help="Print the reports as JSON.")
 def audit_fp16_command(task: str, checkpoint: Path | None, arch: str | None, res: str, top: int,
-                       as_json: bool) -> None:
+                       method: str, as_json: bool) -> None:
     """Predict FP16 accuracy by emulation: FP16 storage of weights and every activation.
 
-    ONNX Runtime on CPU cannot say whether an FP16 engine is accurate. This runs the
-    PyTorch model with weights and every intermediate tensor rounded to float16
-    (accumulation in float32, reductions and softmax kept in FP32 as the FP16 ONNX
-    does) on held-out photographs degraded for the task, and reports per layer the
-    largest magnitude vs the FP16 range, overflows, underflows, and the emulated
-    PSNR vs FP32. An estimate, not a TensorRT measurement. 4K needs about 8 GB of RAM.
+    ONNX Runtime on CPU cannot say whether an FP16 engine is accurate. This computes
+    the model in float32 with weights and every intermediate tensor rounded to float16
+    (reductions and softmax kept in FP32 as the FP16 ONNX does) on held-out photographs
+    degraded for the task, and reports the emulated PSNR vs FP32. Method pytorch runs the
+    PyTorch model and adds per layer the largest magnitude vs the FP16 range, overflows
+    and underflows; method graph exports the FP16 ONNX and runs it so emulated on ONNX
+    Runtime (inf/NaN per output instead of per layer). An estimate, not a TensorRT
+    measurement. 4K needs about 8 GB of RAM.
 
     \b
     Examples:
       mirnet audit-fp16 --task denoise --res 720p,1080p
       mirnet audit-fp16 --checkpoint model_denoising.pth --res 256 --json
+      mirnet audit-fp16 --task denoise --res 1080p --method graph
     """
     from mirnet_deploy.resolutions import parse_resolutions
 
-    from .fp16_audit import audit_at_resolutions
     from .network import load_network
 
-    network, _ = load_network(checkpoint or default_weights(task, arch), task, arch)
-    reports = audit_at_resolutions(network, parse_resolutions(res), task=task)
+    network, spec = load_network(checkpoint or default_weights(task, arch), task, arch)
+    resolutions = parse_resolutions(res)
+    if method == "graph":
+        import tempfile
+
+        from .fp16_emulation import audit_graph_at_resolutions
+        from .onnx_export import export_onnx
+        from .precision import convert_to_fp16
+
+        with tempfile.TemporaryDirectory() as folder:
+            fp32 = export_onnx(network, spec, Path(folder) / "model.fp32.onnx")
+            fp16 = convert_to_fp16(fp32, Path(folder) / "model.fp16.onnx")
+            reports: dict[str, Any] = audit_graph_at_resolutions(fp32, fp16, resolutions, task=task)
+    else:
+        from .fp16_audit import audit_at_resolutions
+
+        reports = audit_at_resolutions(network, resolutions, task=task)
     if as_json:
         click.echo(json.dumps({name: report.to_dict() for name, report in reports.items()}, indent=2))
         return

@@ -119,9 +119,14 @@ class LayerStats:
         return self.overflows > 0 or max(self.ratio, self.fp16_sum_ratio) > FLAG_MARGIN
 
 
-def _json_float(value: float) -> float | str:
+def json_float(value: float) -> float | str:
     """JSON has no inf/NaN: such values become the strings 'inf', '-inf', 'nan'."""
     return value if math.isfinite(value) else str(value)
+
+
+def worst_psnr(psnrs: Sequence[float]) -> float:
+    """The worst image's PSNR (NaN if any is): an engine must be good on every input."""
+    return math.nan if any(math.isnan(value) for value in psnrs) else min(psnrs)
 
 
 @dataclass
@@ -140,10 +145,7 @@ class AuditReport:
 
     @property
     def psnr_db(self) -> float:
-        """The worst image's PSNR (NaN if any is): an engine must be good on every input."""
-        if any(math.isnan(value) for value in self.psnr_per_image):
-            return math.nan
-        return min(self.psnr_per_image)
+        return worst_psnr(self.psnr_per_image)
 
     @property
     def overflows(self) -> int:
@@ -171,14 +173,15 @@ class AuditReport:
         """JSON-ready (non-finite floats as strings 'inf'/'nan')."""
         layers = []
         for row in self.layers:
-            fields = {key: _json_float(v) if isinstance(v, float) else v for key, v in asdict(row).items()}
-            layers.append({**fields, "ratio": _json_float(row.ratio), "flagged": row.flagged})
+            fields = {key: json_float(v) if isinstance(v, float) else v for key, v in asdict(row).items()}
+            layers.append({**fields, "ratio": json_float(row.ratio), "flagged": row.flagged})
         return {
+            "method": "pytorch",
             "resolution": self.resolution,
             "images": self.images,
-            "psnr_db": _json_float(self.psnr_db),
-            "psnr_per_image": [_json_float(v) for v in self.psnr_per_image],
-            "max_abs_error": _json_float(self.max_abs_error),
+            "psnr_db": json_float(self.psnr_db),
+            "psnr_per_image": [json_float(v) for v in self.psnr_per_image],
+            "max_abs_error": json_float(self.max_abs_error),
             "output_nonfinite": self.output_nonfinite,
             "weight_overflows": self.weight_overflows,
             "overflows": self.overflows,
@@ -426,6 +429,19 @@ def _as_images(batch: torch.Tensor) -> list[np.ndarray]:
     return [image.clamp(0, 1).permute(1, 2, 0).numpy() for image in batch.detach().float().cpu()]
 
 
+def compare_outputs(actual: torch.Tensor, expected: torch.Tensor) -> tuple[list[float], float, int]:
+    """Emulated FP16 outputs against FP32 ones: (PSNR per image, max |error|, inf/NaN in `actual`)."""
+    nonfinite = int((~torch.isfinite(actual)).sum())
+    error = (actual - expected).abs().max().item()
+    psnrs = [psnr(a, e) for a, e in zip(_as_images(actual), _as_images(expected), strict=True)]
+    return psnrs, error, nonfinite
+
+
+def worst_error(errors: Sequence[float]) -> float:
+    """The largest max |error| over batches; NaN when any is (an output with NaN)."""
+    return math.nan if any(math.isnan(e) for e in errors) else max(errors)
+
+
 def audit_fp16(
     model: nn.Module,
     images: Sequence[torch.Tensor],
@@ -456,9 +472,10 @@ def audit_fp16(
             expected = reference(x.clone())
             with mode:
                 actual = emulated(x.to(torch.float16).to(torch.float32))
-            nonfinite += int((~torch.isfinite(actual)).sum())
-            errors.append((actual - expected).abs().max().item())
-            psnrs += [psnr(a, e) for a, e in zip(_as_images(actual), _as_images(expected), strict=True)]
+            image_psnrs, error, image_nonfinite = compare_outputs(actual, expected)
+            psnrs += image_psnrs
+            errors.append(error)
+            nonfinite += image_nonfinite
             del expected, actual
     sizes = dict.fromkeys(format_resolution((image.shape[-1], image.shape[-2])) for image in images)
     return AuditReport(
@@ -466,7 +483,7 @@ def audit_fp16(
         images=len(psnrs),
         layers=list(mode.rows.values()),
         psnr_per_image=psnrs,
-        max_abs_error=math.nan if any(math.isnan(e) for e in errors) else max(errors),
+        max_abs_error=worst_error(errors),
         output_nonfinite=nonfinite,
         weight_overflows=weight_overflows,
         keep_fp32=_describe_keep(keep_fp32),
@@ -491,18 +508,34 @@ def audit_at_resolutions(
     `None` uses the images as they are) and reflect-padded to the model's size multiple. Keys
     are 'WxH'.
     """
+    multiple = size_multiple or getattr(model, "size_multiple", 1)
+    return {
+        format_resolution(resolution): audit_fp16(
+            model, audit_inputs(resolution, multiple, images, task=task, seed=seed), keep_fp32=keep_fp32
+        )
+        for resolution in resolutions
+    }
+
+
+def audit_inputs(
+    resolution: tuple[int, int],
+    size_multiple: int,
+    images: Sequence[np.ndarray] | None = None,
+    *,
+    task: str | None = "denoise",
+    seed: int = 0,
+) -> list[torch.Tensor]:
+    """The audit's NCHW inputs at (width, height): `images` (default: the held-out built-in photographs)
+    centre-cropped or enlarged to it, degraded for `task` (seeded; `None`: as they are) and
+    reflect-padded to `size_multiple`. Both audit methods (this module's and the ONNX graph's) use them."""
     photos = images if images is not None else [image for _, image in builtin_images("heldout")]
     degradation = make_degradation(task) if task is not None else None
-    multiple = size_multiple or getattr(model, "size_multiple", 1)
-    reports: dict[str, AuditReport] = {}
-    for width, height in resolutions:
-        rng = np.random.default_rng(seed)
-        inputs = []
-        for photo in photos:
-            sized = image_at_resolution(photo, width, height)
-            if degradation is not None:
-                sized = degradation.apply(sized, rng)
-            tensor = torch.from_numpy(np.ascontiguousarray(sized.transpose(2, 0, 1), np.float32))[None]
-            inputs.append(pad_to_multiple(tensor, multiple))
-        reports[format_resolution((width, height))] = audit_fp16(model, inputs, keep_fp32=keep_fp32)
-    return reports
+    rng = np.random.default_rng(seed)
+    inputs = []
+    for photo in photos:
+        sized = image_at_resolution(photo, *resolution)
+        if degradation is not None:
+            sized = degradation.apply(sized, rng)
+        tensor = torch.from_numpy(np.ascontiguousarray(sized.transpose(2, 0, 1), np.float32))[None]
+        inputs.append(pad_to_multiple(tensor, size_multiple))
+    return inputs

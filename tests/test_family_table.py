@@ -20,7 +20,7 @@ def test_cells_show_their_numbers_their_setting_and_why_they_are_missing():
     table = {"mprnet:derain": {
         "size": {"parameters": 3637249, "macs_per_pixel": 2151216.6},
         "export": {"max_abs_error": 4.8e-7},
-        "fp16": {"psnr_db": 69.94, "resolution": "1920x1080"},
+        "fp16": {"method": "graph", "psnr_db": 69.94, "resolution": "1920x1080"},
         "int8": {"drop_db": {"tensorrt": 0.0123, "cpu": 0.0456}, "resolution": "256x256"},
         "int8-budget": {"not_measured": "time (a | in the reason)"},
         "latency": {"error": "CalledProcessError: ..."},
@@ -29,6 +29,16 @@ def test_cells_show_their_numbers_their_setting_and_why_they_are_missing():
     assert cells[2:] == ["3,637,249", "2.15 M", "4.8e-07", "69.9 dB @1920x1080", "0.012 / 0.046 @256x256",
                          "not measured: time (a \\| in the reason)", "failed (see the JSON)"]
     assert _line(to_markdown(official_rows(), table), "mprnet:deblur")[4:] == ["not measured"] * 5
+
+
+def test_fp16_cell_shows_inf_and_nan_in_the_output():
+    table = {"mirnet:full": {"fp16": {"method": "graph", "psnr_db": float("nan"), "resolution": "1920x1080",
+                                      "output_nonfinite": {"output": 12345}}}}
+    assert _line(to_markdown(official_rows(), table), "mirnet:full")[5] == (
+        "nan dB (12,345 inf/NaN in the output) @1920x1080")
+    earlier = {"mprnet:derain": {"fp16": {"psnr_db": 69.49, "overflows": 0, "resolution": "512x512"}}}
+    assert _line(to_markdown(official_rows(), earlier), "mprnet:derain")[5] == (
+        "69.5 dB @512x512 (PyTorch method)")
 
 
 def test_latency_cell_shows_the_median_and_the_best_run():
@@ -52,6 +62,7 @@ def test_failures_become_the_cell():
     cell = measure(Row("mprnet", ("derain",), "derain"), "export", {}, Failing())
     assert cell["error"] == "RuntimeError: ONNX Runtime refused the graph"
     assert len(cell["load_1min"]) == 2
+    assert cell["cpu_seconds"] >= 0
 
 
 def test_not_measured_stores_the_reason_for_the_chosen_cells_only(tmp_path):
