@@ -32,7 +32,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,7 @@ from typing import Any
 import click
 
 from mirnet_deploy.atomic import atomic_write_text
+from mirnet_deploy.leftovers import scratch_folder
 from mirnet_deploy.resolutions import format_resolution, parse_resolution
 
 from .models import DEFAULT_CACHE_DIR, Artifacts, resolve_model
@@ -154,8 +154,8 @@ class Measurer:
                    "--model", self.row.presets[0], "--task", self.row.task, "--res", resolution,
                    "--backend", "ort", "--precision", "fp32,int8", "--warmup", "0",
                    "--min-iters", str(iterations), "--min-seconds", "0", "--cache-dir", str(self.cache_dir)]
-        with tempfile.TemporaryDirectory() as folder:
-            report = Path(folder) / "latency.json"
+        with scratch_folder("family-latency") as folder:
+            report = folder / "latency.json"
             subprocess.run([*command, "--json", str(report)], check=True, stdout=sys.stderr)
             results = json.loads(report.read_text(encoding="utf-8"))["results"]
         return {"p50_ms": {r["precision"]: r["p50_ms"] for r in results},

@@ -18,7 +18,6 @@ import argparse
 import json
 import re
 import sys
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import NamedTuple
@@ -26,6 +25,7 @@ from typing import NamedTuple
 import numpy as np
 
 from mirnet_deploy.errors import UserError
+from mirnet_deploy.leftovers import scratch_folder
 from mirnet_deploy.resolutions import parse_resolutions
 
 #: ONNX Runtime operators whose arithmetic is INT8 (the quantized convolutions and matmuls).
@@ -84,10 +84,10 @@ def profile_openvino(path: Path, batch: np.ndarray) -> list[NodeTime]:
 def profile_onnxruntime(path: Path, batch: np.ndarray, threads: int | None) -> list[NodeTime]:
     import onnxruntime as ort
 
-    with tempfile.TemporaryDirectory() as folder:
+    with scratch_folder("ort-profile") as folder:
         options = ort.SessionOptions()
         options.enable_profiling = True
-        options.profile_file_prefix = str(Path(folder) / "ort")
+        options.profile_file_prefix = str(folder / "ort")
         if threads:
             options.intra_op_num_threads = threads
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

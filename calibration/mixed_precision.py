@@ -36,7 +36,6 @@ import functools
 import hashlib
 import json
 import os
-import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
@@ -50,6 +49,7 @@ from tqdm import tqdm
 
 from export.onnx_read import load_onnx
 from mirnet_deploy.atomic import atomic_open, atomic_write_bytes
+from mirnet_deploy.leftovers import scratch_folder
 from mirnet_ref.metrics import psnr
 
 from .dataset import CalibrationSet
@@ -234,7 +234,7 @@ def search_mixed_precision(onnx_path: str | os.PathLike, output_path: str | os.P
     with stopwatch("fp32 reference"):
         evaluator.set_reference(prepared, Path(cache_dir))
 
-    with tempfile.TemporaryDirectory(prefix="mirnet-mixed.") as scratch:
+    with scratch_folder("mixed") as scratch:
         candidates: dict[int, QuantizeReport] = {}  # by the number of nodes kept (one per k)
 
         def evaluate(excluded: Sequence[str]) -> tuple[QuantizeReport, Evaluation]:

@@ -243,15 +243,15 @@ def audit_fp16_command(task: str, checkpoint: Path | None, arch: str | None, res
     network, spec = load_network(checkpoint or default_weights(task, arch), task, arch)
     resolutions = parse_resolutions(res)
     if method == "graph":
-        import tempfile
+        from mirnet_deploy.leftovers import scratch_folder
 
         from .fp16_emulation import audit_graph_at_resolutions
         from .onnx_export import export_onnx
         from .precision import convert_to_fp16
 
-        with tempfile.TemporaryDirectory() as folder:
-            fp32 = export_onnx(network, spec, Path(folder) / "model.fp32.onnx")
-            fp16 = convert_to_fp16(fp32, Path(folder) / "model.fp16.onnx")
+        with scratch_folder("audit-fp16") as folder:
+            fp32 = export_onnx(network, spec, folder / "model.fp32.onnx")
+            fp16 = convert_to_fp16(fp32, folder / "model.fp16.onnx")
             reports: dict[str, Any] = audit_graph_at_resolutions(fp32, fp16, resolutions, task=task)
     else:
         from .fp16_audit import audit_at_resolutions

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from engines.manifest import BACKEND_NAMES, EngineManifest, Profile, load_manife
 from export.onnx_read import load_onnx
 from mirnet_deploy.atomic import atomic_write_text
 from mirnet_deploy.errors import UserError
-from mirnet_deploy.leftovers import TAG_PATTERN, remove_stale, writer_tag
+from mirnet_deploy.leftovers import TAG_PATTERN, remove_stale, writer_is_gone, writer_tag
 from mirnet_deploy.locks import artifact_lock
 
 from .triton_config import (
@@ -286,6 +287,18 @@ def _stage_version(staging: Path, artifact: Artifact, filename: str) -> None:
         atomic_write_text(manifest_path(staging / filename), artifact.manifest.to_json())
 
 
+def _recover_killed_writes(model_dir: Path) -> None:
+    """Undo what killed runs left in `model_dir` (leftovers.py): a version a run moved aside to overwrite
+    it goes back into place if the run died before its replacement took that place, else away; staged
+    versions go away. Callers hold the model folder's lock, so no live run is mid-publish here."""
+    for aside in model_dir.glob(".replaced-*"):
+        match = re.fullmatch(r"\.replaced-" + TAG_PATTERN + r"-(?P<version>\d+)", aside.name)
+        place = model_dir / match["version"] if match else None
+        if place and writer_is_gone(match["host"], int(match["pid"])) and not place.exists():
+            aside.rename(place)  # killed between _publish_version's two renames
+    remove_stale(model_dir, r"\.(partial|replaced)-" + TAG_PATTERN + r"-\d+")
+
+
 def _publish_version(staging: Path, version_dir: Path) -> None:
     """Rename the staged folder into place; a version being overwritten is moved aside first, then deleted."""
     old = staging.with_name(staging.name.replace(".partial-", ".replaced-"))
@@ -305,12 +318,12 @@ def write_repository(artifact_path: Path, repo: Path, options: RepoOptions) -> R
     validate_config_text(text, str(config_path), profile_count=profile_count)
     model_dir = repo / model.name
     with artifact_lock(model_dir):
+        _recover_killed_writes(model_dir)
         version = options.version or _next_version(model_dir)
         version_dir = model_dir / str(version)
         if version_dir.exists() and not options.overwrite:
             raise UserError(f"{version_dir} already exists: pass --overwrite to replace it, or another "
                             f"--version (without --version the next free number is used).")
-        remove_stale(model_dir, r"\.partial-" + TAG_PATTERN + r"-\d+")  # killed runs' staged versions
         staging = model_dir / f".partial-{writer_tag()}-{version}"
         try:
             _stage_version(staging, artifact, model.model_filename)

@@ -4,6 +4,7 @@ writer leaves is removed by the next write."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from test_layering import REPO, stage_modules
 
 from mirnet_deploy.atomic import atomic_open, atomic_write_bytes
 from mirnet_deploy.leftovers import scratch_folder
@@ -100,3 +102,17 @@ def test_a_killed_writers_temporaries_are_removed_by_the_next_run_and_a_live_one
         for process in (killed, live):
             process.kill()
             process.wait()
+
+
+# Every temporary the stages make carries a writer tag, so a killed run's is found and removed: the
+# stages make them only through leftovers.scratch_folder and atomic.atomic_open, never tempfile directly.
+_TAGGED_MAKERS = {"mirnet_deploy/leftovers.py", "mirnet_deploy/atomic.py"}
+_UNTAGGED = re.compile(r"\b(TemporaryDirectory|mkdtemp|mkstemp|NamedTemporaryFile|TemporaryFile)\b")
+
+
+def test_stages_make_temporaries_only_through_the_tagged_makers():
+    untagged = [f"{path.relative_to(REPO)}:{number}" for _, path in stage_modules()
+                if str(path.relative_to(REPO)) not in _TAGGED_MAKERS
+                for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+                if _UNTAGGED.search(line)]
+    assert untagged == []

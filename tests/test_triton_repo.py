@@ -7,6 +7,8 @@ not installable on this machine): these tests prove schema conformance and our o
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -172,6 +174,36 @@ def test_existing_version_refused_unless_overwrite(tmp_path):
     write_repository(onnx_path, repo, RepoOptions(name="m", version=3, overwrite=True))
     assert sorted(p.name for p in (repo / "m" / "3").iterdir()) == ["model.onnx"]
     assert sorted(p.name for p in (repo / "m").iterdir()) == ["3", "config.pbtxt"]  # no staging left
+
+
+
+def dead_writers_tag() -> str:
+    """The writer tag (leftovers.py) of a process of this host that has ended."""
+    code = "from mirnet_deploy.leftovers import writer_tag; print(writer_tag())"
+    ended = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return ended.stdout.strip()
+
+
+def test_a_version_a_killed_overwrite_moved_aside_is_restored_or_removed_by_the_next_run(tmp_path):
+    """`kill -9` between _publish_version's renames leaves the old version aside and its place empty: the
+    next run puts it back. Killed after the second rename, the aside copy is stale and goes away; a live
+    writer's folders (the parent process's tag) stay."""
+    onnx_path = tiny_onnx(tmp_path / "m.onnx")
+    repo, dead = tmp_path / "repo", dead_writers_tag()
+    write_repository(onnx_path, repo, RepoOptions(name="m", version=3))
+    write_repository(onnx_path, repo, RepoOptions(name="m", version=5))
+    model_dir = repo / "m"
+    (model_dir / "3" / "marker").write_text("old")
+    (model_dir / "3").rename(model_dir / f".replaced-{dead}-3")  # killed between the renames
+    (model_dir / f".partial-{dead}-3").mkdir()
+    (model_dir / f".replaced-{dead}-5").mkdir()  # killed after them: 5 is in place
+    live = f".replaced-{dead.split('-')[0]}-{os.getppid()}-7"
+    (model_dir / live).mkdir()
+
+    result = write_repository(onnx_path, repo, RepoOptions(name="m"))
+    assert result.version_dir.name == "6"
+    assert (model_dir / "3" / "marker").read_text() == "old"
+    assert sorted(p.name for p in model_dir.iterdir()) == [live, "3", "5", "6", "config.pbtxt"]
 
 
 @pytest.mark.parametrize(("platform", "message"), [("onnxruntime", "is a TensorRT plan"),
