@@ -34,6 +34,7 @@ import onnx
 
 from engines.cache import precision_family, slug
 from engines.manifest import Profile
+from mirnet_deploy.caches import use_cache
 from mirnet_deploy.errors import UserError
 from mirnet_ref.checkpoint import file_sha256
 
@@ -215,6 +216,7 @@ class Artifacts:
                  log: Callable[[str], None] = _stderr):
         self.model = model
         self.cache_dir = Path(cache_dir)
+        use_cache(self.cache_dir)
         self.log = log
 
     def for_run(self, backend: str, precision: str, resolution: tuple[int, int], batch: int,

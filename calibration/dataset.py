@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from mirnet_deploy import __version__
 from mirnet_deploy.atomic import atomic_open, atomic_write_text
+from mirnet_deploy.caches import use_cache
 from mirnet_deploy.errors import UserError
 from mirnet_deploy.locks import artifact_lock
 from mirnet_ref.checkpoint import file_sha256
@@ -222,6 +223,7 @@ class CalibrationSet:
 
 def default_calibration_set(task: str, folder: Path = DEFAULT_SET_DIR) -> Path:
     """The task's default set (built-in images, default count and crop, seed 0), built once and reused."""
+    use_cache(folder)
     path = folder / f"{task}-builtin-{DEFAULT_COUNT}x{DEFAULT_CROP}.npz"
     with artifact_lock(path):  # concurrent builds make it once
         if path.is_file() and manifest_path(path).is_file():

@@ -44,6 +44,7 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.calibrate import save_tensors_data
 
 from mirnet_deploy.atomic import atomic_write_bytes
+from mirnet_deploy.caches import use_cache
 from mirnet_deploy.errors import UserError
 from mirnet_deploy.leftovers import scratch_folder
 
@@ -231,7 +232,7 @@ def quantize_onnx(onnx_path: str | os.PathLike, output_path: str | os.PathLike, 
     calib = calibration if isinstance(calibration, CalibrationSet) else CalibrationSet(calibration)
     _check_task(calib, metadata)
     cache_dir = Path(cache_dir)
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    use_cache(cache_dir)
     ranges_path = _ranges_cache_path(model, calib, method, op_types, cache_dir)
     ranges_cached = ranges_path.is_file()
     with scratch_folder("quantize") as scratch:

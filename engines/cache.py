@@ -23,6 +23,7 @@ from typing import Any
 import onnx
 
 from export.onnx_read import load_onnx
+from mirnet_deploy.caches import use_cache
 from mirnet_deploy.errors import UserError
 from mirnet_deploy.locks import artifact_lock
 from mirnet_ref.checkpoint import file_sha256
@@ -186,6 +187,7 @@ def _metadata_count(onnx_info: OnnxInfo, key: str) -> int:
 
 def cached_engine(request: EngineRequest, cache_dir: str | os.PathLike) -> Path | None:
     """The cached engine for this request, if its file exists and its manifest carries the same key."""
+    use_cache(cache_dir)
     path = Path(cache_dir) / engine_filename(request)
     if not path.is_file():
         return None

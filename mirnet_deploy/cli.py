@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, str] = {
     "lint": "export.cli:lint",
     "export": "export.cli:export",
     "build": "pipeline.cli:build",
+    "cache": "pipeline.cache_cli:cache",
     "parity": "bench.cli:parity",
     "audit-fp16": "export.cli:audit_fp16_command",
     "calibrate": "calibration.cli:calibrate",

@@ -37,6 +37,7 @@ from engines.manifest import EngineManifest, load_manifest, manifest_path, updat
 from engines.runners import select_backend
 from mirnet_deploy import __version__
 from mirnet_deploy.atomic import atomic_write_text
+from mirnet_deploy.caches import use_cache
 from mirnet_deploy.errors import UserError
 from mirnet_deploy.locks import artifact_lock
 from mirnet_deploy.resolutions import format_resolution
@@ -218,6 +219,7 @@ def _cached_step(name: str, output: Path, key: dict[str, Any],
     record keeps so that a reused step reports them too.
     """
     started = time.perf_counter()
+    use_cache(output.parent)
     record_path = output.with_name(output.name + STEP_RECORD_SUFFIX)
     key = {**key, "toolkit_version": __version__}
     with artifact_lock(output):  # a concurrent run making the same file waits, then reuses it
