@@ -1,8 +1,11 @@
-"""The INT8 quality table: every demo model, both Q/DQ targets, plain calibration and PSNR budget.
+"""The INT8 quality table: every demo model, its Q/DQ targets (tensorrt and cpu unless --targets adds
+cpu-symmetric), plain calibration and PSNR budget.
 
-Models already in `--folder` are reused (delete them to re-quantize).
+Models already in `--folder` are reused (delete them to re-quantize); those calibrated on a
+`--calib` set go to a subfolder named after the set's hash, so they never mix with the default set's.
 
     python -m bench.int8_report --md reports/int8.md
+    python -m bench.int8_report --tasks denoise --targets cpu,cpu-symmetric --calib set.npz
 
 For each task: the FP32 export of the demo weights, the task's default calibration set,
 then per target a plain quantization (every layer INT8) and the budget search; each model
@@ -20,6 +23,7 @@ from pathlib import Path
 import click
 import onnx
 
+from calibration.quantize import TARGETS, TWIN_TARGETS
 from mirnet_deploy.resolutions import parse_resolutions
 from mirnet_ref.tasks import FAMILY_NAMES
 
@@ -29,7 +33,8 @@ DEFAULT_FOLDER = Path("artifacts") / "int8-report"
 
 
 MODES = ("plain", "budget")
-TARGETS = ("tensorrt", "cpu")
+#: The targets the table is made for unless --targets says otherwise (any of quantize.TARGETS may be).
+DEFAULT_TARGETS = ("tensorrt", "cpu")
 
 
 def _fp32_export(task: str, folder: Path, checkpoint: Path | None, arch: str | None,
@@ -49,13 +54,14 @@ def _fp32_export(task: str, folder: Path, checkpoint: Path | None, arch: str | N
 def task_rows(task: str, resolutions: list[tuple[int, int]], budget_db: float, folder: Path, *,
               checkpoint: Path | None = None, arch: str | None = None, fp32: Path | None = None,
               calibration: Path | None = None, modes: tuple[str, ...] = MODES,
-              targets: tuple[str, ...] = TARGETS) -> list[dict]:
+              targets: tuple[str, ...] = DEFAULT_TARGETS) -> list[dict]:
     """One row per (target, mode) for `task`: drops per resolution, layers kept and, for a budget
     model made in this run, the search's real evaluations (layers kept, calibration-sample drop)
     and its CPU and wall seconds (process CPU time counts ONNX Runtime's threads).
 
     The model is `checkpoint` (any family; default: the task's demo weights of `arch`), calibrated
-    on `calibration` (default: the task's built-in set).
+    on `calibration` (default: the task's built-in set). A target with a twin (`TWIN_TARGETS`) whose
+    budget row came first starts its search from the layers the twin's kept, as the chain does.
     """
     from calibration.dataset import default_calibration_set
     from calibration.mixed_precision import search_mixed_precision
@@ -71,6 +77,7 @@ def task_rows(task: str, resolutions: list[tuple[int, int]], budget_db: float, f
     cases = parity_cases(task, resolutions, images=2, sr_scale=1)
     reference = as_polygraphy_runner(TorchRunner(DeploymentGraph(network, spec), name="pytorch-fp32"))
     rows = []
+    budget_kept: dict[str, list[str]] = {}  # target -> the layers its budget model kept
     for target in targets:
         for mode in modes:
             path = folder / f"{fp32.stem.removesuffix('.fp32')}.int8-{target}-{mode}.onnx"
@@ -84,10 +91,13 @@ def task_rows(task: str, resolutions: list[tuple[int, int]], budget_db: float, f
             else:
                 wall, cpu = time.perf_counter(), time.process_time()
                 search = search_mixed_precision(fp32, path, target=target, calibration=calibration,
-                                                budget_db=budget_db)
+                                                budget_db=budget_db,
+                                                try_first=budget_kept.get(TWIN_TARGETS.get(target, ""), []))
                 seconds = {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu}
                 kept, tried = search.kept_high_precision, search.candidates_tried
                 probes = {"probes": search.ranking_probes, "layers": search.layer_count}
+            if mode == "budget":
+                budget_kept[target] = kept
             with OrtRunner(path, providers="cpu") as runner:
                 parity = run_parity(reference, as_polygraphy_runner(runner), cases, "int8")
             rows.append({"task": task, "target": target, "mode": mode, "kept_high_precision": kept,
@@ -135,26 +145,43 @@ def _search_trail(row: dict) -> str:
               help="Whose demo weights for each task [default: the family that has them, MIRNet first].")
 @click.option("--res", default="256,448x296", show_default=True,
               help="Held-out resolutions (448x296 fits both held-out photographs without enlarging them).")
-@click.option("--targets", default=",".join(TARGETS), show_default=True,
-              help="Q/DQ targets, comma-separated.")
+@click.option("--targets", default=",".join(DEFAULT_TARGETS), show_default=True,
+              help=f"Q/DQ targets, comma-separated, among {', '.join(TARGETS)}.")
 @click.option("--modes", default=",".join(MODES), show_default=True,
               help="plain (every layer INT8) and/or budget (the PSNR-budget search), comma-separated.")
 @click.option("--budget-db", type=float, default=0.1, show_default=True)
+@click.option("--calib", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The calibration set (.npz from `mirnet calibrate`) of the one task in --tasks "
+                   "[default: each task's built-in set].")
 @click.option("--folder", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_FOLDER,
               show_default=True, help="Where the ONNX models are written.")
 @click.option("--md", "md_path", type=click.Path(dir_okay=False), help="Write the Markdown table here.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the rows as JSON here.")
-def main(tasks: str, arch: str | None, res: str, targets: str, modes: str, budget_db: float, folder: Path,
-         md_path: str | None, json_path: str | None) -> None:
+def main(tasks: str, arch: str | None, res: str, targets: str, modes: str, budget_db: float,
+         calib: Path | None, folder: Path, md_path: str | None, json_path: str | None) -> None:
     """INT8 task-PSNR drop of the demo models for both targets, plain and with the PSNR budget."""
     chosen_targets, chosen_modes = _choices(targets, TARGETS, "--targets"), _choices(modes, MODES, "--modes")
+    chosen_targets = tuple(sorted(chosen_targets, key=TARGETS.index))  # a twin after the target it follows
+    if calib:
+        folder = folder / f"calib-{_calibration_for(calib, tasks)[:12]}"
     folder.mkdir(parents=True, exist_ok=True)
     resolutions = parse_resolutions(res)
     rows: list[dict] = []
     for task in tasks.split(","):  # published after each task: a run stopped later keeps what it made
-        rows += task_rows(task, resolutions, budget_db, folder, arch=arch, modes=chosen_modes,
-                          targets=chosen_targets)
+        rows += task_rows(task, resolutions, budget_db, folder, arch=arch, calibration=calib,
+                          modes=chosen_modes, targets=chosen_targets)
         publish_rows(to_markdown(rows, budget_db), rows, md_path, json_path)
+
+
+def _calibration_for(calib: Path, tasks: str) -> str:
+    """The sha256 of the set `calib`, refused unless it was built for the one task of `tasks`."""
+    from calibration.dataset import CalibrationSet
+
+    with CalibrationSet(calib) as calibration:
+        if tasks.split(",") != [calibration.manifest.task]:
+            raise click.BadParameter(f"{calib} was built for {calibration.manifest.task!r} inputs: pass it "
+                                     f"with --tasks {calibration.manifest.task} alone.", param_hint="--calib")
+        return calibration.sha256
 
 
 def _choices(text: str, allowed: tuple[str, ...], option: str) -> tuple[str, ...]:

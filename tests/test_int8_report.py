@@ -1,0 +1,27 @@
+"""`python -m bench.int8_report`'s options: its targets are the quantizer's registry, and a `--calib` set is
+refused before any work unless it was built for the one task asked (the table itself: see the README)."""
+
+from __future__ import annotations
+
+from click.testing import CliRunner
+
+from bench.int8_report import main
+from calibration.dataset import build_calibration_set
+
+
+def test_targets_are_the_quantizers_and_a_wrong_one_is_refused(tmp_path):
+    result = CliRunner().invoke(main, ["--targets", "cpu,gpu", "--folder", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert "'cpu,gpu': choose among tensorrt, cpu, cpu-symmetric" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_calibration_set_of_another_task_or_for_several_tasks_is_refused_before_any_work(tmp_path):
+    calib = tmp_path / "denoise.npz"
+    build_calibration_set("denoise", calib, count=1, crop=16)
+    for tasks in ("enhance", "denoise,sr"):
+        result = CliRunner().invoke(main, ["--tasks", tasks, "--calib", str(calib), "--folder",
+                                           str(tmp_path / "out")])
+        assert result.exit_code == 2
+        assert "was built for 'denoise' inputs: pass it with --tasks denoise alone" in result.output
+    assert not (tmp_path / "out").exists()
