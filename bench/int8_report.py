@@ -159,7 +159,7 @@ def _search_trail(row: dict) -> str:
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the rows as JSON here.")
 def main(tasks: str, arch: str | None, res: str, targets: str, modes: str, budget_db: float,
          calib: Path | None, folder: Path, md_path: str | None, json_path: str | None) -> None:
-    """INT8 task-PSNR drop of the demo models for both targets, plain and with the PSNR budget."""
+    """INT8 task-PSNR drop of the demo models per Q/DQ target, plain and with the PSNR budget."""
     chosen_targets, chosen_modes = _choices(targets, TARGETS, "--targets"), _choices(modes, MODES, "--modes")
     chosen_targets = tuple(sorted(chosen_targets, key=TARGETS.index))  # a twin after the target it follows
     if calib:

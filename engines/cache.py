@@ -187,7 +187,6 @@ def _metadata_count(onnx_info: OnnxInfo, key: str) -> int:
 
 def cached_engine(request: EngineRequest, cache_dir: str | os.PathLike) -> Path | None:
     """The cached engine for this request, if its file exists and its manifest carries the same key."""
-    use_cache(cache_dir)
     path = Path(cache_dir) / engine_filename(request)
     if not path.is_file():
         return None
@@ -211,6 +210,7 @@ def build_or_reuse(request: EngineRequest, cache_dir: str | os.PathLike,
 
     Under the engine's lock: of concurrent runs asking for the same engine, one builds it.
     """
+    use_cache(cache_dir)  # no prune removes the engine while this process may use it
     path = Path(cache_dir) / engine_filename(request)
     with artifact_lock(path):
         cached = cached_engine(request, cache_dir)

@@ -126,3 +126,25 @@ def test_the_verb_lists_and_refuses_to_prune_without_a_criterion(cache, tmp_path
     pruned = runner.invoke(main, ["cache", "prune", "--max-size", "2K", str(cache)])
     assert pruned.exit_code == 0, pruned.output
     assert pruned.output.splitlines()[-1] == f"{cache}: removed 2 entries, 4.9 KiB; 2 entries, 1.3 KiB left"
+
+
+def test_the_caches_users_mark_their_folders(tmp_path):
+    """An engine look-up, a chain step and `mirnet-bench`'s artifacts each hold their folder: a prune of
+    it (from this very process, through another descriptor) is refused and the file stays."""
+    from test_manifest import REQUEST, fake_engine, load_manifest
+
+    from bench.models import Artifacts, resolve_model
+    from engines.cache import build_or_reuse
+    from pipeline.chain import _cached_step
+
+    engine = build_or_reuse(REQUEST, tmp_path / "engines", lambda path: load_manifest(fake_engine(path))).path
+    def export(path: Path) -> dict:
+        path.write_bytes(b"onnx")
+        return {}
+
+    step = _cached_step("export", tmp_path / "onnx" / "m.onnx", {}, export).path
+    Artifacts(resolve_model("small"), tmp_path / "bench")
+    for folder, kept in (("engines", engine), ("onnx", step), ("bench", None)):
+        with pytest.raises(UserError, match="nothing was removed"):
+            prune(tmp_path / folder, max_size=0)
+        assert kept is None or kept.is_file()
