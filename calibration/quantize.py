@@ -148,6 +148,8 @@ def prepare(model: onnx.ModelProto, target: str, *, subpixel: bool) -> tuple[onn
 
     - `subpixel`: stride-2 ConvTranspose -> Conv + DepthToSpace (ONNX Runtime has no INT8
       ConvTranspose kernel, so without it those layers stay float on CPUs).
+    - cpu targets: single-slope PRelu -> LeakyRelu, and sums over a stacked axis (SKFF) -> Adds
+      (`export.stack_sum`): both have INT8 kernels in ONNX Runtime where the originals have none.
     - tensorrt: opset 19, so the high-precision part can be FP16 with FP16 Q/DQ scales.
     """
     rewrites: dict[str, int] = {}
@@ -156,7 +158,10 @@ def prepare(model: onnx.ModelProto, target: str, *, subpixel: bool) -> tuple[onn
 
         model, rewrites["convtranspose_to_subpixel"] = rewrite_transposed_convs(model)
     if target in CPU_TARGETS:
+        from export.stack_sum import rewrite_stacked_sums
+
         model, rewrites["prelu_to_leakyrelu"] = scalar_prelu_to_leaky_relu(model)
+        model, rewrites["stacked_sum_to_adds"] = rewrite_stacked_sums(model)
     if target == "tensorrt" and _opset(model) < TENSORRT_OPSET:
         model = onnx.version_converter.convert_version(model, TENSORRT_OPSET)
     return model, rewrites
