@@ -188,6 +188,25 @@ def scalar_prelu_to_leaky_relu(model: onnx.ModelProto) -> tuple[onnx.ModelProto,
     return result, count
 
 
+def shapes_read_before_dequantizing(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Shape(DequantizeLinear(q)) -> Shape(q): the same shape, without dequantizing a whole tensor
+    for it. MIRNet-v2's context blocks read the shape of quantized feature maps; ONNX Runtime kept
+    a float DequantizeLinear (and an NHWC -> NCHW transpose) per block for nothing but that."""
+    result = onnx.ModelProto()
+    result.CopyFrom(model)
+    dequantized = {node.output[0]: node.input[0] for node in result.graph.node
+                   if node.op_type == "DequantizeLinear"}
+    for node in result.graph.node:
+        if node.op_type == "Shape" and node.input[0] in dequantized:
+            node.input[0] = dequantized[node.input[0]]
+    used = {name for node in result.graph.node for name in node.input} | {o.name for o in result.graph.output}
+    alive = [node for node in result.graph.node
+             if node.op_type != "DequantizeLinear" or node.output[0] in used]
+    del result.graph.node[:]
+    result.graph.node.extend(alive)
+    return result
+
+
 def _opset(model: onnx.ModelProto) -> int:
     return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
 
@@ -256,6 +275,8 @@ def quantize_onnx(onnx_path: str | os.PathLike, output_path: str | os.PathLike, 
             nodes_to_exclude=list(exclude_nodes), calibrate_method=METHODS[method],
             extra_options=extra_options, calibration_cache_path=ranges_path)
         quantized = onnx.load(quantized_path)
+    if target in CPU_TARGETS:
+        quantized = shapes_read_before_dequantizing(quantized)
     quantized_layers = sorted(_quantized_layers(quantized))
     if target == "tensorrt" and high_precision == "fp16":
         quantized = _to_fp16(quantized)
