@@ -23,6 +23,7 @@ mixed-precision search) never runs the calibration again.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -49,6 +50,7 @@ from mirnet_deploy.leftovers import scratch_folder
 
 from .dataset import CalibrationSet
 from .ranges import collect_ranges
+from .stack_sum import rewrite_stacked_sums
 
 TARGETS = ("tensorrt", "cpu", "cpu-symmetric")
 #: Targets with the CPU graph: the exact rewrites of `prepare` and INT8 chains between convolutions.
@@ -138,6 +140,19 @@ def unsigned_for_target(model: onnx.ModelProto, target: str) -> list[str]:
                    if node.op_type in ("Conv", "ConvTranspose") and node.input[0] in concats})
 
 
+@functools.cache
+def quantization_code_sha256() -> str:
+    """sha256 of the `calibration` package's source (its CLI aside): the code that makes an INT8 model
+    (rewrites, ranges, quantization, the PSNR-budget search). Caches of INT8 models key on it, so a
+    model that older code made is made again, not silently reused (`toolkit_version` is not bumped
+    per change)."""
+    digest = hashlib.sha256()
+    for source in sorted(Path(__file__).parent.glob("*.py")):
+        if source.name != "cli.py":
+            digest.update(source.name.encode() + b"\0" + source.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def default_subpixel(target: str) -> bool:
     """The sub-pixel rewrite is on for the CPU targets, off for TensorRT (see `quantize_onnx`)."""
     return target in CPU_TARGETS
@@ -149,7 +164,7 @@ def prepare(model: onnx.ModelProto, target: str, *, subpixel: bool) -> tuple[onn
     - `subpixel`: stride-2 ConvTranspose -> Conv + DepthToSpace (ONNX Runtime has no INT8
       ConvTranspose kernel, so without it those layers stay float on CPUs).
     - cpu targets: single-slope PRelu -> LeakyRelu, and sums over a stacked axis (SKFF) -> Adds
-      (`export.stack_sum`): both have INT8 kernels in ONNX Runtime where the originals have none.
+      (`calibration.stack_sum`): both have INT8 kernels in ONNX Runtime where the originals have none.
     - tensorrt: opset 19, so the high-precision part can be FP16 with FP16 Q/DQ scales.
     """
     rewrites: dict[str, int] = {}
@@ -158,8 +173,6 @@ def prepare(model: onnx.ModelProto, target: str, *, subpixel: bool) -> tuple[onn
 
         model, rewrites["convtranspose_to_subpixel"] = rewrite_transposed_convs(model)
     if target in CPU_TARGETS:
-        from export.stack_sum import rewrite_stacked_sums
-
         model, rewrites["prelu_to_leakyrelu"] = scalar_prelu_to_leaky_relu(model)
         model, rewrites["stacked_sum_to_adds"] = rewrite_stacked_sums(model)
     if target == "tensorrt" and _opset(model) < TENSORRT_OPSET:

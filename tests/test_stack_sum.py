@@ -1,4 +1,4 @@
-"""Sums over a stacked axis as Adds (`export.stack_sum`): the same numbers, and only where the form matches.
+"""Sums over a stacked axis as Adds (`calibration.stack_sum`): the same numbers, only where the form matches.
 
 SKFF (MIRNet's with three branches and PReLU, MIRNet-v2's with two and LeakyReLU) is exported by
 PyTorch with random weights; the original and the rewritten graph run on ONNX Runtime CPU at odd
@@ -14,8 +14,8 @@ from test_subpixel import exported, run
 from torch import nn
 
 from calibration.quantize import prepare
+from calibration.stack_sum import rewrite_stacked_sums
 from export.onnx_file import op_counts
-from export.stack_sum import rewrite_stacked_sums
 from mirnet_ref.model import SKFF
 
 
