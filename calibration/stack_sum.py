@@ -98,12 +98,12 @@ def _unstacked_sum(node: onnx.NodeProto, producer: dict[str, onnx.NodeProto],
         nodes, indices = [], []
         products = []
         for i, part in enumerate(parts):
-            stem = f"{node.name}/unstacked_{i}"
+            stem = f"{node.output[0]}/unstacked_{i}"  # tensor names: from the output's, which is unique
             indices.append(numpy_helper.from_array(np.array(i, dtype=np.int64), f"{stem}/index"))
             nodes.append(helper.make_node("Gather", [weight, indices[-1].name], [f"{stem}/weight"],
-                                          name=f"{stem}/Gather", axis=axis))
+                                          name=f"{_name(node)}/unstacked_{i}/Gather", axis=axis))
             nodes.append(helper.make_node("Mul", [part, f"{stem}/weight"], [f"{stem}/product"],
-                                          name=f"{stem}/Mul"))
+                                          name=f"{_name(node)}/unstacked_{i}/Mul"))
             products.append(f"{stem}/product")
         return nodes + _add_chain(node, products), indices
     return None
@@ -136,13 +136,19 @@ def _has_dim(shape_dims: object, axis: int, size: int) -> bool:
             and shape_dims[axis].dim_value == size)
 
 
+def _name(node: onnx.NodeProto) -> str:
+    """The node's name, or its output's where it has none (names of new nodes start with it)."""
+    return node.name or node.output[0]
+
+
 def _add_chain(node: onnx.NodeProto, terms: list[str]) -> list[onnx.NodeProto]:
     """Left-to-right Adds of `terms`, the last one writing the ReduceSum's output."""
     nodes = []
     total = terms[0]
     for i, term in enumerate(terms[1:], start=1):
-        output = node.output[0] if i == len(terms) - 1 else f"{node.name}/unstacked_sum_{i}"
-        nodes.append(helper.make_node("Add", [total, term], [output], name=f"{node.name}/unstacked_Add_{i}"))
+        output = node.output[0] if i == len(terms) - 1 else f"{node.output[0]}/unstacked_sum_{i}"
+        name = f"{_name(node)}/unstacked_Add_{i}"
+        nodes.append(helper.make_node("Add", [total, term], [output], name=name))
         total = output
     return nodes
 

@@ -8,6 +8,7 @@ sizes and batch 2, and must agree bit for bit (one addition per pair of branches
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from test_subpixel import exported, run
@@ -78,3 +79,15 @@ def test_only_the_cpu_targets_rewrite_stacked_sums():
     model, rewrites = prepare(original, "tensorrt", subpixel=False)
     assert "stacked_sum_to_adds" not in rewrites
     assert op_counts(model)["ReduceSum"] == 2
+
+
+def test_unnamed_sums_get_tensors_of_their_own():
+    """Exporters may leave node names empty: the new tensors are named after each sum's output."""
+    original = exported(Branches(SKFF(8, 2, reduction=2, act=nn.LeakyReLU(0.2)), 2), 8)
+    for node in original.graph.node:
+        node.name = ""
+    rewritten, count = rewrite_stacked_sums(original)
+    assert count == 2
+    onnx.checker.check_model(rewritten, full_check=True)
+    for before, after in zip(outputs(original, 8), outputs(rewritten, 8), strict=True):
+        np.testing.assert_array_equal(after, before)
