@@ -43,6 +43,7 @@ class NodeTime(NamedTuple):
     arithmetic: str  # int8 | bf16 | f32 | qdq | reorder | other
     ms: float
     kernel: str = ""  # OpenVINO's exec type; ONNX Runtime: the operator again
+    name: str = ""  # the node's name in the runtime's (optimized) graph
 
 
 def kernel_arithmetic(node_type: str, exec_type: str) -> str:
@@ -77,7 +78,7 @@ def profile_openvino(path: Path, batch: np.ndarray) -> list[NodeTime]:
     with OpenVinoRunner(path, profile=True) as runner:
         runner.run(batch)  # warm-up: first-run allocations and kernel selection
         runner.run(batch)
-        return [NodeTime(t.node_type, kernel_arithmetic(t.node_type, t.exec_type), t.ms, t.exec_type)
+        return [NodeTime(t.node_type, kernel_arithmetic(t.node_type, t.exec_type), t.ms, t.exec_type, t.name)
                 for t in runner.layer_times() if t.ms > 0]
 
 
@@ -97,14 +98,14 @@ def profile_onnxruntime(path: Path, batch: np.ndarray, threads: int | None) -> l
         events = json.loads(Path(session.end_profiling()).read_text())
     last = max((e for e in events if e.get("name") == "model_run"), key=lambda e: e["ts"])
     return [NodeTime(e["args"]["op_name"], ort_arithmetic(e["args"]["op_name"]), e["dur"] / 1e3,
-                     e["args"]["op_name"])
+                     e["args"]["op_name"], e["name"].removesuffix("_kernel_time"))
             for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")
             and last["ts"] <= e["ts"] <= last["ts"] + last["dur"]]
 
 
-def summarize(rows: list[NodeTime]) -> dict[str, object]:
+def summarize(rows: list[NodeTime], nodes: int = 0) -> dict[str, object]:
     """Total time, time per arithmetic, per convolution kernel and per (operator type, arithmetic),
-    largest first."""
+    largest first; with `nodes`, also the `nodes` slowest single nodes by name."""
     total = sum(r.ms for r in rows)
     by_arithmetic: dict[str, float] = defaultdict(float)
     conv_kernels: dict[str, float] = defaultdict(float)
@@ -120,7 +121,9 @@ def summarize(rows: list[NodeTime]) -> dict[str, object]:
             "by_arithmetic": dict(sorted(by_arithmetic.items(), key=lambda kv: -kv[1])),
             "conv_kernels": dict(sorted(conv_kernels.items(), key=lambda kv: -kv[1])),
             "by_op": [{"op": op, "arithmetic": kind, "ms": ms, "nodes": int(count)}
-                      for (op, kind), (ms, count) in sorted(by_op.items(), key=lambda kv: -kv[1][0])]}
+                      for (op, kind), (ms, count) in sorted(by_op.items(), key=lambda kv: -kv[1][0])],
+            "slowest_nodes": [{"name": row.name, "op": row.node_type, "kernel": row.kernel, "ms": row.ms}
+                              for row in sorted(rows, key=lambda row: -row.ms)[:nodes]]}
 
 
 def format_summary(title: str, summary: dict[str, object], top: int = 12) -> str:
@@ -133,6 +136,8 @@ def format_summary(title: str, summary: dict[str, object], top: int = 12) -> str
     for row in summary["by_op"][:top]:
         lines.append(f"  {row['op']:<22} {row['arithmetic']:<8} {row['nodes']:>4} nodes "
                      f"{row['ms']:>10,.1f} ms {row['ms'] / total:>6.1%}")
+    for row in summary["slowest_nodes"]:
+        lines.append(f"  node {row['name']} ({row['kernel']}) {row['ms']:,.1f} ms {row['ms'] / total:.1%}")
     return "\n".join(lines)
 
 
@@ -142,17 +147,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", choices=("openvino", "ort"), default="openvino")
     parser.add_argument("--res", default="256", help="one resolution: 256, 512, 720p, WxH")
     parser.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
+    parser.add_argument("--channels", type=int, default=3, help="input channels (MIRNet-v2 defocus: 6)")
+    parser.add_argument("--nodes", type=int, default=0, help="also list the N slowest nodes by name")
     parser.add_argument("--json", type=Path, help="write the summary as JSON")
     args = parser.parse_args(argv)
     try:
         (width, height), = parse_resolutions(args.res)
-        batch = np.random.default_rng(0).random((1, 3, height, width), dtype=np.float32)
+        batch = np.random.default_rng(0).random((1, args.channels, height, width), dtype=np.float32)
         rows = (profile_openvino(args.model, batch) if args.backend == "openvino"
                 else profile_onnxruntime(args.model, batch, args.threads))
     except (UserError, ValueError) as error:
         print(f"Error: {error}", file=sys.stderr)
         return 1
-    summary = summarize(rows)
+    summary = summarize(rows, args.nodes)
     print(format_summary(f"{args.model.name} on {args.backend} at {width}x{height}", summary))
     if args.json:
         from mirnet_deploy.atomic import atomic_write_text

@@ -13,8 +13,8 @@ precision, written atomically by the stages that make them, and reused by later 
                                            other families: preset-mprnet-deblur-seed0.pth)
     small-<sha12>.fp32.onnx                the export (export.onnx_export)
     small-<sha12>.fp16.onnx                FP16 (export.precision.convert_to_fp16)
-    small-<sha12>.int8-cpu.onnx            INT8 Q/DQ (calibration.quantize; -tensorrt for TensorRT backends,
-                                           -cpu-symmetric for OpenVINO)
+    small-<sha12>.int8-cpu-<code8>.onnx    INT8 Q/DQ (calibration.quantize; -tensorrt for TensorRT backends,
+                                           -cpu-symmetric for OpenVINO; <code8>: the calibration code's hash)
     calibration-denoise-4x128.npz          the small calibration set INT8 is quantized with
     *.ovblob                               OpenVINO engines compiled for BF16 (the FP32 ONNX, bf16 hint)
     *.engine                               TensorRT engines per resolution and batch (engines.tensorrt_build)
@@ -297,7 +297,12 @@ class Artifacts:
             fp32 = self._export()
         if variant == "fp32":
             return fp32
-        path = self.cache_dir / f"{self._base_name(fp32)}.{variant}.onnx"
+        suffix = variant
+        if variant != "fp16":  # an INT8 model is named by the code that made it too: no stale reuse
+            from calibration.quantize import quantization_code_sha256
+
+            suffix = f"{variant}-{quantization_code_sha256()[:8]}"
+        path = self.cache_dir / f"{self._base_name(fp32)}.{suffix}.onnx"
         if path.is_file():
             return path
         if variant == "fp16":

@@ -23,6 +23,7 @@ mixed-precision search) never runs the calibration again.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -50,6 +51,7 @@ from mirnet_deploy.leftovers import scratch_folder
 
 from .dataset import CalibrationSet
 from .ranges import collect_ranges
+from .stack_sum import rewrite_stacked_sums
 
 TARGETS = ("tensorrt", "cpu", "cpu-symmetric")
 #: Targets with the CPU graph: the exact rewrites of `prepare` and INT8 chains between convolutions.
@@ -139,6 +141,19 @@ def unsigned_for_target(model: onnx.ModelProto, target: str) -> list[str]:
                    if node.op_type in ("Conv", "ConvTranspose") and node.input[0] in concats})
 
 
+@functools.cache
+def quantization_code_sha256() -> str:
+    """sha256 of the `calibration` package's source (its CLI aside): the code that makes an INT8 model
+    (rewrites, ranges, quantization, the PSNR-budget search). Caches of INT8 models key on it, so a
+    model that older code made is made again, not silently reused (`toolkit_version` is not bumped
+    per change)."""
+    digest = hashlib.sha256()
+    for source in sorted(Path(__file__).parent.glob("*.py")):
+        if source.name != "cli.py":
+            digest.update(source.name.encode() + b"\0" + source.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def default_subpixel(target: str) -> bool:
     """The sub-pixel rewrite is on for the CPU targets, off for TensorRT (see `quantize_onnx`)."""
     return target in CPU_TARGETS
@@ -149,6 +164,8 @@ def prepare(model: onnx.ModelProto, target: str, *, subpixel: bool) -> tuple[onn
 
     - `subpixel`: stride-2 ConvTranspose -> Conv + DepthToSpace (ONNX Runtime has no INT8
       ConvTranspose kernel, so without it those layers stay float on CPUs).
+    - cpu targets: single-slope PRelu -> LeakyRelu, and sums over a stacked axis (SKFF) -> Adds
+      (`calibration.stack_sum`): both have INT8 kernels in ONNX Runtime where the originals have none.
     - tensorrt: opset 19, so the high-precision part can be FP16 with FP16 Q/DQ scales.
     """
     rewrites: dict[str, int] = {}
@@ -158,6 +175,7 @@ def prepare(model: onnx.ModelProto, target: str, *, subpixel: bool) -> tuple[onn
         model, rewrites["convtranspose_to_subpixel"] = rewrite_transposed_convs(model)
     if target in CPU_TARGETS:
         model, rewrites["prelu_to_leakyrelu"] = scalar_prelu_to_leaky_relu(model)
+        model, rewrites["stacked_sum_to_adds"] = rewrite_stacked_sums(model)
     if target == "tensorrt" and _opset(model) < TENSORRT_OPSET:
         model = onnx.version_converter.convert_version(model, TENSORRT_OPSET)
     return model, rewrites
@@ -182,6 +200,25 @@ def scalar_prelu_to_leaky_relu(model: onnx.ModelProto) -> tuple[onnx.ModelProto,
     del result.graph.initializer[:]
     result.graph.initializer.extend(kept)
     return result, count
+
+
+def shapes_read_before_dequantizing(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Shape(DequantizeLinear(q)) -> Shape(q): the same shape, without dequantizing a whole tensor
+    for it. MIRNet-v2's context blocks read the shape of quantized feature maps; ONNX Runtime kept
+    a float DequantizeLinear (and an NHWC -> NCHW transpose) per block for nothing but that."""
+    result = onnx.ModelProto()
+    result.CopyFrom(model)
+    dequantized = {node.output[0]: node.input[0] for node in result.graph.node
+                   if node.op_type == "DequantizeLinear"}
+    for node in result.graph.node:
+        if node.op_type == "Shape" and node.input[0] in dequantized:
+            node.input[0] = dequantized[node.input[0]]
+    used = {name for node in result.graph.node for name in node.input} | {o.name for o in result.graph.output}
+    alive = [node for node in result.graph.node
+             if node.op_type != "DequantizeLinear" or node.output[0] in used]
+    del result.graph.node[:]
+    result.graph.node.extend(alive)
+    return result
 
 
 def _opset(model: onnx.ModelProto) -> int:
@@ -252,6 +289,8 @@ def quantize_onnx(onnx_path: str | os.PathLike, output_path: str | os.PathLike, 
             nodes_to_exclude=list(exclude_nodes), calibrate_method=METHODS[method],
             extra_options=extra_options, calibration_cache_path=ranges_path)
         quantized = onnx.load(quantized_path)
+    if target in CPU_TARGETS:
+        quantized = shapes_read_before_dequantizing(quantized)
     quantized_layers = sorted(_quantized_layers(quantized))
     if target == "tensorrt" and high_precision == "fp16":
         quantized = _to_fp16(quantized)

@@ -17,8 +17,6 @@ Nothing here is family-specific (DESIGN.md): the network comes from `export.netw
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import json
 import os
 import time
@@ -29,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from calibration.mixed_precision import DEFAULT_BUDGET_DB
-from calibration.quantize import TWIN_TARGETS
+from calibration.quantize import TWIN_TARGETS, quantization_code_sha256
 from engines.build import EngineSettings, build_engine
 from engines.cache import CachedBuild, precision_family
 from engines.cpu_choice import CHOICES_FILE, candidates, choose_cpu_engine, describe_selection, forms
@@ -298,21 +296,6 @@ def _int8(request: ChainRequest, fp32: Path, target: str, try_first: list[str]) 
            "budget_db": request.budget_db, "quantization_code_sha256": quantization_code_sha256(),
            **({"try_first": try_first} if try_first else {})}
     return _cached_step(f"int8-{target}", _variant(fp32, f"int8-{target}"), key, quantize)
-
-
-@functools.cache
-def quantization_code_sha256() -> str:
-    """sha256 of the `calibration` package's source (its CLI aside): the code that makes an INT8 model
-    (ranges, quantization, the PSNR-budget search). Part of the INT8 step's key, so a model that an
-    older search made is made again by the new one, not silently reused (`toolkit_version` is not bumped
-    per change)."""
-    import calibration
-
-    digest = hashlib.sha256()
-    for source in sorted(Path(calibration.__file__).parent.glob("*.py")):
-        if source.name != "cli.py":
-            digest.update(source.name.encode() + b"\0" + source.read_bytes() + b"\0")
-    return digest.hexdigest()
 
 
 def _engine_details(manifest: EngineManifest) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 from click.testing import CliRunner
-from onnx import numpy_helper
+from onnx import TensorProto, helper, numpy_helper
 
 from calibration.dataset import CalibrationSet, build_calibration_set, manifest_path
 from calibration.mixed_precision import (
@@ -21,7 +21,7 @@ from calibration.mixed_precision import (
     _verified_fewest,
     search_mixed_precision,
 )
-from calibration.quantize import quantize_onnx, scalar_prelu_to_leaky_relu
+from calibration.quantize import quantize_onnx, scalar_prelu_to_leaky_relu, shapes_read_before_dequantizing
 from export.lint import lint_onnx
 from export.onnx_file import read_metadata
 from mirnet_deploy.cli import main
@@ -238,6 +238,33 @@ def test_prelu_rewrite_is_exact(fp32_model: Path):
     assert count == Counter(node.op_type for node in model.graph.node)["PRelu"] > 0
     x = np.random.default_rng(1).standard_normal((1, 3, 24, 20)).astype(np.float32)
     np.testing.assert_array_equal(_run(rewritten, x), _run(model, x))
+
+
+def test_shapes_are_read_before_dequantizing():
+    """Shape(DequantizeLinear(q)) reads q instead; a dequantization nothing else reads is dropped."""
+    scale = numpy_helper.from_array(np.float32(0.1), "scale")
+    zero = numpy_helper.from_array(np.uint8(8), "zero")
+    nodes = [helper.make_node("QuantizeLinear", ["input", "scale", "zero"], ["q"]),
+             helper.make_node("DequantizeLinear", ["q", "scale", "zero"], ["dq"]),
+             helper.make_node("Shape", ["dq"], ["shape"]),
+             helper.make_node("Relu", ["dq"], ["relu"]),
+             helper.make_node("QuantizeLinear", ["input", "scale", "zero"], ["q2"]),
+             helper.make_node("DequantizeLinear", ["q2", "scale", "zero"], ["dq2"]),
+             helper.make_node("Shape", ["dq2"], ["shape2"])]
+    types = {"shape": TensorProto.INT64, "relu": TensorProto.FLOAT, "shape2": TensorProto.INT64}
+    outputs = [helper.make_tensor_value_info(name, kind, None) for name, kind in types.items()]
+    inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", 3])]
+    graph = helper.make_graph(nodes, "g", inputs, outputs, [scale, zero])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
+    rewritten = shapes_read_before_dequantizing(model)
+    assert [(n.op_type, list(n.input)) for n in rewritten.graph.node if n.op_type == "Shape"] == [
+        ("Shape", ["q"]), ("Shape", ["q2"])]
+    assert [n.output[0] for n in rewritten.graph.node if n.op_type == "DequantizeLinear"] == ["dq"]
+    x = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32)
+    expected = ort.InferenceSession(model.SerializeToString()).run(None, {"input": x})
+    got_all = ort.InferenceSession(rewritten.SerializeToString()).run(None, {"input": x})
+    for got, want in zip(got_all, expected, strict=True):
+        np.testing.assert_array_equal(got, want)
 
 
 def test_calibration_ranges_are_cached(fp32_model: Path, calibration_set: Path, tmp_path: Path):
