@@ -290,8 +290,9 @@ def main(row_keys: str | None, columns: str, fp16_res: str, fp16_images: int, in
     if unknown:
         raise click.BadParameter(f"unknown column(s) {', '.join(unknown)}: choose from {', '.join(COLUMNS)}",
                                  param_hint="--columns")
-    if "fp16" in chosen_columns and not reason:
-        reexec_with_malloc_huge_pages()  # the emulation runs ONNX Runtime without its arena
+    if "fp16" in chosen_columns and not reason and __name__ == "__main__":
+        # the emulation runs ONNX Runtime without its arena; only the command's own process restarts
+        reexec_with_malloc_huge_pages()
     for row in chosen:
         if reason:
             for column in chosen_columns:
