@@ -39,6 +39,7 @@ from typing import Any
 import click
 
 from mirnet_deploy.atomic import atomic_write_text
+from mirnet_deploy.host_allocator import reexec_with_malloc_huge_pages
 from mirnet_deploy.leftovers import scratch_folder
 from mirnet_deploy.resolutions import format_resolution, parse_resolution
 
@@ -289,6 +290,9 @@ def main(row_keys: str | None, columns: str, fp16_res: str, fp16_images: int, in
     if unknown:
         raise click.BadParameter(f"unknown column(s) {', '.join(unknown)}: choose from {', '.join(COLUMNS)}",
                                  param_hint="--columns")
+    if "fp16" in chosen_columns and not reason and __name__ == "__main__":
+        # the emulation runs ONNX Runtime without its arena; only the command's own process restarts
+        reexec_with_malloc_huge_pages()
     for row in chosen:
         if reason:
             for column in chosen_columns:

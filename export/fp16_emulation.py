@@ -58,6 +58,9 @@ VALUE_PRESERVING_OPS = frozenset({
 #: ONNX Runtime's session setting (kOrtSessionOptionsEnableCastChainElimination) that would let its
 #: optimizer fold the FLOAT -> FLOAT16 -> FLOAT pairs this graph is made of.
 CAST_CHAIN_ELIMINATION = "session.enable_cast_chain_elimination"
+#: ONNX Runtime's session setting (kOrtSessionOptionsConfigAllowIntraOpSpinning): "0" lets idle
+#: intra-op threads sleep instead of polling for work.
+INTRA_OP_SPINNING = "session.intra_op.allow_spinning"
 #: Node attributes that name an element type (Cast's `to`, ConstantOfShape-like `dtype`).
 DTYPE_ATTRIBUTES = ("to", "dtype")
 
@@ -138,9 +141,14 @@ def emulation_session(model: onnx.ModelProto) -> ort.InferenceSession:
     of two) held 7.05 GB through the FP32 run and passed 11.9 GB in the emulated run; one arena
     shared by both sessions and growing by the size requested passed 11 GB in the FP32 run;
     without an arena the FP32 run peaked at 5.7 GB. The price is CPU time: every feature map is
-    mapped and zeroed afresh (1.7x the CPU seconds of an FP32 run at 512x512)."""
+    mapped and zeroed afresh (1.7x the CPU seconds of an FP32 run at 512x512; a process started
+    with `host_allocator.MALLOC_HUGE_PAGES` faults it in 2 MiB at a time).
+
+    Intra-op threads sleep instead of spinning when they run out of work: on shared cores the spin
+    burned a quarter of the CPU seconds (MPRNet `derain` at 512x512: 72 user-s spinning, 54 not)."""
     options = ort.SessionOptions()
     options.enable_cpu_mem_arena = False
+    options.add_session_config_entry(INTRA_OP_SPINNING, "0")
     options.add_session_config_entry(CAST_CHAIN_ELIMINATION, "0")
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 

@@ -15,7 +15,13 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from export.fp16_emulation import audit_fp16_graph, emulation_model, emulation_session
+from export.fp16_emulation import (
+    CAST_CHAIN_ELIMINATION,
+    INTRA_OP_SPINNING,
+    audit_fp16_graph,
+    emulation_model,
+    emulation_session,
+)
 from export.precision import convert_to_fp16
 from mirnet_deploy.errors import UserError
 
@@ -55,6 +61,14 @@ def test_onnx_runtime_keeps_the_rounding_cast_pairs() -> None:
     values = np.array([1 + 2**-12, 7e4, 1e-8, 0.1], np.float32).reshape(1, 1, 1, 4)
     (output,) = session.run(None, {"input": values})
     np.testing.assert_array_equal(output.ravel(), [1.0, np.inf, 0.0, np.float32(np.float16(0.1))])
+
+
+def test_sessions_run_without_arena_and_without_spinning_threads() -> None:
+    """No arena (the peak memory at 1080p) and sleeping idle threads (CPU time on shared cores)."""
+    options = emulation_session(_conv1x1([[1.0]])).get_session_options()
+    assert not options.enable_cpu_mem_arena
+    assert options.get_session_config_entry(INTRA_OP_SPINNING) == "0"
+    assert options.get_session_config_entry(CAST_CHAIN_ELIMINATION) == "0"
 
 
 def test_weights_and_activations_are_rounded(tmp_path: Path) -> None:
