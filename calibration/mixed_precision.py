@@ -77,6 +77,12 @@ SEARCH_MARGIN = 0.5
 DEFAULT_EVAL_SAMPLES = 8
 #: The ranking runs many forward passes, so it looks at less: centre crops of a few samples.
 RANKING_SAMPLES, RANKING_CROP = 1, 64
+#: ... on one thread: a probe of a 64x64 crop through the switchable graph (thousands of small nodes)
+#: is mostly per-node overhead, which a second thread only spin-waits on. Denoise demo, 30 probes,
+#: load 6: 0.163 CPU-s (0.25 s) per probe on one thread against 0.287 CPU-s (0.45 s) on two, and
+#: bit-identical errors (ONNX Runtime's CPU kernels do not split a sum across threads), so the
+#: ranking is the same.
+RANKING_THREADS = 1
 #: The ranking's probes may cost at most this many real evaluations, counted in pixels: they only
 #: steer the real evaluations. It binds on a big model with a small evaluation set (`full` with 8
 #: crops of 128x128: 32 probes of 64x64), not on the demo models' default set (288 per evaluation).
@@ -326,7 +332,7 @@ def search_mixed_precision(onnx_path: str | os.PathLike, output_path: str | os.P
                 quantized = onnx.load(full_report.output)
                 layers = (_by_weight(prepared, full_report.quantized_layers)
                           + _elementwise(quantized, op_types))
-                ranking = _Evaluator(calib, RANKING_SAMPLES, threads, crop=RANKING_CROP)
+                ranking = _Evaluator(calib, RANKING_SAMPLES, RANKING_THREADS, crop=RANKING_CROP)
                 ranking.set_reference(prepared)
                 probe = _LayerProbe(quantized, prepared, layers, ranking)
             cost_cap = int(RANKING_COST_IN_EVALUATIONS * evaluator.pixels / ranking.pixels)

@@ -417,10 +417,12 @@ def test_a_screened_evaluation_stops_at_a_sure_miss_and_measures_a_pass_on_every
     evaluator = _Evaluator(calib, 3, 1)
     evaluator.set_reference(prepare(load_onnx(fp32_model), "cpu", subpixel=True)[0])
     full = evaluator.evaluate(quantized["cpu"])
-    assert full.screened_samples == 0 and sorted(full.sample_drops_db) == [0, 1, 2]
+    assert full.screened_samples == 0
+    assert sorted(full.sample_drops_db) == [0, 1, 2]
     evaluator.screen_worst_first(full)
     worst = max(full.sample_drops_db.values())
-    assert worst > 0 and evaluator.order[0] == max(full.sample_drops_db, key=full.sample_drops_db.get)
+    assert worst > 0
+    assert evaluator.order[0] == max(full.sample_drops_db, key=full.sample_drops_db.get)
 
     miss = evaluator.evaluate(quantized["cpu"], miss_above_db=worst / 3 * 0.99)
     assert miss.screened_samples == 1
@@ -428,7 +430,8 @@ def test_a_screened_evaluation_stops_at_a_sure_miss_and_measures_a_pass_on_every
 
     never_sure = sum(max(0.0, drop) for drop in full.sample_drops_db.values()) / 3 + 1e-6
     measured = evaluator.evaluate(quantized["cpu"], miss_above_db=never_sure)
-    assert measured.screened_samples == 0 and len(measured.sample_drops_db) == 3
+    assert measured.screened_samples == 0
+    assert len(measured.sample_drops_db) == 3
     assert measured.drop_db == pytest.approx(full.drop_db, abs=1e-9)
     calib.close()
 
