@@ -163,10 +163,6 @@ def _print_report(result: dict) -> None:
                        "(blocks first, then inside the most sensitive ones)")
         tried = ", ".join(f"{k} ({drop:+.3f} dB)" for k, drop in search["candidates_tried"])
         click.echo(f"  real evaluations, most sensitive nodes kept (drop on calibration samples): {tried}")
-        if search["screened"]:
-            click.echo("  screened misses (estimated from the samples that lost most): " + ", ".join(
-                f"{k} ({samples} samples run)"
-                for k, samples in search["screened"]))
         click.echo("  search CPU seconds: " + ", ".join(f"{part} {seconds:.0f}"
                                                        for part, seconds in search["cpu_seconds"].items()))
         kept = search["kept_high_precision"]

@@ -23,9 +23,6 @@ and nearly as exact as FP32. The search:
    are then opened (probed part by part), and a few more real evaluations narrow the gap
    (secant, bisection), so a block can be kept in part. The result is always a
    measured one, and the model written is the verified candidate itself (not quantized again).
-   Each of these evaluations is screened: it runs the samples where all-INT8 lost most first and
-   stops at a sure miss (those samples alone already lose more than the budget over the set), so a
-   miss costs a few samples; a pass is measured on every one.
 
 If the search ends with every layer kept, the model has no INT8 layer left: the report says so
 in `warnings` (a float model under an INT8 name), and `mirnet quantize` prints it.
@@ -100,11 +97,7 @@ REFINE_MIN_GAIN = 0.01
 class Evaluation:
     task_psnr_db: float  # mean PSNR of the clamped output against the clean targets
     drop_db: float  # FP32's task PSNR minus this one
-    psnr_vs_fp32_db: float  # worst sample (of those run)
-    #: Samples run: fewer than the set for a screened miss (`_Evaluator.evaluate`), whose drop is then
-    #: an estimate from those samples; 0: every sample (a pass is always measured on all of them).
-    screened_samples: int = 0
-    sample_drops_db: dict[int, float] = dataclasses.field(default_factory=dict)  # by sample, those run
+    psnr_vs_fp32_db: float  # worst sample
 
 
 @dataclass
@@ -118,9 +111,7 @@ class MixedPrecisionReport:
     #: layer is the set of nodes sharing one weight: MIRNet runs some modules twice, and a weight
     #: is INT8 or not, as a whole), then the blocks the ranking left unopened.
     sensitivity: list[tuple[list[str], float]]
-    #: (nodes kept, drop dB) in the order measured; -1: the `try_first` nodes. A screened miss's drop is
-    #: estimated from fewer samples (`screened`).
-    candidates_tried: list[tuple[int, float]]
+    candidates_tried: list[tuple[int, float]]  # (nodes kept, drop dB); -1: the `try_first` nodes
     quantize: QuantizeReport
     #: CPU seconds of this process (ONNX Runtime's threads included) per part of the search:
     #: where its time goes, whatever else loads the machine.
@@ -128,8 +119,6 @@ class MixedPrecisionReport:
     layer_count: int = 0  # layers the search chose among (0: no search ran)
     ranking_probes: int = 0  # forward passes of the ranking crop spent on the ranking
     warnings: list[str] = dataclasses.field(default_factory=list)
-    #: (nodes kept, samples run) of the misses the screen stopped early (`_Evaluator.evaluate`).
-    screened: list[tuple[int, int]] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -162,11 +151,6 @@ class _Evaluator:
         self.threads = threads
         self.reference: list[np.ndarray] = []
         self.reference_psnr = 0.0
-        self.reference_psnrs: list[float] = []  # per sample
-        #: The order `evaluate` runs the samples in, and the all-INT8 model's drop per sample that the
-        #: estimate of a screened miss scales by (`screen_worst_first`); natural order and none until set.
-        self.order = list(range(count))
-        self.profile: list[float] | None = None
         self.pixels = sum(x.shape[2] * x.shape[3] for x in self.inputs)  # a forward pass's work
         self._inputs_key = json.dumps([calibration.sha256, count, crop])
 
@@ -178,13 +162,9 @@ class _Evaluator:
                 feeds: dict[str, np.ndarray] | None = None) -> list[np.ndarray]:
         """The clamped HWC outputs on every evaluation input; `feeds` adds inputs besides the image."""
         session = model if isinstance(model, ort.InferenceSession) else self.session(model)
-        return [self._output(session, x, feeds) for x in self.inputs]
-
-    @staticmethod
-    def _output(session: ort.InferenceSession, x: np.ndarray,
-                feeds: dict[str, np.ndarray] | None = None) -> np.ndarray:
         name = session.get_inputs()[0].name
-        return np.clip(session.run(None, {name: x, **(feeds or {})})[0][0].transpose(1, 2, 0), 0, 1)
+        return [np.clip(session.run(None, {name: x, **(feeds or {})})[0][0].transpose(1, 2, 0), 0, 1)
+                for x in self.inputs]
 
     def set_reference(self, model: onnx.ModelProto, cache_dir: Path | None = None) -> None:
         """The FP32 outputs every evaluation is scored against. With `cache_dir` they are kept there,
@@ -202,54 +182,23 @@ class _Evaluator:
                 Path(cache_dir).mkdir(parents=True, exist_ok=True)
                 with atomic_open(path) as file:
                     np.savez(file, *self.reference)
-        self.reference_psnrs = [psnr(out, target) for out, target in zip(self.reference, self.targets,
-                                                                          strict=True)]
-        self.reference_psnr = float(np.mean(self.reference_psnrs))
+        self.reference_psnr = self._task_psnr(self.reference)
+
+    def _task_psnr(self, outputs: Sequence[np.ndarray]) -> float:
+        return float(np.mean([psnr(out, target) for out, target in zip(outputs, self.targets, strict=True)]))
+
+    def psnr_vs_fp32(self, outputs: Sequence[np.ndarray]) -> float:
+        return min(psnr(out, ref) for out, ref in zip(outputs, self.reference, strict=True))
 
     def mse_vs_fp32(self, outputs: Sequence[np.ndarray]) -> float:
         """Mean squared error against FP32 over all samples: noise powers add across layers."""
         pairs = zip(outputs, self.reference, strict=True)
         return float(np.mean([np.mean((out - ref) ** 2) for out, ref in pairs]))
 
-    def evaluate(self, model: onnx.ModelProto | str | os.PathLike, miss_above_db: float | None = None,
-                 ) -> Evaluation:
-        """The task PSNR drop of `model` against FP32 on every sample, in `order`.
-
-        With `miss_above_db` it is a screen: it stops as soon as the samples run so far lose more than
-        `miss_above_db` averaged over the whole set, i.e. when the samples not yet run would have to
-        gain PSNR from quantization for the model to pass. Such a miss is estimated from the samples
-        run, scaled as the all-INT8 model's drops on them scale to the set's (`profile`; worst samples
-        first: `screen_worst_first`). A wrong miss costs the search a refinement, never quality: a pass
-        is always measured on every sample."""
-        session = self.session(model)
-        count = len(self.inputs)
-        drops: dict[int, float] = {}  # sample -> its task PSNR drop
-        worst_vs_fp32 = float("inf")
-        for index in self.order:
-            output = self._output(session, self.inputs[index])
-            drops[index] = self.reference_psnrs[index] - psnr(output, self.targets[index])
-            worst_vs_fp32 = min(worst_vs_fp32, psnr(output, self.reference[index]))
-            stop = miss_above_db is not None and len(drops) < count
-            if stop and sum(drops.values()) / count > miss_above_db:
-                drop = sum(drops.values()) / count * self._share_of_profile(drops)
-                return Evaluation(self.reference_psnr - drop, drop, worst_vs_fp32, len(drops), drops)
-        drop = float(np.mean(list(drops.values())))
-        return Evaluation(self.reference_psnr - drop, drop, worst_vs_fp32, 0, drops)
-
-    def _share_of_profile(self, run: dict[int, float]) -> float:
-        """The all-INT8 drop of the whole set over that of the samples `run` (at least 1): what a
-        partial sum of drops is scaled by to estimate the set's."""
-        if self.profile is None:
-            return 1.0
-        partial = sum(self.profile[index] for index in run)
-        return max(1.0, sum(self.profile) / partial) if partial > 0 else 1.0
-
-    def screen_worst_first(self, all_int8: Evaluation) -> None:
-        """Run the samples where the all-INT8 model (`all_int8`, measured on every sample) loses most
-        first, so a screened miss shows after the fewest samples: on the denoise demo one crop of 8
-        loses 0.83 dB all-INT8, the others 0.11-0.16 dB."""
-        self.profile = [all_int8.sample_drops_db[index] for index in range(len(self.inputs))]
-        self.order = sorted(range(len(self.inputs)), key=lambda index: -self.profile[index])
+    def evaluate(self, model: onnx.ModelProto | str | os.PathLike) -> Evaluation:
+        outputs = self.outputs(model)
+        task = self._task_psnr(outputs)
+        return Evaluation(task, self.reference_psnr - task, self.psnr_vs_fp32(outputs))
 
 
 def _read_outputs(path: Path, count: int) -> list[np.ndarray] | None:
@@ -296,13 +245,7 @@ def search_mixed_precision(onnx_path: str | os.PathLike, output_path: str | os.P
     with tempfile.TemporaryDirectory(prefix="mirnet-mixed.") as scratch:
         candidates: dict[int, QuantizeReport] = {}  # by the number of nodes kept (one per k)
 
-        aim_db = budget_db * SEARCH_MARGIN
-        tried: list[tuple[int, float]] = []
-        screened: list[tuple[int, int]] = []
-
-        def evaluate(excluded: Sequence[str], screen: bool = False) -> tuple[QuantizeReport, Evaluation]:
-            """Quantize with `excluded` kept and measure; `screen`: a miss may stop early (not all INT8,
-            whose per-sample drops steer the screen)."""
+        def evaluate(excluded: Sequence[str]) -> tuple[QuantizeReport, Evaluation]:
             path = Path(scratch) / f"candidate-{len(excluded)}.onnx"
             with stopwatch("quantize"):
                 candidates[len(excluded)] = quantize_onnx(
@@ -310,24 +253,20 @@ def search_mixed_precision(onnx_path: str | os.PathLike, output_path: str | os.P
                     high_precision=high_precision, exclude_nodes=tuple(excluded), subpixel=subpixel,
                     op_types=op_types, cache_dir=cache_dir)
             with stopwatch("evaluate"):
-                evaluation = evaluator.evaluate(path, aim_db if screen else None)
-            if evaluation.screened_samples:
-                screened.append((len(excluded), evaluation.screened_samples))
-            return candidates[len(excluded)], evaluation
+                return candidates[len(excluded)], evaluator.evaluate(path)
 
-        full, kept, sensitivity, final = None, [], [], None
+        full, final, kept, sensitivity, tried = None, None, [], [], []
         if try_first:
-            final = evaluate(try_first, screen=True)[1]
+            final = evaluate(try_first)[1]
             tried.append((-1, final.drop_db))  # -1: the nodes given, not a count of ranked layers
-            if final.drop_db <= aim_db:
+            if final.drop_db <= budget_db * SEARCH_MARGIN:
                 kept = list(try_first)
-        layer_count, probes = 0, 0
         if not kept:
             full_report, full = evaluate(())
             final = full
             tried.append((0, full.drop_db))
-            evaluator.screen_worst_first(full)
-        if final.drop_db > aim_db:
+        layer_count, probes = 0, 0
+        if final.drop_db > budget_db * SEARCH_MARGIN:
             with stopwatch("probe session"):
                 quantized = onnx.load(full_report.output)
                 layers = (_by_weight(prepared, full_report.quantized_layers)
@@ -349,8 +288,8 @@ def search_mixed_precision(onnx_path: str | os.PathLike, output_path: str | os.P
                 with stopwatch("ranking"):
                     return probe.open(low, high)
 
-            kept, final = _verified_fewest(probe.ranked, predicted_drop, aim_db,
-                                           functools.partial(evaluate, screen=True), tried, open_gap=open_gap)
+            kept, final = _verified_fewest(probe.ranked, predicted_drop, budget_db * SEARCH_MARGIN, evaluate,
+                                           tried, open_gap=open_gap)
             layer_count, probes = len(layers), probe.probes
             sensitivity = [(nodes, _psnr_of_mse(unit.error))
                            for nodes, unit in zip(probe.ranked, probe.units, strict=True)]
@@ -360,7 +299,7 @@ def search_mixed_precision(onnx_path: str | os.PathLike, output_path: str | os.P
     report = dataclasses.replace(chosen, output=str(output_path))
     warnings = [] if chosen.quantized_layers or not kept else [_all_kept_warning(final, budget_db)]
     return MixedPrecisionReport(budget_db, evaluator.reference_psnr, full, final, kept, sensitivity, tried,
-                                report, stopwatch.cpu_seconds, layer_count, probes, warnings, screened)
+                                report, stopwatch.cpu_seconds, layer_count, probes, warnings)
 
 
 def _all_kept_warning(final: Evaluation, budget_db: float) -> str:
@@ -465,8 +404,7 @@ def _verified_fewest(ranked: list[list[str]], predicted_drop: Callable[[int], fl
     and evaluations (`evaluate`), steered by the cheap `predicted_drop`.
 
     `ranked`: units (node lists) in the order they are kept. `tried` holds the (nodes kept, drop
-    dB) measured so far, the all-INT8 miss (0, drop) among them; every measurement is appended. A
-    miss may be a screened one (`_Evaluator.evaluate`): its drop is an estimate, which steers as well. Phases:
+    dB) measured so far, the all-INT8 miss (0, drop) among them; every measurement is appended. Phases:
 
     1. the fewest k predicted within the budget is verified; a miss corrects the prediction by the
        factor it was off (in error power) and verifies the new fewest k, at least a quarter more

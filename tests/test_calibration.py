@@ -403,39 +403,6 @@ def test_search_takes_the_twin_targets_layers_when_they_meet_the_budget(
     assert abs(report.final.drop_db) < 1e-4
 
 
-def test_a_screened_evaluation_stops_at_a_sure_miss_and_measures_a_pass_on_every_sample(
-        quantized: dict[str, Path], fp32_model: Path, calibration_set: Path):
-    """The search's screen: worst samples first (by the all-INT8 drops); it stops once those run lose
-    more than the aim over the whole set, and its estimate scales by the all-INT8 profile (so the
-    all-INT8 model itself, screened, gets back its own measured drop)."""
-    from calibration.dataset import CalibrationSet
-    from calibration.mixed_precision import _Evaluator
-    from calibration.quantize import prepare
-    from export.onnx_read import load_onnx
-
-    calib = CalibrationSet(calibration_set)
-    evaluator = _Evaluator(calib, 3, 1)
-    evaluator.set_reference(prepare(load_onnx(fp32_model), "cpu", subpixel=True)[0])
-    full = evaluator.evaluate(quantized["cpu"])
-    assert full.screened_samples == 0
-    assert sorted(full.sample_drops_db) == [0, 1, 2]
-    evaluator.screen_worst_first(full)
-    worst = max(full.sample_drops_db.values())
-    assert worst > 0
-    assert evaluator.order[0] == max(full.sample_drops_db, key=full.sample_drops_db.get)
-
-    miss = evaluator.evaluate(quantized["cpu"], miss_above_db=worst / 3 * 0.99)
-    assert miss.screened_samples == 1
-    assert miss.drop_db == pytest.approx(full.drop_db, rel=1e-6)
-
-    never_sure = sum(max(0.0, drop) for drop in full.sample_drops_db.values()) / 3 + 1e-6
-    measured = evaluator.evaluate(quantized["cpu"], miss_above_db=never_sure)
-    assert measured.screened_samples == 0
-    assert len(measured.sample_drops_db) == 3
-    assert measured.drop_db == pytest.approx(full.drop_db, abs=1e-9)
-    calib.close()
-
-
 def test_fp32_reference_outputs_are_cached_for_the_twin_search(fp32_model: Path, calibration_set: Path,
                                                                  tmp_path: Path):
     """The cpu and cpu-symmetric searches prepare the same FP32 graph: the second reads the first's
