@@ -74,6 +74,12 @@ SEARCH_MARGIN = 0.5
 DEFAULT_EVAL_SAMPLES = 8
 #: The ranking runs many forward passes, so it looks at less: centre crops of a few samples.
 RANKING_SAMPLES, RANKING_CROP = 1, 64
+#: ... on one thread: a probe of a 64x64 crop through the switchable graph (thousands of small nodes)
+#: is mostly per-node overhead, which a second thread only spin-waits on. Denoise demo, 30 probes,
+#: load 6: 0.163 CPU-s (0.25 s) per probe on one thread against 0.287 CPU-s (0.45 s) on two, and
+#: bit-identical errors (ONNX Runtime's CPU kernels do not split a sum across threads), so the
+#: ranking is the same.
+RANKING_THREADS = 1
 #: The ranking's probes may cost at most this many real evaluations, counted in pixels: they only
 #: steer the real evaluations. It binds on a big model with a small evaluation set (`full` with 8
 #: crops of 128x128: 32 probes of 64x64), not on the demo models' default set (288 per evaluation).
@@ -98,7 +104,7 @@ class Evaluation:
 class MixedPrecisionReport:
     budget_db: float
     fp32_task_psnr_db: float
-    full_int8: Evaluation
+    full_int8: Evaluation | None  # None: not measured, the `try_first` layers passed first
     final: Evaluation
     kept_high_precision: list[str]  # most sensitive first
     #: (unit, PSNR vs FP32 when only it is quantized), in ranking order: single layers first (a
@@ -223,8 +229,10 @@ def search_mixed_precision(onnx_path: str | os.PathLike, output_path: str | os.P
     task PSNR drop within `budget_db`; the chosen model is written to `output_path`.
 
     `try_first`: nodes to keep that another search of the same model found (the `cpu` target's, for
-    its symmetric twin). If keeping them meets the budget, that verified result is taken without a
-    search of its own (its layers may not be the fewest); else the search runs as usual."""
+    its symmetric twin). They are evaluated first; if keeping them meets the budget, that verified
+    result is taken without a search of its own and without measuring the all-INT8 model (one
+    evaluation less; the layers kept may then not be the fewest: if the all-INT8 model would have
+    passed, it is not found); else the search runs as usual."""
     calib = CalibrationSet(calibration)
     stopwatch = _Stopwatch()
     evaluator = _Evaluator(calib, eval_samples, threads)
@@ -247,20 +255,23 @@ def search_mixed_precision(onnx_path: str | os.PathLike, output_path: str | os.P
             with stopwatch("evaluate"):
                 return candidates[len(excluded)], evaluator.evaluate(path)
 
-        full_report, full = evaluate(())
-        final, kept, sensitivity, tried = full, [], [], [(0, full.drop_db)]
-        if full.drop_db > budget_db * SEARCH_MARGIN and try_first:
-            seeded = evaluate(try_first)[1]
-            tried.append((-1, seeded.drop_db))  # -1: the nodes given, not a count of ranked layers
-            if seeded.drop_db <= budget_db * SEARCH_MARGIN:
-                final, kept = seeded, list(try_first)
+        full, final, kept, sensitivity, tried = None, None, [], [], []
+        if try_first:
+            final = evaluate(try_first)[1]
+            tried.append((-1, final.drop_db))  # -1: the nodes given, not a count of ranked layers
+            if final.drop_db <= budget_db * SEARCH_MARGIN:
+                kept = list(try_first)
+        if not kept:
+            full_report, full = evaluate(())
+            final = full
+            tried.append((0, full.drop_db))
         layer_count, probes = 0, 0
         if final.drop_db > budget_db * SEARCH_MARGIN:
             with stopwatch("probe session"):
                 quantized = onnx.load(full_report.output)
                 layers = (_by_weight(prepared, full_report.quantized_layers)
                           + _elementwise(quantized, op_types))
-                ranking = _Evaluator(calib, RANKING_SAMPLES, threads, crop=RANKING_CROP)
+                ranking = _Evaluator(calib, RANKING_SAMPLES, RANKING_THREADS, crop=RANKING_CROP)
                 ranking.set_reference(prepared)
                 probe = _LayerProbe(quantized, prepared, layers, ranking)
             cost_cap = int(RANKING_COST_IN_EVALUATIONS * evaluator.pixels / ranking.pixels)
@@ -393,7 +404,7 @@ def _verified_fewest(ranked: list[list[str]], predicted_drop: Callable[[int], fl
     and evaluations (`evaluate`), steered by the cheap `predicted_drop`.
 
     `ranked`: units (node lists) in the order they are kept. `tried` holds the (nodes kept, drop
-    dB) measured so far, the all-INT8 miss (0, drop) first; every measurement is appended. Phases:
+    dB) measured so far, the all-INT8 miss (0, drop) among them; every measurement is appended. Phases:
 
     1. the fewest k predicted within the budget is verified; a miss corrects the prediction by the
        factor it was off (in error power) and verifies the new fewest k, at least a quarter more
@@ -417,7 +428,7 @@ def _verified_fewest(ranked: list[list[str]], predicted_drop: Callable[[int], fl
         return [node for layer in ranked[:k] for node in layer]
 
     evaluations: dict[int, Evaluation] = {}
-    drops = {0: tried[0][1]}  # units kept -> measured drop
+    drops = {0: dict(tried)[0]}  # units kept -> measured drop
 
     def passes(k: int) -> bool:
         evaluations[k] = evaluate(nodes(k))[1]

@@ -287,8 +287,10 @@ def _int8(request: ChainRequest, fp32: Path, target: str, try_first: list[str]) 
                                         budget_db=request.budget_db, threads=request.engine.threads,
                                         cache_dir=request.artifacts / "calibration-cache",
                                         progress=request.engine.progress, try_first=try_first)
+        full_int8 = report.full_int8  # None: not measured, the twin target's layers passed first
         return {"target": target, "calibration_set": str(calibration), "budget_db": report.budget_db,
-                "fp32_task_psnr_db": report.fp32_task_psnr_db, "full_int8_drop_db": report.full_int8.drop_db,
+                "fp32_task_psnr_db": report.fp32_task_psnr_db,
+                "full_int8_drop_db": None if full_int8 is None else full_int8.drop_db,
                 "drop_db": report.final.drop_db, "quantized_layers": len(report.quantize.quantized_layers),
                 "kept_high_precision": report.kept_high_precision, "warnings": report.warnings}
 

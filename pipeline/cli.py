@@ -214,7 +214,9 @@ def _step_note(step: StepResult) -> str:
     if step.name.startswith("int8"):
         kept = d["kept_high_precision"]
         named = ", ".join(kept[:SHOWN_KEPT_LAYERS]) + (", ..." if len(kept) > SHOWN_KEPT_LAYERS else "")
-        return (f"task PSNR drop vs FP32 {d['drop_db']:.3f} dB (all INT8 {d['full_int8_drop_db']:.3f} dB, "
+        full = d["full_int8_drop_db"]  # None: not measured (the twin target's layers passed first)
+        full = "not measured: the twin's kept layers passed" if full is None else f"{full:.3f} dB"
+        return (f"task PSNR drop vs FP32 {d['drop_db']:.3f} dB (all INT8 {full}, "
                 f"budget {d['budget_db']} dB); {d['quantized_layers']} layers INT8, {len(kept)} kept in "
                 f"high precision" + (f": {named}" if kept else "")
                 + "".join(f"; WARNING: {warning}" for warning in d.get("warnings", [])))
