@@ -99,9 +99,12 @@ $(SERVE_STAMP): pyproject.toml
 	$(SERVE_VENV)/bin/python -m serving.interpreter
 	touch $(SERVE_STAMP)
 
+# The default suite runs on TEST_WORKERS processes (pytest-xdist), whole files to a worker so each
+# module's fixtures are made once: one pytest process kept about one of the two cores busy.
+TEST_WORKERS ?= 2
 test: $(STAMP) cpp-test  ## ruff, the C++ core's unit tests, then the default Python suite
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile
 
 cpp-test: $(STAMP) cpp-deps  ## build engines/cpp (libmirnet with OpenVINO, and TensorRT where found; mirnet_run) and run ctest
 	cmake -S engines/cpp -B build/cpp -DCMAKE_BUILD_TYPE=Release -DMIRNET_PYTHON=$(abspath $(PY))

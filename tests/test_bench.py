@@ -159,6 +159,7 @@ def test_backends_are_probed_and_unavailable_ones_explained():
         resolve_backends("nope")
 
 
+@pytest.mark.slow
 def test_macs_come_from_the_preset_or_onnx_metadata_and_are_null_without(artifacts, tmp_path):
     small = resolve_model("small")
     expected = gmacs(small, (64, 48), 2)
@@ -198,6 +199,7 @@ def test_tiling_reaches_the_runner(artifacts):
 # Real runs: the CLI end to end, and the memory column
 
 
+@pytest.mark.slow
 def test_real_run_of_the_small_preset(artifacts, tmp_path):
     out = {name: tmp_path / f"b.{name}" for name in ("json", "csv", "md", "png")}
     result = CliRunner().invoke(mirnet_bench, [
@@ -310,6 +312,7 @@ def test_engine_list_takes_each_line_whole(tmp_path):
     assert "lists no engine" in str(empty.exception)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the retain policy needs glibc")
 def test_host_allocators_are_compared_side_by_side(artifacts, tmp_path):
     out = tmp_path / "b.json"

@@ -267,6 +267,7 @@ def test_shapes_are_read_before_dequantizing():
         np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.slow
 def test_calibration_ranges_are_cached(fp32_model: Path, calibration_set: Path, tmp_path: Path):
     first = quantize_onnx(fp32_model, tmp_path / "a.onnx", target="cpu", calibration=calibration_set,
                           cache_dir=tmp_path / "cache")
@@ -403,6 +404,7 @@ def test_no_refinement_when_the_gap_is_a_sliver_of_a_big_model():
     assert evaluation.drop_db == 0.002
 
 
+@pytest.mark.slow
 def test_search_stops_at_once_when_plain_int8_is_within_budget(fp32_model: Path, calibration_set: Path,
                                                                  tmp_path: Path):
     report = search_mixed_precision(fp32_model, tmp_path / "mp.onnx", target="tensorrt",
@@ -757,6 +759,7 @@ def _calibration_peak_kib(model: Path, folder: Path, method: str, count: int) ->
     return before, after
 
 
+@pytest.mark.slow
 def test_calibration_memory_does_not_grow_with_the_number_of_samples(fp32_model: Path, tmp_path: Path):
     """Peak RSS of range collection (fresh process each) for 2 and 10 samples of 128x128.
 

@@ -135,6 +135,7 @@ def test_a_file_changed_behind_the_cache_is_made_again(built_fp16):
     assert first.onnx.read_bytes() == original
 
 
+@pytest.mark.slow
 def test_another_checkpoint_rebuilds_every_step(built_fp16, tmp_path):
     artifacts, first = built_fp16
     model = load_model(default_weights("denoise"))
@@ -174,6 +175,7 @@ def test_int8_chain_quantizes_for_the_cpu(built_int8):
     assert result.manifest.parity["results"][0]["psnr_vs_reference_db"] > 35  # 48.8 dB with the default set
 
 
+@pytest.mark.slow
 def test_int8_chain_reuses_and_requantizes_on_another_budget(built_int8, monkeypatch):
     request, first = built_int8
     again = run_chain(request)

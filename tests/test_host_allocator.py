@@ -41,6 +41,7 @@ def _fourth_pass(policy: str) -> dict:
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_retained_memory_is_reused_by_the_next_pass_and_the_system_default_faults_it_in_again():
     retained, system = _fourth_pass("retain"), _fourth_pass("system")
     assert (retained["policy"], system["policy"]) == ("retain", "system")
