@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +99,7 @@ def infer(input_path: Path, output_dir: Path, task: str | None, checkpoint: Path
     if not inputs:
         raise UserError(f"No images in {input_path}: it holds no files ending in .png, .jpg, .tif, .webp, "
                         f".bmp or .npy. Point -i at an image or a folder of images.")
+    _make_output_folder(output_dir)
     if servers:
         from serving.client import open_remote_model, remote_tiled_runner
 
@@ -130,6 +132,19 @@ def infer(input_path: Path, output_dir: Path, task: str | None, checkpoint: Path
     click.echo(json.dumps(summary, indent=2) if as_json else _summary_text(summary))
     if failed:
         raise SystemExit(1)
+
+
+def _make_output_folder(folder: Path) -> None:
+    """Make the output folder before any model is loaded: one that cannot be made or written to is one
+    error, not one failure per image after the model has run."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"Cannot make the output folder {folder}: {error.strerror}. Nothing was restored; "
+                        "choose a folder you can write to.") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError(f"Cannot write into the output folder {folder} (permission denied). Nothing was "
+                        "restored; choose a folder you can write to.")
 
 
 def _summary_text(summary: dict[str, Any]) -> str:

@@ -304,3 +304,30 @@ def test_mirnet_bench_refuses_an_engine_its_manifest_says_is_of_another_runtime(
     with pytest.raises(UserError, match=r"names the runtime 'openvino', whose engines end in \.ovblob"):
         resolve_engine(engine)
     assert resolve_engine(ort_engine).backend == "ort"
+
+
+def test_infer_refuses_an_output_folder_it_cannot_make_before_any_image(images, scale_onnx, tmp_path):
+    folder, _, _ = images
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    code, output = cli("infer", "-i", str(folder / "rgb16.png"), "-o", str(blocker / "out"), "--model",
+                       str(scale_onnx))
+    assert code == 1, output
+    assert output.splitlines() == [f"Error: Cannot make the output folder {blocker / 'out'}: Not a "
+                                   "directory. Nothing was restored; choose a folder you can write to."]
+    assert blocker.read_text() == "not a folder"
+
+
+def test_mirnet_bench_refuses_a_report_folder_it_cannot_make_before_measuring(tmp_path):
+    from click.testing import CliRunner
+
+    from bench.latency_cli import mirnet_bench
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    result = CliRunner().invoke(mirnet_bench, ["--model", "small", "--res", "16", "--backend", "torch",
+                                               "--json", str(blocker / "out" / "r.json")])
+    assert isinstance(result.exception, UserError)
+    assert str(result.exception) == (f"Cannot make the folder of {blocker / 'out' / 'r.json'}: Not a "
+                                     "directory. Nothing was measured; choose a folder you can write to.")
+    assert "Measuring" not in result.output
