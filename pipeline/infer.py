@@ -99,7 +99,6 @@ def infer(input_path: Path, output_dir: Path, task: str | None, checkpoint: Path
     if not inputs:
         raise UserError(f"No images in {input_path}: it holds no files ending in .png, .jpg, .tif, .webp, "
                         f".bmp or .npy. Point -i at an image or a folder of images.")
-    _make_output_folder(output_dir)
     if servers:
         from serving.client import open_remote_model, remote_tiled_runner
 
@@ -114,6 +113,7 @@ def infer(input_path: Path, output_dir: Path, task: str | None, checkpoint: Path
     else:
         loaded = open_model(task, checkpoint, model, backend, threads, sr_scale, arch)
         runner, tiling = tiled_runner(loaded, tile, overlap, memory_budget_mb)
+    _make_output_folder(output_dir)
     outputs = output_paths(inputs, output_dir, f"_{loaded.task}" if suffix is None else suffix, ext)
     restored, failed = [], []
     with runner:
@@ -135,8 +135,8 @@ def infer(input_path: Path, output_dir: Path, task: str | None, checkpoint: Path
 
 
 def _make_output_folder(folder: Path) -> None:
-    """Make the output folder before any model is loaded: one that cannot be made or written to is one
-    error, not one failure per image after the model has run."""
+    """Make the output folder once the model is loaded (a refused model makes none), before any image is
+    read: one that cannot be made or written to is one error, not one failure per image."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
