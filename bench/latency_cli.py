@@ -136,6 +136,7 @@ def mirnet_bench(model_text: str, arch: str | None, res: str, backend_text: str 
       mirnet-bench --from-json out.json --plot out.png --md out.md   # re-render, no measuring
       mirnet-bench --server localhost:8001 --res 256 --concurrency 1,8 --duration 60 --json load.json
     """
+    _make_report_folders(json_path, csv_path, md_path, plot_path)
     if servers:
         _load_test(servers, metrics_urls, server_model, res, batch, task, concurrency_text, duration,
                    json_path)
@@ -386,9 +387,23 @@ def _write_reports(results: list[BenchResult], environment: dict[str, Any], skip
         click.echo(f"Wrote {', '.join(str(p) for p in written)}", err=True)
 
 
+def _make_report_folders(*paths: Path | None) -> None:
+    """Make the report files' folders before anything is measured: one that cannot be made costs no run."""
+    for path in filter(None, paths):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise UserError(f"Cannot make the folder of {path}: {error.strerror}. Nothing was measured; "
+                            "choose a folder you can write to.") from None
+
+
 def main() -> None:
-    """The `mirnet-bench` console script: a UserError becomes one paragraph on stderr and exit status 1."""
+    """The `mirnet-bench` console script: a UserError, or the file system's refusal (a folder that cannot be
+    made, a full disk), becomes one paragraph on stderr and exit status 1."""
     try:
         mirnet_bench(standalone_mode=True)
     except UserError as error:
         raise SystemExit(f"Error: {error}") from None
+    except OSError as error:
+        where = f" ({error.filename})" if error.filename else ""
+        raise SystemExit(f"Error: {error.strerror or error}{where}.") from None

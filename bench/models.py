@@ -32,7 +32,7 @@ from typing import Any
 
 import onnx
 
-from engines.cache import precision_family, slug
+from engines.cache import check_engine_file, precision_family, slug
 from engines.manifest import Profile
 from mirnet_deploy.caches import use_cache
 from mirnet_deploy.errors import UserError
@@ -182,6 +182,7 @@ def resolve_engine(text: str | os.PathLike, task: str = "denoise") -> BuiltEngin
     if backend is None:
         raise UserError(f"The manifest of {path} names the runtime {manifest.backend!r}, which mirnet-bench "
                         f"does not run (it runs {', '.join(ENGINE_BACKENDS)}).")
+    check_engine_file(path, manifest)
     source = Path(manifest.onnx_path)
     recorded = {"task": manifest.task, "size_multiple": manifest.size_multiple, "scale": manifest.scale}
     metadata = {**{name: str(value) for name, value in recorded.items() if value is not None},

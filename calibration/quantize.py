@@ -42,7 +42,6 @@ from onnxruntime.quantization import (
     QuantType,
     quantize_static,
 )
-from onnxruntime.quantization.calibrate import save_tensors_data
 
 from mirnet_deploy.atomic import atomic_write_bytes
 from mirnet_deploy.caches import use_cache
@@ -50,7 +49,7 @@ from mirnet_deploy.errors import UserError
 from mirnet_deploy.leftovers import scratch_folder
 
 from .dataset import CalibrationSet
-from .ranges import collect_ranges
+from .ranges import collect_ranges, save_ranges
 from .stack_sum import rewrite_stacked_sums
 
 TARGETS = ("tensorrt", "cpu", "cpu-symmetric")
@@ -280,7 +279,7 @@ def quantize_onnx(onnx_path: str | os.PathLike, output_path: str | os.PathLike, 
             input_name = source.graph.input[0].name
             ranges = collect_ranges(prepared_path, ({input_name: x} for x in calib.inputs()),
                                     method=METHODS[method], op_types=list(op_types))
-            save_tensors_data(ranges, ranges_path)
+            save_ranges(ranges, ranges_path)
         logging.getLogger().setLevel(logging.ERROR)  # the quantizer warns about pre-processing on every call
         quantize_static(
             prepared_path, quantized_path, None,

@@ -30,8 +30,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod
-from onnxruntime.quantization.calibrate import TensorsData, create_calibrator
+from onnxruntime.quantization.calibrate import TensorsData, create_calibrator, save_tensors_data
 
+from mirnet_deploy.atomic import atomic_write_bytes
 from mirnet_deploy.leftovers import scratch_folder
 
 
@@ -74,3 +75,16 @@ def streaming_session(augmented_path: str | Path) -> ort.InferenceSession:
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.execution_order = ort.ExecutionOrder.PRIORITY_BASED
     return ort.InferenceSession(str(augmented_path), options, providers=["CPUExecutionProvider"])
+
+
+def save_ranges(ranges: TensorsData, path: str | Path) -> None:
+    """Write `ranges` to `path` in ONNX Runtime's calibration-cache format (what `quantize_static`'s
+    `calibration_cache_path` reads), atomically and without leftovers.
+
+    ONNX Runtime's `save_tensors_data` writes an untagged `.calibcache_*.tmp` beside its target, which
+    a `kill -9` would leave in the cache folder for good; so it writes into a tagged scratch folder
+    (removed by the next run once its writer is gone) and `atomic_write_bytes` publishes the file."""
+    path = Path(path)
+    with scratch_folder("ranges") as scratch:
+        save_tensors_data(ranges, scratch / path.name)
+        atomic_write_bytes(path, (scratch / path.name).read_bytes())

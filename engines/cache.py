@@ -38,6 +38,17 @@ PRECISIONS = ("fp32", "fp16", "int8")
 ENGINE_SUFFIX = {"tensorrt": ".engine", "onnxruntime": ".ort.onnx", "openvino": ".ovblob"}
 
 
+def check_engine_file(path: Path, manifest: EngineManifest) -> None:
+    """Refuse an engine whose file is not of the kind its manifest's backend writes (a hand-edited manifest,
+    or one copied beside another engine): that runtime would load another kind of file under its name."""
+    suffixes = (ENGINE_SUFFIX[manifest.backend], ".plan") if manifest.backend == "tensorrt" else (
+        ENGINE_SUFFIX.get(manifest.backend, ""),)
+    if not path.name.endswith(suffixes):
+        raise UserError(f"The manifest of {path} names the runtime {manifest.backend!r}, whose engines end "
+                        f"in {' or '.join(suffixes)}: the file and its manifest disagree (edited, or copied "
+                        "beside another engine). Rebuild the engine with `mirnet build`.")
+
+
 @dataclass(frozen=True)
 class OnnxInfo:
     """What the build needs to know about an ONNX model, read once without its weights."""

@@ -247,7 +247,8 @@ def check_manifest(manifest: EngineManifest, *, onnx_sha256: str | None = None, 
     """Raise UserError naming every way this engine does not fit here; arguments left None are not checked."""
     problems = []
     if backend and backend != manifest.backend:
-        problems.append(f"it is a {BACKEND_NAMES.get(manifest.backend, manifest.backend)} engine, "
+        built = BACKEND_NAMES.get(manifest.backend, manifest.backend)
+        problems.append(f"it is {'an' if built[:1] in 'AEIOU' else 'a'} {built} engine, "
                         f"not one for {BACKEND_NAMES.get(backend, backend)}")
     if backend_version:
         problems.append(_version_problem(manifest, backend_version))

@@ -240,19 +240,13 @@ def audit_fp16_command(task: str, checkpoint: Path | None, arch: str | None, res
 
     from .network import load_network
 
+    _configure_audit_process(method)
     network, spec = load_network(checkpoint or default_weights(task, arch), task, arch)
     resolutions = parse_resolutions(res)
     if method == "graph":
-        from mirnet_deploy.leftovers import scratch_folder
+        from .fp16_emulation import audit_network_graph
 
-        from .fp16_emulation import audit_graph_at_resolutions
-        from .onnx_export import export_onnx
-        from .precision import convert_to_fp16
-
-        with scratch_folder("audit-fp16") as folder:
-            fp32 = export_onnx(network, spec, folder / "model.fp32.onnx")
-            fp16 = convert_to_fp16(fp32, folder / "model.fp16.onnx")
-            reports: dict[str, Any] = audit_graph_at_resolutions(fp32, fp16, resolutions, task=task)
+        reports: dict[str, Any] = audit_network_graph(network, spec, resolutions, task=task)
     else:
         from .fp16_audit import audit_at_resolutions
 
@@ -262,3 +256,20 @@ def audit_fp16_command(task: str, checkpoint: Path | None, arch: str | None, res
         return
     for report in reports.values():
         click.echo(report.format_table(top=top) + "\n")
+
+
+def _configure_audit_process(method: str) -> None:
+    """The host allocator each method needs (`mirnet_deploy/cli.py` leaves it to this verb).
+
+    pytorch: `retain`, as every verb (each eager op's tensors would be page-faulted in again).
+    graph: ONNX Runtime without its arena, under the system allocator: `retain` would keep every
+    freed feature map resident beside the next (README, "The graph method"). The command's own
+    process restarts once with `MALLOC_HUGE_PAGES`, which glibc reads only at start-up; a program
+    calling the command in-process (a test) runs it as it is."""
+    from mirnet_deploy.cli import is_command_process
+    from mirnet_deploy.host_allocator import configure_host_allocator, reexec_with_malloc_huge_pages
+
+    if method == "pytorch":
+        configure_host_allocator("retain")
+    elif is_command_process():
+        reexec_with_malloc_huge_pages()

@@ -40,13 +40,18 @@ import onnx
 import onnxruntime as ort
 import torch
 from onnx import TensorProto, helper, numpy_helper
+from torch import nn
 
 from mirnet_deploy.errors import UserError
+from mirnet_deploy.leftovers import scratch_folder
 from mirnet_deploy.resolutions import format_resolution
 
 from .fp16_audit import audit_inputs, compare_outputs, json_float, worst_error, worst_psnr
+from .onnx_export import export_onnx
 from .onnx_file import read_metadata, set_metadata
 from .onnx_read import load_onnx
+from .precision import convert_to_fp16
+from .spec import ModelSpec
 
 #: Ops whose outputs are input values moved, selected or compared (or exact zeros): on float16
 #: inputs they give float16 values, so rounding them again changes nothing.
@@ -250,3 +255,17 @@ def audit_graph_at_resolutions(
     return {format_resolution(resolution): audit_fp16_graph(
                 fp32_onnx, fp16_onnx, audit_inputs(resolution, multiple, images, task=task, seed=seed))
             for resolution in resolutions}
+
+
+def audit_network_graph(network: nn.Module, spec: ModelSpec, resolutions: Sequence[tuple[int, int]], *,
+                        task: str | None = "denoise") -> dict[str, GraphAuditReport]:
+    """`audit_graph_at_resolutions` of the FP16 ONNX `mirnet export --precision fp16` makes of `network`
+    (the FP32 export, then the same FP16 conversion), both made in a scratch folder and removed after.
+
+    Runs ONNX Runtime without its arena (`emulation_session`): a process that keeps freed memory
+    (`host_allocator.configure_host_allocator("retain")`) holds each freed feature map besides the
+    next, so this runs best under the system allocator with `host_allocator.MALLOC_HUGE_PAGES`."""
+    with scratch_folder("audit-fp16") as folder:
+        fp32 = export_onnx(network, spec, folder / "model.fp32.onnx")
+        fp16 = convert_to_fp16(fp32, folder / "model.fp16.onnx")
+        return audit_graph_at_resolutions(fp32, fp16, resolutions, task=task)

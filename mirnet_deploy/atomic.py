@@ -23,6 +23,8 @@ from .leftovers import TAG_PATTERN, remove_stale, writer_tag
 
 #: errno values that mean "this file system will not take the file", whatever the caller wrote.
 _REFUSED_WRITES = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
+#: ... and those that mean its folder cannot be made (a missing mount, a file in the path: EEXIST from mkdir).
+_NO_FOLDER = {errno.ENOENT, errno.ENOTDIR, errno.EEXIST}
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -39,7 +41,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.{writer_tag()}.", suffix=".tmp",
                                         dir=target.parent)
     except OSError as error:
-        if error.errno in _REFUSED_WRITES:
+        if error.errno in _REFUSED_WRITES | _NO_FOLDER:
             raise _refused(target, error) from None
         raise
     try:

@@ -8,6 +8,7 @@ stage whose optional dependency is missing does not break the others.
 from __future__ import annotations
 
 import importlib
+import sys
 
 import click
 
@@ -33,6 +34,8 @@ SUBCOMMANDS: dict[str, str] = {
     "triton-repo": "serving.cli:triton_repo",
     "serve": "serving.cli:serve_command",
 }
+#: Verbs that set their process's host allocator themselves (per option), instead of `retain`.
+OWN_HOST_ALLOCATOR = frozenset({"audit-fp16"})
 
 
 class LazyGroup(click.Group):
@@ -60,9 +63,17 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="mirnet-deploy")
-def main() -> None:
+@click.pass_context
+def main(context: click.Context) -> None:
     """MIRNet from PyTorch to deployment: reference model, ONNX, FP16/INT8, engines, parity.
 
     Run `mirnet COMMAND --help` for each verb's options and examples.
     """
-    configure_host_allocator("retain")  # PyTorch's eager runs would page-fault their tensors in again
+    if context.invoked_subcommand not in OWN_HOST_ALLOCATOR:
+        configure_host_allocator("retain")  # PyTorch's eager runs would page-fault their tensors in again
+
+
+def is_command_process() -> bool:
+    """Whether this process is the `mirnet` command itself (its console script), not a program that
+    calls `main` in-process (a test's CliRunner, a notebook): only the former may be restarted."""
+    return getattr(sys.modules.get("__main__"), "main", None) is main

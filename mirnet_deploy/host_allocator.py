@@ -24,7 +24,8 @@ import platform
 import sys
 from dataclasses import dataclass
 
-#: `retain`: glibc keeps freed blocks (the default of every mirnet verb and of mirnet-bench);
+#: `retain`: glibc keeps freed blocks (the default of mirnet-bench and of every mirnet verb but
+#: `audit-fp16 --method graph`, ONNX Runtime without its arena: `reexec_with_malloc_huge_pages`);
 #: `system`: the C library's own behavior, to measure what an untuned process gets.
 HOST_ALLOCATOR_POLICIES = ("retain", "system")
 

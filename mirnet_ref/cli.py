@@ -22,7 +22,7 @@ from .data_sources import LAYOUTS, evaluation_pairs, training_sampler, validatio
 from .degradations import TASK_KINDS, Degradation, channels_of, make_degradation, picture_of
 from .images import from_tensor, to_tensor
 from .inference import restore
-from .metrics import psnr, ssim
+from .metrics import naming_image, psnr, ssim
 from .model import count_parameters
 from .registry import (
     FAMILIES,
@@ -289,12 +289,13 @@ def evaluate_command(task: str, family_name: str | None, checkpoint: str | None,
         picture = picture_of(degradation, pair.input)
         scores = {"input": picture, family.name: restored}
         scores.update({name: method(picture, **known) for name, method in methods.items()})
-        rows.append({
-            "name": pair.name,
-            "size": format_resolution((pair.target.shape[1], pair.target.shape[0])),
-            "psnr": {k: psnr(v, pair.target, **metric) for k, v in scores.items()},
-            "ssim": {k: ssim(v, pair.target, **metric) for k, v in scores.items()},
-        })
+        with naming_image(pair.name):
+            rows.append({
+                "name": pair.name,
+                "size": format_resolution((pair.target.shape[1], pair.target.shape[0])),
+                "psnr": {k: psnr(v, pair.target, **metric) for k, v in scores.items()},
+                "ssim": {k: ssim(v, pair.target, **metric) for k, v in scores.items()},
+            })
     columns = list(rows[0]["psnr"])
     mean = {kind: {c: float(np.mean([r[kind][c] for r in rows])) for c in columns}
             for kind in ("psnr", "ssim")}

@@ -24,6 +24,9 @@ Everything is computed in float64; the Gaussian filtering uses OpenCV (as BasicS
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import cv2
 import numpy as np
 
@@ -117,3 +120,12 @@ def ssim(
     )
     # Equal-sized channel maps: the mean over everything is the mean of the per-channel means.
     return float(ssim_map.mean())
+
+
+@contextlib.contextmanager
+def naming_image(name: str) -> Iterator[None]:
+    """Prefix the image's name to a metric's refusal (an image too small for SSIM): the metrics see arrays."""
+    try:
+        yield
+    except ImageError as error:
+        raise ImageError(f"Image {name}: {error}") from None

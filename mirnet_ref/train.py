@@ -30,7 +30,7 @@ from mirnet_deploy.errors import UserError
 
 from .checkpoint import read_state_dict, save_checkpoint
 from .inference import restore
-from .metrics import psnr, ssim
+from .metrics import naming_image, psnr, ssim
 from .model import MIRNetConfig
 from .registry import family_named, training_outputs
 from .train_log import LOG_NAME, append_record
@@ -122,10 +122,11 @@ def evaluate(model: nn.Module, pairs: Sequence[ValidationPair]) -> dict[str, flo
     """Mean RGB PSNR/SSIM of the restored validation images (the authors' RGB protocol)."""
     model.eval()
     scores = []
-    for _, degraded, clean in pairs:
+    for name, degraded, clean in pairs:
         x = torch.from_numpy(np.ascontiguousarray(degraded.transpose(2, 0, 1)))
         restored = restore(model, x).numpy().transpose(1, 2, 0)
-        scores.append((psnr(restored, clean), ssim(restored, clean)))
+        with naming_image(name):
+            scores.append((psnr(restored, clean), ssim(restored, clean)))
     model.train()
     return {"psnr": float(np.mean([s[0] for s in scores])), "ssim": float(np.mean([s[1] for s in scores]))}
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from mirnet_deploy.caches import Entry, entries, parse_age, parse_size, prune
+from mirnet_deploy.errors import UserError
 
 #: Cache folders under the artifacts folder, and what fills them.
 KNOWN_CACHES: dict[str, str] = {
@@ -25,6 +26,16 @@ KNOWN_CACHES: dict[str, str] = {
 
 
 def _folders(artifacts: Path, folders: tuple[Path, ...]) -> list[Path]:
+    """The FOLDERs given, else the known caches under `artifacts` (those not made yet hold 0 entries).
+
+    A folder named that does not exist is a typo or another working directory, not an empty cache:
+    refused, so that a listing of zeros never reads as "nothing cached"."""
+    for folder in folders or (artifacts,):
+        if not folder.is_dir():
+            where = "--artifacts folder" if not folders else "cache folder"
+            raise UserError(f"The {where} {folder} does not exist: nothing was listed or removed. Pass the "
+                            "artifacts folder the builds used (`--artifacts DIR`; default `artifacts` in "
+                            "the directory they ran from) or an existing cache FOLDER.")
     return list(folders) or [artifacts / name for name in KNOWN_CACHES]
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,7 @@ def infer(input_path: Path, output_dir: Path, task: str | None, checkpoint: Path
     else:
         loaded = open_model(task, checkpoint, model, backend, threads, sr_scale, arch)
         runner, tiling = tiled_runner(loaded, tile, overlap, memory_budget_mb)
+    _make_output_folder(output_dir)
     outputs = output_paths(inputs, output_dir, f"_{loaded.task}" if suffix is None else suffix, ext)
     restored, failed = [], []
     with runner:
@@ -130,6 +132,19 @@ def infer(input_path: Path, output_dir: Path, task: str | None, checkpoint: Path
     click.echo(json.dumps(summary, indent=2) if as_json else _summary_text(summary))
     if failed:
         raise SystemExit(1)
+
+
+def _make_output_folder(folder: Path) -> None:
+    """Make the output folder once the model is loaded (a refused model makes none), before any image is
+    read: one that cannot be made or written to is one error, not one failure per image."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"Cannot make the output folder {folder}: {error.strerror}. Nothing was restored; "
+                        "choose a folder you can write to.") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError(f"Cannot write into the output folder {folder} (permission denied). Nothing was "
+                        "restored; choose a folder you can write to.")
 
 
 def _summary_text(summary: dict[str, Any]) -> str:

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from engines.cache import OnnxInfo, describe_onnx, precision_family, slug
+from engines.cache import OnnxInfo, check_engine_file, describe_onnx, precision_family, slug
 from engines.manifest import BACKEND_NAMES, EngineManifest, Profile, load_manifest, manifest_path
 from export.onnx_read import load_onnx
 from mirnet_deploy.atomic import atomic_write_text
@@ -105,6 +105,7 @@ def read_artifact(path: Path, onnx_override: Path | None = None) -> Artifact:
     manifest = load_manifest(engine)  # UserError when missing or corrupt
     if not engine.is_file():
         raise UserError(f"The manifest {manifest_path(engine)} is there but its engine {engine} is not.")
+    check_engine_file(engine, manifest)
     source = onnx_override or Path(manifest.onnx_path)
     if manifest.backend == "onnxruntime" and onnx_override is None:
         source = engine  # ONNX Runtime's optimized model is itself an ONNX file with the same I/O
@@ -152,6 +153,10 @@ def onnx_tensors(path: Path) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, 
 def resolve_platform(requested: str, artifact: Artifact) -> str:
     """The platform to write; a manifest of another backend than the one asked for is refused."""
     built_for = artifact.manifest.backend if artifact.manifest else None
+    if built_for == "openvino":
+        raise UserError(f"{artifact.model_file.name} is OpenVINO's compiled model, which Triton's OpenVINO "
+                        f"backend does not load (it takes an ONNX model or OpenVINO IR): pass the ONNX model "
+                        f"it was built from ({artifact.onnx.path}) with --platform openvino.")
     if requested == "auto":
         return built_for or "onnxruntime"
     if built_for == "tensorrt" and requested != "tensorrt":

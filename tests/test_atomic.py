@@ -15,6 +15,7 @@ import pytest
 from test_layering import REPO, stage_modules
 
 from mirnet_deploy.atomic import atomic_open, atomic_write_bytes
+from mirnet_deploy.errors import UserError
 from mirnet_deploy.leftovers import scratch_folder
 from mirnet_deploy.resolutions import parse_resolution, parse_resolutions
 
@@ -40,6 +41,14 @@ def test_interrupted_overwrite_keeps_old_file(tmp_path):
         _write_then_fail(target, b"new but incomplete", RuntimeError("build failed"))
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["model.engine"]
+
+
+def test_a_folder_that_cannot_be_made_is_an_error_naming_the_target_not_its_temporary(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    with pytest.raises(UserError, match=re.escape(f"Cannot write {blocker / 'x.onnx'}: ")):
+        atomic_write_bytes(blocker / "x.onnx", b"data")
+    assert blocker.read_text() == "not a folder"
 
 
 def test_published_file_gets_the_usual_permissions(tmp_path):

@@ -280,3 +280,54 @@ def test_damaged_calibration_sets_are_refused(calibration_set, scale_onnx, tmp_p
     assert "cannot be read" in output
     assert not (tmp_path / "q.onnx").exists()
     assert hashes(folder) == before
+
+
+def test_eval_names_an_image_too_small_to_score(images, tmp_path):
+    folder, _, _ = images
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(folder / "grey.png", data / "grey.png")  # 6x5: below SSIM's 11x11 window
+    code, output = cli("eval", "--task", "denoise", "--data", str(data), "--no-baselines")
+    assert code == 1, output
+    assert "Image grey: SSIM needs images of at least 11x11 pixels" in output
+
+
+def test_mirnet_bench_refuses_an_engine_its_manifest_says_is_of_another_runtime(ort_engine, tmp_path):
+    """An ONNX Runtime engine whose manifest was edited to say OpenVINO (which would read the .onnx and
+    time something else under the engine's name)."""
+    from bench.models import resolve_engine
+
+    engine = tmp_path / ort_engine.name
+    shutil.copy(ort_engine, engine)
+    manifest = json.loads(ort_engine.with_name(ort_engine.name + ".json").read_text())
+    engine.with_name(engine.name + ".json").write_text(json.dumps({**manifest, "backend": "openvino"}))
+    with pytest.raises(UserError, match=r"names the runtime 'openvino', whose engines end in \.ovblob"):
+        resolve_engine(engine)
+    assert resolve_engine(ort_engine).backend == "ort"
+
+
+def test_infer_refuses_an_output_folder_it_cannot_make_before_any_image(images, scale_onnx, tmp_path):
+    folder, _, _ = images
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    code, output = cli("infer", "-i", str(folder / "rgb16.png"), "-o", str(blocker / "out"), "--model",
+                       str(scale_onnx))
+    assert code == 1, output
+    assert output.splitlines() == [f"Error: Cannot make the output folder {blocker / 'out'}: Not a "
+                                   "directory. Nothing was restored; choose a folder you can write to."]
+    assert blocker.read_text() == "not a folder"
+
+
+def test_mirnet_bench_refuses_a_report_folder_it_cannot_make_before_measuring(tmp_path):
+    from click.testing import CliRunner
+
+    from bench.latency_cli import mirnet_bench
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    result = CliRunner().invoke(mirnet_bench, ["--model", "small", "--res", "16", "--backend", "torch",
+                                               "--json", str(blocker / "out" / "r.json")])
+    assert isinstance(result.exception, UserError)
+    assert str(result.exception) == (f"Cannot make the folder of {blocker / 'out' / 'r.json'}: Not a "
+                                     "directory. Nothing was measured; choose a folder you can write to.")
+    assert "Measuring" not in result.output

@@ -115,17 +115,34 @@ def test_killed_writers_temporaries_go_with_a_prune_and_live_ones_stay(cache):
 
 def test_the_verb_lists_and_refuses_to_prune_without_a_criterion(cache, tmp_path):
     runner = CliRunner()
-    listed = runner.invoke(main, ["cache", "list", str(cache), str(tmp_path / "absent")])
+    listed = runner.invoke(main, ["cache", "list", str(cache)])
     assert listed.exit_code == 0, listed.output
     rows = [line.split() for line in listed.output.splitlines()[1:]]
-    assert rows == [[str(cache), "4", "6.2", "KiB", "ranges-minmax-0123.json", "(50.0", "d", "ago)"],
-                    [str(tmp_path / "absent"), "0", "0", "B", "-"]]
+    assert rows == [[str(cache), "4", "6.2", "KiB", "ranges-minmax-0123.json", "(50.0", "d", "ago)"]]
+    fresh = runner.invoke(main, ["cache", "list", "--artifacts", str(tmp_path)])  # no known cache made yet
+    assert fresh.exit_code == 0, fresh.output
+    assert [line.split()[1:] for line in fresh.output.splitlines()[1:]] == [["0", "0", "B", "-"]] * 6
     refused = runner.invoke(main, ["cache", "prune", str(cache)])
     assert refused.exit_code == 1
     assert "Say what to prune" in refused.output
     pruned = runner.invoke(main, ["cache", "prune", "--max-size", "2K", str(cache)])
     assert pruned.exit_code == 0, pruned.output
     assert pruned.output.splitlines()[-1] == f"{cache}: removed 2 entries, 4.9 KiB; 2 entries, 1.3 KiB left"
+
+
+@pytest.mark.parametrize("verb", [["list"], ["prune", "--max-size", "0"], ["prune", "--older-than", "1d",
+                                                                         "--dry-run"]])
+@pytest.mark.parametrize("where", [["--artifacts", "{absent}"], ["{absent}"], ["{cache}", "{absent}"]])
+def test_a_folder_that_does_not_exist_is_one_line_of_error_and_nothing_is_made(cache, tmp_path, verb, where):
+    before = sorted(tmp_path.rglob("*"))
+    absent = tmp_path / "artifcats"
+    args = [arg.format(absent=absent, cache=cache) for arg in where]
+    result = CliRunner().invoke(main, ["cache", *verb, *args])
+    assert result.exit_code == 1, result.output
+    kind = "--artifacts" if where[0] == "--artifacts" else "cache"
+    (line,) = result.output.splitlines()
+    assert line.startswith(f"Error: The {kind} folder {absent} does not exist: nothing was listed or removed")
+    assert sorted(tmp_path.rglob("*")) == before  # nothing made, nothing removed (the cache's entries too)
 
 
 def test_the_caches_users_mark_their_folders(tmp_path):

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -12,6 +17,8 @@ import onnxruntime as ort
 import pytest
 from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
+from onnxruntime.quantization import CalibrationMethod
+from onnxruntime.quantization.calibrate import TensorsData, load_tensors_data
 
 from calibration.dataset import CalibrationSet, build_calibration_set, manifest_path
 from calibration.mixed_precision import (
@@ -22,10 +29,12 @@ from calibration.mixed_precision import (
     search_mixed_precision,
 )
 from calibration.quantize import quantize_onnx, scalar_prelu_to_leaky_relu, shapes_read_before_dequantizing
+from calibration.ranges import save_ranges
 from export.lint import lint_onnx
 from export.onnx_file import read_metadata
 from mirnet_deploy.cli import main
 from mirnet_deploy.errors import UserError
+from mirnet_deploy.leftovers import writer_tag
 from mirnet_ref.degradations import make_degradation
 
 
@@ -278,6 +287,50 @@ def test_calibration_ranges_are_cached(fp32_model: Path, calibration_set: Path, 
     assert second.ranges_cached
     assert "/network/conv_in/Conv" in first.quantized_layers
     assert sorted(second.quantized_layers) == sorted(set(first.quantized_layers) - {"/network/conv_in/Conv"})
+
+
+# A ranges write killed inside ONNX Runtime's own writer (its untagged `.calibcache_*.tmp`).
+_RANGES_WRITER = """
+import json, sys, time
+import numpy as np
+from onnxruntime.quantization import CalibrationMethod
+from onnxruntime.quantization.calibrate import TensorsData
+from calibration.ranges import save_ranges
+
+def stalled(payload, handle, **options):
+    handle.write("{")
+    handle.flush()
+    print("writing", flush=True)
+    time.sleep(600)
+
+json.dump = stalled
+save_ranges(TensorsData(CalibrationMethod.MinMax, {"x": (np.float32(0), np.float32(1))}), sys.argv[1])
+"""
+
+
+def test_a_killed_ranges_write_leaves_nothing_in_the_cache_and_its_scratch_goes_next_run(tmp_path: Path,
+                                                                                         monkeypatch):
+    cache, scratch = tmp_path / "cache", tmp_path / "scratch"
+    scratch.mkdir()
+    path = cache / "ranges-minmax-0123456789abcdef.json"
+    writer = subprocess.Popen([sys.executable, "-c", _RANGES_WRITER, str(path)], stdout=subprocess.PIPE,
+                              text=True, env={**os.environ, "TMPDIR": str(scratch)})
+    try:
+        assert writer.stdout.readline().strip() == "writing"
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+    (folder,) = scratch.glob("mirnet-*")  # the dead writer's tagged scratch folder, holding ORT's temporary
+    assert folder.name.startswith(f"mirnet-ranges.{writer_tag().split('-')[0]}-{writer.pid}.")
+    assert [p.name.startswith(".calibcache_") for p in folder.iterdir()] == [True]
+    assert not cache.exists()  # nothing of the killed write in the cache folder
+
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    ranges = TensorsData(CalibrationMethod.MinMax, {"x": (np.float32(-2), np.float32(3))})
+    save_ranges(ranges, path)  # the next run
+    assert list(scratch.glob("mirnet-*")) == []
+    assert [p.name for p in cache.iterdir()] == [path.name]
+    assert load_tensors_data(path).data["x"].range_value == (-2, 3)
 
 
 def test_quantize_refuses_wrong_inputs(fp32_model: Path, quantized: dict[str, Path], tmp_path: Path):

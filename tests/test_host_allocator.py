@@ -88,3 +88,35 @@ def test_the_process_started_again_with_huge_pages_keeps_its_tunables_and_faults
         pytest.skip("this kernel grants no transparent huge pages: only the tunable is checked")
     # 544 with huge pages on our machine, 16,388 without
     assert huge["faults"] < plain["faults"] // 8
+
+
+# `mirnet audit-fp16` started as the command (its `main` is `__main__`'s), its audits replaced by a probe
+# of the process they would run in: method pytorch keeps freed memory, method graph runs under the
+# system allocator and restarts once with huge pages. No torch is imported: the probe is all it runs.
+_AUDIT_PROBE = """
+import json, os, sys, types
+from mirnet_deploy import cli, host_allocator
+from mirnet_ref import weights
+
+main = cli.main
+def probe(*args, **kwargs):
+    allocator = host_allocator.configure_host_allocator("system")  # says what is in effect, changes nothing
+    print(json.dumps({"policy": allocator.policy, "tunables": os.environ.get("GLIBC_TUNABLES")}))
+    sys.exit(0)
+sys.modules["export.network"] = types.SimpleNamespace(load_network=lambda *args: (None, None))
+sys.modules["export.fp16_emulation"] = types.SimpleNamespace(audit_network_graph=probe)
+sys.modules["export.fp16_audit"] = types.SimpleNamespace(audit_at_resolutions=probe)
+weights.default_weights = lambda task, arch: "demo.pth"
+main(["audit-fp16", "--res", "16", "--method", sys.argv[1]])
+"""
+
+
+@pytest.mark.parametrize(("method", "policy", "huge_pages"), [("pytorch", "retain", False),
+                                                              ("graph", "system", True)])
+def test_each_audit_method_runs_under_the_allocator_it_needs(method, policy, huge_pages):
+    environment = {key: value for key, value in os.environ.items() if key != "GLIBC_TUNABLES"}
+    completed = subprocess.run([sys.executable, "-c", _AUDIT_PROBE, method], capture_output=True, text=True,
+                               timeout=120, env=environment)
+    assert completed.returncode == 0, completed.stderr
+    found = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert found == {"policy": policy, "tunables": MALLOC_HUGE_PAGES if huge_pages else None}

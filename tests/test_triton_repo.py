@@ -215,6 +215,22 @@ def test_plan_for_another_platform_refused(tmp_path, platform, message):
     assert not (tmp_path / "repo").exists()
 
 
+def test_an_openvino_engine_or_a_file_its_manifest_disagrees_with_is_refused(tmp_path):
+    """Triton's OpenVINO backend loads no compiled .ovblob; a manifest saying `tensorrt` beside an .ovblob (or
+    `openvino` beside a plan) is an edited or mixed-up pair, never written as a model of that platform."""
+    plan = fp16_plan(tmp_path, PROFILES)
+    manifest = json.loads(manifest_path(plan).read_text())
+    blob = plan.with_name("denoise.fp16.openvino2026.4.1.cpu.0123456789ab.ovblob")
+    blob.write_bytes(b"not a real compiled model")
+    for engine, backend, message in ((blob, "openvino", "OpenVINO's compiled model"),
+                                     (blob, "tensorrt", "whose engines end in .engine or .plan"),
+                                     (plan, "openvino", "whose engines end in .ovblob")):
+        manifest_path(engine).write_text(json.dumps({**manifest, "backend": backend}))
+        with pytest.raises(UserError, match=message):
+            write_repository(engine, tmp_path / "repo", RepoOptions())
+    assert not (tmp_path / "repo").exists()
+
+
 def test_bad_manifests_refused(tmp_path):
     engine = fp16_plan(tmp_path, PROFILES)
     manifest_path(engine).write_text("{ not json")
