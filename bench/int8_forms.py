@@ -100,7 +100,8 @@ def open_form(artifacts: Artifacts, label: str, threads: int) -> Callable[[np.nd
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.int8_forms", description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="small", help="a MIRNet preset (random weights) or an FP32 ONNX")
+    parser.add_argument("--model", default="small", help="an --arch preset (random weights) or FP32 ONNX")
+    parser.add_argument("--arch", default=None, help="the preset's family: mirnet (default), mirnetv2, ...")
     parser.add_argument("--res", default="256", help="one resolution, e.g. 256 or 512x384")
     parser.add_argument("--forms", default=",".join(FORMS),
                         help=f"comma-separated, the reference of the ratios first, of: {', '.join(FORMS)}")
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         if unknown or not labels:
             raise UserError(f"--forms: unknown {', '.join(unknown) or 'none given'}; choose from "
                             f"{', '.join(FORMS)}")
-        artifacts = Artifacts(resolve_model(args.model), args.cache_dir)
+        artifacts = Artifacts(resolve_model(args.model, arch=args.arch), args.cache_dir)
         runs = {label: open_form(artifacts, label, args.threads) for label in labels}
         resolution = parse_resolution(args.res)
         timings, peak = cpu_peak_around(args.threads, lambda: time_alternately(runs, resolution,
