@@ -3,7 +3,8 @@
 Which INT8 graph OpenVINO runs fastest is a measurement, not a preference: the `cpu` Q/DQ target
 (asymmetric u8 activations), the same graph with symmetric s8 activations (`cpu-symmetric`), and
 OpenVINO's own post-training quantization (NNCF, when installed: `pip install nncf`) of the FP32
-model, next to ONNX Runtime FP32, OpenVINO FP32 and ONNX Runtime INT8. Every form runs in this one
+model, next to ONNX Runtime FP32, OpenVINO FP32 (the exported graph, and the graph their engines compile:
+`-fp32-cpu`) and ONNX Runtime INT8. Every form runs in this one
 process, timed alternately run by run (`engines.cpu_choice.time_alternately`), so load on a shared
 machine hits all of them alike; the table gives medians and ratios to the first form listed
 (ONNX Runtime FP32 by default).
@@ -34,6 +35,9 @@ from .models import DEFAULT_CACHE_DIR, Artifacts, gmacs, resolve_model
 FORMS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "ort-fp32": ("ort", "fp32", {}),
     "openvino-fp32": ("openvino", "fp32", {}),
+    # FP32 as the CPU engines compile it (SKFF's stacked sums as Adds, `engines.cpu_graph`) against the export
+    "ort-fp32-cpu": ("ort", "fp32-cpu", {}),
+    "openvino-fp32-cpu": ("openvino", "fp32-cpu", {}),
     "ort-int8-cpu": ("ort", "int8-cpu", {}),
     "openvino-int8-cpu": ("openvino", "int8-cpu", {}),
     "openvino-int8-cpu-symmetric": ("openvino", "int8-cpu-symmetric", {}),
@@ -96,7 +100,8 @@ def open_form(artifacts: Artifacts, label: str, threads: int) -> Callable[[np.nd
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.int8_forms", description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="small", help="a MIRNet preset (random weights) or an FP32 ONNX")
+    parser.add_argument("--model", default="small", help="an --arch preset (random weights) or FP32 ONNX")
+    parser.add_argument("--arch", default=None, help="the preset's family: mirnet (default), mirnetv2, ...")
     parser.add_argument("--res", default="256", help="one resolution, e.g. 256 or 512x384")
     parser.add_argument("--forms", default=",".join(FORMS),
                         help=f"comma-separated, the reference of the ratios first, of: {', '.join(FORMS)}")
@@ -110,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         if unknown or not labels:
             raise UserError(f"--forms: unknown {', '.join(unknown) or 'none given'}; choose from "
                             f"{', '.join(FORMS)}")
-        artifacts = Artifacts(resolve_model(args.model), args.cache_dir)
+        artifacts = Artifacts(resolve_model(args.model, arch=args.arch), args.cache_dir)
         runs = {label: open_form(artifacts, label, args.threads) for label in labels}
         resolution = parse_resolution(args.res)
         timings, peak = cpu_peak_around(args.threads, lambda: time_alternately(runs, resolution,

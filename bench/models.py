@@ -13,6 +13,8 @@ precision, written atomically by the stages that make them, and reused by later 
                                            other families: preset-mprnet-deblur-seed0.pth)
     small-<sha12>.fp32.onnx                the export (export.onnx_export)
     small-<sha12>.fp16.onnx                FP16 (export.precision.convert_to_fp16)
+    small-<sha12>.fp32-cpu-<code8>.onnx    FP32 as the CPU engines compile it (engines.cpu_graph; <code8>: the
+                                           rewrites' code's hash), what the ort and openvino backends run
     small-<sha12>.int8-cpu-<code8>.onnx    INT8 Q/DQ (calibration.quantize; -tensorrt for TensorRT backends,
                                            -cpu-symmetric for OpenVINO; <code8>: the calibration code's hash)
     calibration-denoise-4x128.npz          the small calibration set INT8 is quantized with
@@ -33,6 +35,7 @@ from typing import Any
 import onnx
 
 from engines.cache import check_engine_file, precision_family, slug
+from engines.cpu_graph import cpu_graph, rewrite_code_sha256
 from engines.manifest import Profile
 from mirnet_deploy.caches import use_cache
 from mirnet_deploy.errors import UserError
@@ -47,6 +50,10 @@ CALIBRATION_COUNT, CALIBRATION_CROP = 4, 128
 #: the symmetric CPU target, its fastest form that it computes right (`python -m bench.int8_forms`);
 #: the others the CPU target.
 INT8_TARGETS = {"tensorrt": "tensorrt", "ort-trt": "tensorrt", "openvino": "cpu-symmetric"}
+#: Backends that run what their engines compile at FP32, the export with exact rewrites (`engines.cpu_graph`):
+#: the ONNX variant CPU_GRAPH_VARIANT of a preset's or checkpoint's export (an ONNX file given runs as it is).
+CPU_ENGINE_BACKENDS = ("ort", "openvino")
+CPU_GRAPH_VARIANT = "fp32-cpu"
 
 
 class Unsupported(Exception):
@@ -238,7 +245,10 @@ class Artifacts:
                 raise self._fixed_precision()
             return self.model.path
         target = INT8_TARGETS.get(backend, "cpu")
-        onnx_path = self.onnx_variant(f"int8-{target}" if precision == "int8" else precision)
+        variant = f"int8-{target}" if precision == "int8" else precision
+        if backend in CPU_ENGINE_BACKENDS and variant == "fp32":
+            variant = CPU_GRAPH_VARIANT  # the graph their engines compile
+        onnx_path = self.onnx_variant(variant)
         if backend != "tensorrt":
             return onnx_path
         width, height = resolution
@@ -287,10 +297,10 @@ class Artifacts:
         return f"{slug(Path(self.model.label).stem)}-{file_sha256(source)[:12]}"
 
     def onnx_variant(self, variant: str) -> Path:
-        """The ONNX model of `variant` (fp32, fp16, int8-cpu, int8-tensorrt), made from FP32 if needed."""
+        """The ONNX model of `variant` (fp32, fp32-cpu, fp16, int8-cpu, ...), made from FP32 if needed."""
         if self.model.kind == "onnx":
             if precision_family(self.model.precision) == precision_family(variant):
-                return self.model.path
+                return self.model.path  # a file given runs as it is, on the CPU backends too
             if self.model.precision != "fp32":
                 raise self._fixed_precision()
             fp32 = self.model.path
@@ -299,14 +309,23 @@ class Artifacts:
         if variant == "fp32":
             return fp32
         suffix = variant
-        if variant != "fp16":  # an INT8 model is named by the code that made it too: no stale reuse
+        if variant == CPU_GRAPH_VARIANT:  # named by the rewrites' code, like INT8 models by theirs
+            suffix = f"{variant}-{rewrite_code_sha256()[:8]}"
+        elif variant != "fp16":  # an INT8 model is named by the code that made it too: no stale reuse
             from calibration.quantize import quantization_code_sha256
 
             suffix = f"{variant}-{quantization_code_sha256()[:8]}"
         path = self.cache_dir / f"{self._base_name(fp32)}.{suffix}.onnx"
         if path.is_file():
             return path
-        if variant == "fp16":
+        if variant == CPU_GRAPH_VARIANT:
+            from export.onnx_file import save_onnx
+            from export.onnx_read import load_onnx
+
+            graph, rewrites = cpu_graph(fp32, "fp32")
+            self.log(f"The CPU engines' graph of {self.model.label} ({rewrites}) -> {path}")
+            save_onnx(load_onnx(fp32) if graph is None else graph, path)
+        elif variant == "fp16":
             from export.precision import convert_to_fp16
 
             self.log(f"Converting {self.model.label} to FP16 -> {path}")

@@ -43,6 +43,7 @@ from onnxruntime.quantization import (
     quantize_static,
 )
 
+from export.stack_sum import rewrite_stacked_sums
 from mirnet_deploy.atomic import atomic_write_bytes
 from mirnet_deploy.caches import use_cache
 from mirnet_deploy.errors import UserError
@@ -50,7 +51,6 @@ from mirnet_deploy.leftovers import scratch_folder
 
 from .dataset import CalibrationSet
 from .ranges import collect_ranges, save_ranges
-from .stack_sum import rewrite_stacked_sums
 
 TARGETS = ("tensorrt", "cpu", "cpu-symmetric")
 #: Targets with the CPU graph: the exact rewrites of `prepare` and INT8 chains between convolutions.
@@ -140,16 +140,22 @@ def unsigned_for_target(model: onnx.ModelProto, target: str) -> list[str]:
                    if node.op_type in ("Conv", "ConvTranspose") and node.input[0] in concats})
 
 
+#: The export stage's graph rewrites that `prepare` applies, as files of the repository.
+EXPORT_REWRITES = ("export/stack_sum.py", "export/subpixel.py")
+
+
 @functools.cache
 def quantization_code_sha256() -> str:
-    """sha256 of the `calibration` package's source (its CLI aside): the code that makes an INT8 model
-    (rewrites, ranges, quantization, the PSNR-budget search). Caches of INT8 models key on it, so a
-    model that older code made is made again, not silently reused (`toolkit_version` is not bumped
-    per change)."""
+    """sha256 of the `calibration` package's source (its CLI aside) and of the export rewrites it applies:
+    the code that makes an INT8 model (rewrites, ranges, quantization, the PSNR-budget search). Caches
+    of INT8 models key on it, so a model that older code made is made again, not silently reused
+    (`toolkit_version` is not bumped per change)."""
+    repository = Path(__file__).parents[1]
+    sources = [path for path in sorted((repository / "calibration").glob("*.py")) if path.name != "cli.py"]
     digest = hashlib.sha256()
-    for source in sorted(Path(__file__).parent.glob("*.py")):
-        if source.name != "cli.py":
-            digest.update(source.name.encode() + b"\0" + source.read_bytes() + b"\0")
+    for source in [*sources, *(repository / name for name in EXPORT_REWRITES)]:
+        name = source.relative_to(repository).as_posix()
+        digest.update(name.encode() + b"\0" + source.read_bytes() + b"\0")
     return digest.hexdigest()
 
 
@@ -164,7 +170,7 @@ def prepare(model: onnx.ModelProto, target: str, *, subpixel: bool) -> tuple[onn
     - `subpixel`: stride-2 ConvTranspose -> Conv + DepthToSpace (ONNX Runtime has no INT8
       ConvTranspose kernel, so without it those layers stay float on CPUs).
     - cpu targets: single-slope PRelu -> LeakyRelu, and sums over a stacked axis (SKFF) -> Adds
-      (`calibration.stack_sum`): both have INT8 kernels in ONNX Runtime where the originals have none.
+      (`export.stack_sum`): both have INT8 kernels in ONNX Runtime where the originals have none.
     - tensorrt: opset 19, so the high-precision part can be FP16 with FP16 Q/DQ scales.
     """
     rewrites: dict[str, int] = {}

@@ -38,6 +38,7 @@ from mirnet_deploy.errors import UserError
 from mirnet_deploy.locks import artifact_lock
 
 from .cache import describe_onnx
+from .cpu_graph import cache_option
 from .manifest import load_manifest, manifest_path, update_manifest
 from .runners import open_runner
 
@@ -99,8 +100,12 @@ def candidates(precision: str, at_hand: Iterable[str], backend: str = "cpu") -> 
 
 def choice_key(machine_info: dict[str, Any], precision: str, onnx_sha256: dict[str, str],
                weighed: list[tuple[str, str]]) -> str:
+    """The measurement's key: also the graph rewrites the engines compile (`engines.cpu_graph`), so a
+    choice measured between engines of the plain graph is measured again."""
+    graphs = {form: cache_option(form) for _, form in weighed}
     text = json.dumps({"machine": machine_info, "precision": precision, "onnx_sha256": onnx_sha256,
-                       "candidates": weighed}, sort_keys=True)
+                       "candidates": weighed, **({"graph_rewrites": graphs} if any(graphs.values()) else {})},
+                      sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 

@@ -25,6 +25,7 @@ import openvino as ov
 from mirnet_deploy.errors import UserError
 
 from . import cache
+from .cpu_graph import cache_option, cpu_graph
 from .manifest import EngineManifest, publish_engine
 from .openvino_int8_check import check_int8_layout
 
@@ -76,7 +77,8 @@ def _request(onnx_info: cache.OnnxInfo, precision: str, device: str, full_name: 
     return cache.EngineRequest(onnx_sha256=onnx_info.sha256, onnx_stem=onnx_info.path.stem,
                                precision=precision, backend="openvino", backend_version=openvino_version(),
                                device=full_name, compute_capability=None,
-                               options={"device": device, "inference_precision": inference_precision})
+                               options={"device": device, "inference_precision": inference_precision,
+                                        **cache_option(precision)})
 
 
 def build_openvino_engine(onnx_path: str | os.PathLike, output_path: str | os.PathLike, *,
@@ -97,8 +99,10 @@ def build_openvino_engine(onnx_path: str | os.PathLike, output_path: str | os.Pa
 
     def compile_to(tmp: Path) -> None:
         started = time.perf_counter()
+        graph, manifest.build_options["graph_rewrites"] = cpu_graph(onnx_info.path, precision)
         try:
-            compiled = core.compile_model(str(onnx_info.path), device, properties)
+            model = str(onnx_info.path) if graph is None else core.read_model(graph.SerializeToString())
+            compiled = core.compile_model(model, device, properties)
         except RuntimeError as exc:  # OpenVINO raises RuntimeError subclasses for unreadable models
             raise UserError(f"OpenVINO {openvino_version()} could not compile {onnx_info.path}: "
                             f"{exc}") from None

@@ -28,6 +28,7 @@ from .cache import (
     new_manifest,
     resolve_precision,
 )
+from .cpu_graph import cache_option, cpu_graph
 from .manifest import EngineManifest, publish_engine
 from .probe import cpu_model
 
@@ -40,7 +41,8 @@ BUILD_PROVIDERS = ["CPUExecutionProvider"]
 
 
 def _request(onnx_info: OnnxInfo, precision: str, optimization_level: str) -> EngineRequest:
-    """The cache key; the session config of the graph's target (unfused Q/DQ) is part of what is built."""
+    """The cache key; the session config of the graph's target (unfused Q/DQ) and the graph rewrites
+    (`engines.cpu_graph`) are part of what is built."""
     if optimization_level not in ORT_LEVELS:
         raise UserError(f"Unknown ONNX Runtime optimization level {optimization_level!r}: use one of "
                         f"{', '.join(ORT_LEVELS)}.")
@@ -48,7 +50,8 @@ def _request(onnx_info: OnnxInfo, precision: str, optimization_level: str) -> En
     return EngineRequest(onnx_sha256=onnx_info.sha256, onnx_stem=onnx_info.path.stem, precision=precision,
                          backend="onnxruntime", backend_version=ort.__version__, device=cpu_model(),
                          compute_capability=None, options={"optimization_level": optimization_level,
-                                                           **({"session_config": config} if config else {})})
+                                                           **({"session_config": config} if config else {}),
+                                                           **cache_option(precision)})
 
 
 def session_options(threads: int | None = None, optimization_level: str = "all",
@@ -78,12 +81,14 @@ def build_ort_engine(onnx_path: str | os.PathLike, output_path: str | os.PathLik
                             cpu_model=cpu_model())
 
     def optimize_to(tmp: Path) -> None:
-        """ONNX Runtime writes the optimized model while it opens the session."""
+        """ONNX Runtime writes the optimized model (of the CPU graph) while it opens the session."""
         options = session_options(threads, optimization_level, config)
         options.optimized_model_filepath = str(tmp)
         started = time.perf_counter()
+        graph, manifest.build_options["graph_rewrites"] = cpu_graph(onnx_info.path, precision)
         try:
-            ort.InferenceSession(str(onnx_info.path), options, providers=BUILD_PROVIDERS)
+            ort.InferenceSession(str(onnx_info.path) if graph is None else graph.SerializeToString(), options,
+                                 providers=BUILD_PROVIDERS)
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
             raise UserError(f"ONNX Runtime {ort.__version__} could not load {onnx_info.path}: "
                             f"{exc}") from None

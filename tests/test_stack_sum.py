@@ -1,22 +1,31 @@
-"""Sums over a stacked axis as Adds (`calibration.stack_sum`): the same numbers, only where the form matches.
+"""Sums over a stacked axis as Adds (`export.stack_sum`): the same numbers, only where the form matches.
 
 SKFF (MIRNet's with three branches and PReLU, MIRNet-v2's with two and LeakyReLU) is exported by
 PyTorch with random weights; the original and the rewritten graph run on ONNX Runtime CPU at odd
-sizes and batch 2, and must agree bit for bit (one addition per pair of branches either way).
+sizes and batch 2, and must agree bit for bit (one addition per pair of branches either way). The
+CPU engines (`engines.cpu_graph`) compile the rewritten FP32 graph and say so in their manifests.
 """
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import onnx
 import pytest
 import torch
+from test_engines import toy_onnx
 from test_subpixel import exported, run
 from torch import nn
 
 from calibration.quantize import prepare
-from calibration.stack_sum import rewrite_stacked_sums
-from export.onnx_file import op_counts
+from engines.cpu_graph import cache_option
+from engines.manifest import manifest_path
+from engines.openvino_build import build_openvino_cached
+from engines.ort_build import build_ort_cached
+from engines.runners import OpenVinoRunner, OrtRunner
+from export.onnx_file import op_counts, set_metadata
+from export.stack_sum import rewrite_stacked_sums
 from mirnet_ref.model import SKFF
 
 
@@ -91,3 +100,38 @@ def test_unnamed_sums_get_tensors_of_their_own():
     onnx.checker.check_model(rewritten, full_check=True)
     for before, after in zip(outputs(original, 8), outputs(rewritten, 8), strict=True):
         np.testing.assert_array_equal(after, before)
+
+
+def test_cpu_engines_compile_the_rewritten_fp32_graph_and_say_so(tmp_path):
+    original = exported(Branches(SKFF(8, 3, reduction=2, act=None), 3), 8)
+    set_metadata(original, {"precision": "fp32"})
+    onnx_path = tmp_path / "skff.fp32.onnx"
+    onnx.save(original, onnx_path)
+    engines = tmp_path / "engines"
+    ort_engine = build_ort_cached(onnx_path, engines, threads=1).path
+    openvino_engine = build_openvino_cached(onnx_path, engines).path
+    for engine in (ort_engine, openvino_engine):
+        manifest = json.loads(manifest_path(engine).read_text())
+        assert manifest["build_options"]["graph_rewrites"] == {"stacked_sum_to_adds": 2}
+    assert "ReduceSum" not in op_counts(onnx.load(ort_engine))  # ONNX Runtime's optimized graph
+    x = np.random.default_rng(0).standard_normal((2, 8, 13, 11), dtype=np.float32)
+    plain = run(original, x)
+    with OrtRunner(ort_engine, providers="cpu") as runner:
+        np.testing.assert_allclose(runner.run(x), plain, rtol=0, atol=1e-6)
+    with OpenVinoRunner(openvino_engine) as engine, OpenVinoRunner(onnx_path) as exported_graph:
+        np.testing.assert_allclose(engine.run(x), exported_graph.run(x), rtol=0, atol=1e-6)
+
+
+def test_engines_of_the_plain_graph_are_not_reused_and_int8_keys_stay(tmp_path, monkeypatch):
+    """An engine cached before the rewrite (its key without the rewrite) is rebuilt, not taken as
+    rewritten; INT8 graphs are rewritten before quantizing or not at all, so their keys do not change."""
+    onnx_path = toy_onnx(tmp_path / "toy.onnx")
+    monkeypatch.setattr("engines.ort_build.cache_option", lambda precision: {})  # the key before the rewrite
+    before = build_ort_cached(onnx_path, tmp_path / "engines")
+    monkeypatch.undo()
+    after = build_ort_cached(onnx_path, tmp_path / "engines")
+    assert not after.reused
+    assert after.path != before.path
+    assert after.manifest.build_options["graph_rewrites"] == {"stacked_sum_to_adds": 0}  # no SKFF in the toy
+    for precision in ("fp16", "int8-cpu", "int8-tensorrt"):
+        assert cache_option(precision) == {}

@@ -9,7 +9,8 @@ NCHW around each fusion. On MIRNet-v2 at 256x256 those steps took 40 % of the IN
 stacked ReduceSums alone 20 %), which is why its INT8 was barely faster than FP32
 (`python -m bench.layer_profile M.onnx --backend ort --nodes 20`, README "Every official preset").
 As element-wise Adds and Muls of 4-D tensors the same arithmetic runs as QLinearAdd/QLinearMul
-in the NHWC chain of the convolutions.
+in the NHWC chain of the convolutions. In FP32 the 5-D stack is a copy that the Adds skip: the CPU
+engines compile FP32 models rewritten too (`engines.cpu_graph`); the export itself stays as it is.
 
 The two forms, for a ReduceSum over one axis k with keepdims 0, where every Concat input along
 k is an Unsqueeze at k of a tensor x_i:
