@@ -16,6 +16,7 @@ which layers the budget kept in high precision.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -23,7 +24,8 @@ from pathlib import Path
 import click
 import onnx
 
-from calibration.quantize import TARGETS, TWIN_TARGETS
+from calibration.quantize import TARGETS, TWIN_TARGETS, quantization_code_sha256
+from mirnet_deploy.hashing import file_sha256
 from mirnet_deploy.resolutions import parse_resolutions
 from mirnet_ref.tasks import FAMILY_NAMES
 
@@ -49,6 +51,16 @@ def _fp32_export(task: str, folder: Path, checkpoint: Path | None, arch: str | N
     if not path.is_file():
         export_onnx(network, spec, path)
     return path, network, spec
+
+
+def _int8_name(fp32: Path, target: str, mode: str, calibration: Path, budget_db: float) -> str:
+    """The INT8 file's name, keyed on what makes it: the quantization code, the calibration set and, for
+    a budget model, the budget. A file that older code, another set or another budget made is made
+    again, not silently reused (as `mirnet-bench` keys its INT8 files)."""
+    key = hashlib.sha256(f"{quantization_code_sha256()}:{file_sha256(calibration)}".encode())
+    if mode == "budget":
+        key.update(f":{budget_db!r}".encode())
+    return f"{fp32.stem.removesuffix('.fp32')}.int8-{target}-{mode}-{key.hexdigest()[:8]}.onnx"
 
 
 def task_rows(task: str, resolutions: list[tuple[int, int]], budget_db: float, folder: Path, *,
@@ -80,7 +92,7 @@ def task_rows(task: str, resolutions: list[tuple[int, int]], budget_db: float, f
     budget_kept: dict[str, list[str]] = {}  # target -> the layers its budget model kept
     for target in targets:
         for mode in modes:
-            path = folder / f"{fp32.stem.removesuffix('.fp32')}.int8-{target}-{mode}.onnx"
+            path = folder / _int8_name(fp32, target, mode, calibration, budget_db)
             click.echo(f"{task}: {target} target, {mode} ...", err=True)
             tried, seconds, probes = None, None, None  # the search's trail and cost, when it runs here
             if path.is_file():  # made by an earlier run: the layers it kept are in its metadata

@@ -25,3 +25,25 @@ def test_a_calibration_set_of_another_task_or_for_several_tasks_is_refused_befor
         assert result.exit_code == 2
         assert "was built for 'denoise' inputs: pass it with --tasks denoise alone" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_int8_files_are_named_by_code_calibration_set_and_budget(tmp_path, monkeypatch):
+    """A file made by older quantization code, another set or another budget is never reused as this one."""
+    import bench.int8_report as report
+
+    fp32 = tmp_path / "denoise-abc.fp32.onnx"
+    one, other = tmp_path / "one.npz", tmp_path / "other.npz"
+    one.write_bytes(b"set one")
+    other.write_bytes(b"set two")
+    name = report._int8_name(fp32, "cpu", "budget", one, 0.1)
+    assert name.startswith("denoise-abc.int8-cpu-budget-")
+    assert name.endswith(".onnx")
+    assert report._int8_name(fp32, "cpu", "budget", one, 0.1) == name
+    assert len({name, report._int8_name(fp32, "cpu", "budget", other, 0.1),
+                report._int8_name(fp32, "cpu", "budget", one, 0.2),
+                report._int8_name(fp32, "cpu", "plain", one, 0.1)}) == 4
+    # the plain model does not depend on the budget
+    plain = report._int8_name(fp32, "cpu", "plain", one, 0.1)
+    assert plain == report._int8_name(fp32, "cpu", "plain", one, 0.3)
+    monkeypatch.setattr(report, "quantization_code_sha256", lambda: "0" * 64)
+    assert report._int8_name(fp32, "cpu", "budget", one, 0.1) != name
