@@ -36,7 +36,7 @@ from engines.cache import precision_family, slug
 from engines.manifest import Profile
 from mirnet_deploy.caches import use_cache
 from mirnet_deploy.errors import UserError
-from mirnet_ref.checkpoint import file_sha256
+from mirnet_deploy.hashing import file_sha256
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 DEFAULT_CACHE_DIR = Path("artifacts") / "bench"

@@ -3,8 +3,10 @@
 Peak memory belongs to a process, so every configuration gets its own: the libraries are
 imported, the resident memory is read (the baseline), then the runner is created and timed,
 and the process's peak resident memory (VmHWM) is what the configuration needed on top of
-an interpreter with PyTorch and ONNX Runtime loaded. Measured in one long-lived process, the
-largest earlier configuration would set every later peak.
+an interpreter with ONNX Runtime and OpenVINO loaded, and PyTorch only for the `torch` backend
+(an engine's deployment does not load PyTorch, and importing it cost each worker about 3
+CPU-seconds). Measured in one long-lived process, the largest earlier configuration would set
+every later peak.
 
 The worker prints one JSON line on stdout: the `Measurement`, or `{"error": ...}` for a
 UserError (exit status 1). `run_fresh` is the parent's side of this protocol.
@@ -29,7 +31,7 @@ from mirnet_deploy.host_allocator import configure_host_allocator
 from .backends import GPU_BACKENDS, ORT_PROVIDERS
 from .latency import time_runs
 
-if TYPE_CHECKING:  # the runners import torch: the worker imports them only once it runs a job
+if TYPE_CHECKING:  # the runners are imported once a job runs (PyTorch only by the torch backend)
     from engines.manifest import Profile
     from engines.runners import Runner
 
@@ -125,10 +127,11 @@ def _device_name(backend: str) -> str:
 
 def open_bench_runner(job: Job) -> Runner:
     """The runner for the job's backend and file, wrapped in a TiledRunner when the job tiles."""
-    from engines.runners import OpenVinoRunner, OrtRunner, TensorRTRunner, TorchRunner
+    from engines.runners import OpenVinoRunner, OrtRunner, TensorRTRunner
     from engines.tiling import TiledRunner
 
     if job.backend == "torch":
+        from engines.runners import TorchRunner
         from mirnet_ref.checkpoint import load_model
         from mirnet_ref.registry import inference_module
 
@@ -169,9 +172,9 @@ def random_batch(job: Job, channels: int) -> np.ndarray:
 def measure(job: Job) -> Measurement:
     """Run the job in this process (the worker's body; tests call it directly to skip the spawn)."""
     allocator = configure_host_allocator(job.host_allocator)
-    import torch
+    if job.backend == "torch" and job.threads:
+        import torch
 
-    if job.threads:
         torch.set_num_threads(job.threads)
     baseline_mb, _ = host_memory_mb()
     gpu = on_gpu(job.backend)

@@ -32,8 +32,8 @@ from mirnet_deploy import __version__
 from mirnet_deploy.atomic import atomic_open, atomic_write_text
 from mirnet_deploy.caches import use_cache
 from mirnet_deploy.errors import UserError
+from mirnet_deploy.hashing import file_sha256
 from mirnet_deploy.locks import artifact_lock
-from mirnet_ref.checkpoint import file_sha256
 from mirnet_ref.datasets import builtin_images, list_images
 from mirnet_ref.degradations import make_degradation
 from mirnet_ref.images import read_image

@@ -25,8 +25,8 @@ import onnx
 from export.onnx_read import load_onnx
 from mirnet_deploy.caches import use_cache
 from mirnet_deploy.errors import UserError
+from mirnet_deploy.hashing import file_sha256
 from mirnet_deploy.locks import artifact_lock
-from mirnet_ref.checkpoint import file_sha256
 
 from .manifest import EngineManifest, Profile, load_manifest
 

@@ -27,7 +27,8 @@ def load_network(checkpoint: Path, task: str | None, arch: str | None = None,
     The spec's task is `task`, refused when it does not fit the checkpoint (registry.checkpoint_task);
     without `task`, the one the checkpoint records or implies; with neither (a 3-channel checkpoint
     that records none) `fallback_task`."""
-    from mirnet_ref.checkpoint import file_sha256, model_from_state_dict, naming_file, read_checkpoint
+    from mirnet_deploy.hashing import file_sha256
+    from mirnet_ref.checkpoint import model_from_state_dict, naming_file, read_checkpoint
     from mirnet_ref.registry import checkpoint_task, inference_module
 
     with naming_file(checkpoint):

@@ -23,19 +23,20 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import skimage.data
-import torch
 
 from mirnet_deploy.errors import ImageError, UserError
 
 from .degradations import Degradation, bicubic_resize, degrade_pair, oracle_facts
 from .images import IMAGE_SUFFIXES, read_image
 
+if TYPE_CHECKING:  # tensors only for training (as_torch): calibration and the demo need no PyTorch
+    import torch
+
 PathPair = tuple[Path, Path]
-# (inputs, targets), each float32 N x 3 x patch x patch: numpy arrays, or tensors with as_torch.
-Batch = tuple[np.ndarray, np.ndarray] | tuple[torch.Tensor, torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -393,7 +394,11 @@ class PatchSampler:
             np.ascontiguousarray(np.stack(side).transpose(0, 3, 1, 2), np.float32)
             for side in zip(*samples, strict=True)
         )
-        return tuple(torch.from_numpy(b) for b in batch) if self._as_torch else batch
+        if not self._as_torch:
+            return batch
+        import torch
+
+        return tuple(torch.from_numpy(b) for b in batch)
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray] | tuple[torch.Tensor, torch.Tensor]]:
         index = 0

@@ -27,8 +27,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
 from scipy.signal import fftconvolve
 
@@ -166,6 +164,9 @@ def bicubic_resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
     enlargements use the plain bicubic (a = -0.75), which is exactly the ONNX Resize
     (cubic, cubic_coeff_a = -0.75) that `mirnet export --scale` puts in the graph, so a
     model trained on these inputs sees the same ones when it upsamples in-graph."""
+    import torch  # here: the other degradations, and whoever only reads images, need no PyTorch
+    import torch.nn.functional as F
+
     tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), np.float32))[None]
     reduce = height < image.shape[0] or width < image.shape[1]
     resized = F.interpolate(

@@ -31,15 +31,18 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 import tifffile
-import torch
 from PIL import Image, UnidentifiedImageError
 
 from mirnet_deploy.atomic import atomic_write_bytes
 from mirnet_deploy.errors import ImageError
+
+if TYPE_CHECKING:
+    import torch
 
 # File suffixes this module reads and writes; dataset readers list folders with it.
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -303,6 +306,8 @@ def write_image(path: str | os.PathLike, pixels: np.ndarray, bit_depth: int = 8)
 def to_tensor(pixels: np.ndarray) -> torch.Tensor:
     """HxWxC float array -> 1xCxHxW float32 tensor (a batch of one, as the model takes it): an RGB
     image, or the 6 planes of dual-pixel views."""
+    import torch  # here: reading and writing images needs no PyTorch
+
     check_planes(pixels, "The image to convert to a tensor", None)
     return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1), np.float32))[None]
 
@@ -317,6 +322,8 @@ def from_tensor(tensor: torch.Tensor, clamp: bool = True) -> np.ndarray:
             f"A tensor of shape {tuple(tensor.shape)} is not one RGB image; expected 1x3xHxW or "
             "3xHxW. Split batches into single images first."
         )
+    import torch
+
     tensor = tensor.detach().to("cpu", torch.float32)
     if clamp:
         tensor = tensor.clamp(0.0, 1.0)

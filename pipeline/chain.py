@@ -37,9 +37,9 @@ from mirnet_deploy import __version__
 from mirnet_deploy.atomic import atomic_write_text
 from mirnet_deploy.caches import use_cache
 from mirnet_deploy.errors import UserError
+from mirnet_deploy.hashing import file_sha256
 from mirnet_deploy.locks import artifact_lock
 from mirnet_deploy.resolutions import format_resolution
-from mirnet_ref.checkpoint import file_sha256
 
 if TYPE_CHECKING:
     from torch import nn

@@ -22,7 +22,8 @@ from engines.manifest import Profile, load_manifest
 from engines.probe import probe_tensorrt
 from engines.tensorrt_build import profiles_from_resolutions
 from mirnet_deploy.cli import main
-from mirnet_ref.checkpoint import file_sha256, load_model, save_checkpoint
+from mirnet_deploy.hashing import file_sha256
+from mirnet_ref.checkpoint import load_model, save_checkpoint
 from mirnet_ref.weights import default_weights
 from pipeline import chain
 from pipeline.chain import ChainRequest, ChainResult, parity_resolutions, run_chain

@@ -25,8 +25,9 @@ from export.verify import verify_onnx
 from mirnet_deploy import __version__
 from mirnet_deploy.cli import main
 from mirnet_deploy.errors import UserError
+from mirnet_deploy.hashing import file_sha256
 from mirnet_ref import inference
-from mirnet_ref.checkpoint import file_sha256, save_checkpoint
+from mirnet_ref.checkpoint import save_checkpoint
 from mirnet_ref.inference import reflect_indices
 from mirnet_ref.presets import build_preset
 

@@ -18,8 +18,9 @@ import pytest
 from bad_inputs import SUBPROCESS_ENV, leftovers
 
 from calibration.dataset import CalibrationSet, manifest_path
+from mirnet_deploy.hashing import file_sha256
 from mirnet_deploy.locks import lock_path
-from mirnet_ref.checkpoint import file_sha256, read_state_dict
+from mirnet_ref.checkpoint import read_state_dict
 from mirnet_ref.datasets import builtin_images, image_at_resolution
 from mirnet_ref.images import write_image
 from mirnet_ref.train_log import read_records
