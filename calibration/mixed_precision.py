@@ -38,6 +38,7 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
+import itertools
 import json
 import os
 import time
@@ -438,12 +439,14 @@ def _screened_fewest(ranked: list[list[str]], predictor_for: Callable[[float], C
                      tried: list[tuple[int, float]], screened: list[tuple[int, float]],
                      open_gap: Callable[[int, int], int] | None = None) -> tuple[list[str], Evaluation]:
     """`_verified_fewest` on the cheap `screen` evaluations, its result then `verify`-ed on the full
-    samples; if that misses the budget, `_verified_fewest` again on the full samples (`evaluate`).
+    samples; if that misses the budget, `_verified_fewest` again on the full samples (`evaluate`),
+    from above that miss.
 
     `predictor_for(drop)` is the prediction scaled to an all-INT8 drop: the screen's own
     (`screen_full_drop_db`) while screening, the full samples' (`full_drop_db`) after. No screen
     (None), or one that the all-INT8 model passes while the full samples do not: the full search at
     once. `tried` gets the full samples' measurements, `screened` the screen's."""
+    missed = None
     if screen_full_drop_db is not None and screen_full_drop_db > budget_db:
         screened.append((0, screen_full_drop_db))
         kept, _ = _verified_fewest(ranked, predictor_for(screen_full_drop_db), budget_db, screen, screened,
@@ -452,18 +455,23 @@ def _screened_fewest(ranked: list[list[str]], predictor_for: Callable[[float], C
         tried.append((len(kept), final.drop_db))
         if final.drop_db <= budget_db:
             return kept, final
+        units = list(itertools.accumulate((len(unit) for unit in ranked), initial=0)).index(len(kept))
+        missed = (units, final.drop_db)
     return _verified_fewest(ranked, predictor_for(full_drop_db), budget_db, evaluate, tried,
-                            open_gap=open_gap)
+                            open_gap=open_gap, missed=missed)
 
 
 def _verified_fewest(ranked: list[list[str]], predicted_drop: Callable[[int], float], budget_db: float,
                      evaluate: Evaluate, tried: list[tuple[int, float]], refinements: int = REFINEMENTS, *,
-                     open_gap: Callable[[int, int], int] | None = None) -> tuple[list[str], Evaluation]:
+                     open_gap: Callable[[int, int], int] | None = None,
+                     missed: tuple[int, float] | None = None) -> tuple[list[str], Evaluation]:
     """The nodes of the fewest most-sensitive units that meet the budget, by real quantizations
     and evaluations (`evaluate`), steered by the cheap `predicted_drop`.
 
     `ranked`: units (node lists) in the order they are kept. `tried` holds the (nodes kept, drop
-    dB) measured so far, the all-INT8 miss (0, drop) among them; every measurement is appended. Phases:
+    dB) measured so far, the all-INT8 miss (0, drop) among them; every measurement is appended.
+    `missed`: (units kept, drop) of another miss measured already (the screen's result): the search
+    starts above it, its prediction corrected by it as by a miss of its own. Phases:
 
     1. the fewest k predicted within the budget is verified; a miss corrects the prediction by the
        factor it was off (in error power) and verifies the new fewest k, at least a quarter more
@@ -496,6 +504,10 @@ def _verified_fewest(ranked: list[list[str]], predicted_drop: Callable[[int], fl
         return drops[k] <= budget_db
 
     allowed, low = _power(budget_db), 0  # invariant: keeping fewer than `low` units misses the budget
+    if missed is not None:
+        known, drops[known] = missed
+        allowed *= _power(predicted_drop(known)) / _power(drops[known])
+        low = min(len(ranked), known + 1)
     while True:
         high = _fewest(lambda k, allowed=allowed: _power(predicted_drop(k)) <= allowed, low, len(ranked))
         if passes(high):

@@ -409,7 +409,7 @@ def test_screened_search_verifies_its_result_on_the_full_samples_and_falls_back_
     """The bracketing runs on the cheap screen, only its result on the full samples (10 of 40 layers
     must be kept there). A screen that agrees lands where the unscreened search does for one full
     evaluation; one that passes too few layers (6) is caught by that evaluation, and the search
-    redoes the bracketing on the full samples; a screen that the all-INT8 model passes is not used."""
+    brackets again on the full samples, above that miss; a screen that all INT8 passes is not used."""
     ranked = [[f"layer{i}"] for i in range(40)]
 
     def full_drop(k: int) -> float:
@@ -444,8 +444,9 @@ def test_screened_search_verifies_its_result_on_the_full_samples_and_falls_back_
     assert screened == [(0, 0.2), *((k, full_drop(k)) for k in screen)]
     assert len(screen) >= 1
     kept, full, screen, _ = search(lambda k: 0.2 if k < 6 else 0.03, 0.2)  # too optimistic
-    assert (kept, full[0]) == (unscreened, 6)
-    assert len(full) > 1
+    assert full[0] == 6
+    assert min(full[1:]) > 6  # the full search starts above the screen's miss
+    assert 10 <= kept <= unscreened
     assert len(screen) >= 1
     for screen_drop, screen_full_drop in ((lambda k: 0.03, 0.03), (full_drop, None)):
         # all INT8 passes the screen, or there is none (the samples are no larger than its crops)
