@@ -377,6 +377,7 @@ class _LayerProbe:
         self.probes = 0  # forward passes spent on the ranking
         self.budget = 0  # the ranking's probe budget; opening blocks later may spend as much again
         self.units: list[RankedUnit] = []
+        self._remaining: dict[tuple[int, ...], float] = {}  # quantized layers -> `_remaining_error`
         self.ranked: list[list[str]] = []
 
     def outputs(self, quantized: Sequence[int] | None) -> list[np.ndarray]:
@@ -415,19 +416,26 @@ class _LayerProbe:
         The error left with those units in float, as a fraction of the all-INT8 error (both
         measured here), scales the all-INT8 drop measured on the evaluation pairs: an error
         uncorrelated with the FP32 model's own adds its power to the task's mean squared error.
+        Predictors of other drops (the screen's, the full samples') share the measured fractions.
         """
-        everything = self.evaluator.mse_vs_fp32(self.outputs(None))
         full_noise = 10 ** (full_drop_db / 10) - 1  # the all-INT8 error power / FP32's task error power
-
-        @functools.cache
-        def remaining_error(quantized: tuple[int, ...]) -> float:
-            return self.evaluator.mse_vs_fp32(self.outputs(quantized)) / everything
 
         def predicted_drop(k: int) -> float:
             quantized = tuple(sorted(index for unit in self.units[k:] for index in unit.group.layers))
-            return 10 * np.log10(1 + remaining_error(quantized) * full_noise)
+            return 10 * np.log10(1 + self._remaining_error(quantized) * full_noise)
 
         return predicted_drop
+
+    @functools.cached_property
+    def _all_int8_error(self) -> float:
+        return self.evaluator.mse_vs_fp32(self.outputs(None))
+
+    def _remaining_error(self, quantized: tuple[int, ...]) -> float:
+        """The output error with only the layers at `quantized` in INT8, as a fraction of all-INT8's."""
+        if quantized not in self._remaining:
+            error = self.evaluator.mse_vs_fp32(self.outputs(quantized))
+            self._remaining[quantized] = error / self._all_int8_error
+        return self._remaining[quantized]
 
 
 Evaluate = Callable[[Sequence[str]], tuple[QuantizeReport, Evaluation]]
