@@ -266,8 +266,7 @@ def search_mixed_precision(onnx_path: str | os.PathLike, output_path: str | os.P
                     op_types=op_types, cache_dir=cache_dir)
             return candidates[len(excluded)]
 
-        def evaluated_on(samples: _Evaluator, part: str) -> Callable[[Sequence[str]],
-                                                                     tuple[QuantizeReport, Evaluation]]:
+        def evaluated_on(samples: _Evaluator, part: str) -> Evaluate:
             def evaluate(excluded: Sequence[str]) -> tuple[QuantizeReport, Evaluation]:
                 report = candidate(excluded)
                 with stopwatch(part):
@@ -304,8 +303,7 @@ def search_mixed_precision(onnx_path: str | os.PathLike, output_path: str | os.P
                     screen_full = screen.evaluate(full_report.output)
 
             def predictor_for(full_drop_db: float) -> Callable[[int], float]:
-                with stopwatch("prediction"):
-                    predictor = probe.drop_predictor(full_drop_db)
+                predictor = probe.drop_predictor(full_drop_db)
 
                 def predicted_drop(k: int) -> float:
                     with stopwatch("prediction"):
