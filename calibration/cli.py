@@ -10,7 +10,7 @@ from mirnet_deploy.errors import UserError
 from mirnet_ref.tasks import TASKS
 
 from .dataset import DEFAULT_COUNT, DEFAULT_CROP, MAX_COUNT, default_calibration_set, manifest_path
-from .mixed_precision import DEFAULT_BUDGET_DB, DEFAULT_EVAL_SAMPLES
+from .mixed_precision import DEFAULT_BUDGET_DB, DEFAULT_EVAL_SAMPLES, SCREEN_CROP
 from .quantize import DEFAULT_CACHE_DIR, HIGH_PRECISIONS, METHODS, TARGETS, median_cpu_ms
 
 
@@ -161,6 +161,10 @@ def _print_report(result: dict) -> None:
         if search["layer_count"]:
             click.echo(f"  ranking: {search['ranking_probes']} probes over {search['layer_count']} layers "
                        "(blocks first, then inside the most sensitive ones)")
+        if search["screened"]:
+            screened = ", ".join(f"{k} ({drop:+.3f} dB)" for k, drop in search["screened"])
+            click.echo(f"  bracketing evaluations on {SCREEN_CROP}x{SCREEN_CROP} centre crops of the "
+                       f"calibration samples, nodes kept (drop): {screened}")
         tried = ", ".join(f"{k} ({drop:+.3f} dB)" for k, drop in search["candidates_tried"])
         click.echo(f"  real evaluations, most sensitive nodes kept (drop on calibration samples): {tried}")
         click.echo("  search CPU seconds: " + ", ".join(f"{part} {seconds:.0f}"

@@ -21,8 +21,12 @@ and nearly as exact as FP32. The search:
    measure the drop as in step 1. If it misses the budget, the miss corrects the prediction
    and a larger k is verified, until one passes; the blocks between the last miss and that pass
    are then opened (probed part by part), and a few more real evaluations narrow the gap
-   (secant, bisection), so a block can be kept in part. The result is always a
-   measured one, and the model written is the verified candidate itself (not quantized again).
+   (secant, bisection), so a block can be kept in part. These bracketing evaluations run on
+   the evaluation samples' centre crops (`SCREEN_CROP`, a quarter of the pixels at 384x384):
+   a real quantized model each, on less of the images;
+5. the count they settle on is evaluated on the full samples, as in step 1. If it misses there,
+   step 4 runs again on the full samples. The result is always a measured one on the full
+   samples, and the model written is the verified candidate itself (not quantized again).
 
 If the search ends with every layer kept, the model has no INT8 layer left: the report says so
 in `warnings` (a float model under an INT8 name), and `mirnet quantize` prints it.
@@ -34,6 +38,7 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
+import itertools
 import json
 import os
 import time
@@ -84,6 +89,10 @@ RANKING_THREADS = 1
 #: steer the real evaluations. It binds on a big model with a small evaluation set (`full` with 8
 #: crops of 128x128: 32 probes of 64x64), not on the demo models' default set (288 per evaluation).
 RANKING_COST_IN_EVALUATIONS = 1.0
+#: The bracketing evaluations (step 4) run on centre crops of this size of the evaluation samples;
+#: only the all-INT8 model and the count they settle on are evaluated on the full samples. Denoise
+#: demo (8 crops of 384x384): each bracketing evaluation's forward passes cost a quarter.
+SCREEN_CROP = 192
 #: Real evaluations (a quantization and an evaluation each) that narrow the layer count down once
 #: one has passed: each keeps fewer layers in float (a faster INT8 model) for a measured cost.
 REFINEMENTS = 3
@@ -112,6 +121,9 @@ class MixedPrecisionReport:
     #: is INT8 or not, as a whole), then the blocks the ranking left unopened.
     sensitivity: list[tuple[list[str], float]]
     candidates_tried: list[tuple[int, float]]  # (nodes kept, drop dB); -1: the `try_first` nodes
+    #: (nodes kept, drop dB on the `SCREEN_CROP` centre crops): the bracketing evaluations; the
+    #: result's drop on the full samples is in `candidates_tried`
+    screened: list[tuple[int, float]]
     quantize: QuantizeReport
     #: CPU seconds of this process (ONNX Runtime's threads included) per part of the search:
     #: where its time goes, whatever else loads the machine.
@@ -245,17 +257,24 @@ def search_mixed_precision(onnx_path: str | os.PathLike, output_path: str | os.P
     with scratch_folder("mixed") as scratch:
         candidates: dict[int, QuantizeReport] = {}  # by the number of nodes kept (one per k)
 
-        def evaluate(excluded: Sequence[str]) -> tuple[QuantizeReport, Evaluation]:
+        def candidate(excluded: Sequence[str]) -> QuantizeReport:
             path = Path(scratch) / f"candidate-{len(excluded)}.onnx"
             with stopwatch("quantize"):
                 candidates[len(excluded)] = quantize_onnx(
                     onnx_path, path, target=target, calibration=calib, method=method,
                     high_precision=high_precision, exclude_nodes=tuple(excluded), subpixel=subpixel,
                     op_types=op_types, cache_dir=cache_dir)
-            with stopwatch("evaluate"):
-                return candidates[len(excluded)], evaluator.evaluate(path)
+            return candidates[len(excluded)]
 
-        full, final, kept, sensitivity, tried = None, None, [], [], []
+        def evaluated_on(samples: _Evaluator, part: str) -> Evaluate:
+            def evaluate(excluded: Sequence[str]) -> tuple[QuantizeReport, Evaluation]:
+                report = candidate(excluded)
+                with stopwatch(part):
+                    return report, samples.evaluate(report.output)
+            return evaluate
+
+        evaluate = evaluated_on(evaluator, "evaluate")
+        full, final, kept, sensitivity, tried, screened = None, None, [], [], [], []
         if try_first:
             final = evaluate(try_first)[1]
             tried.append((-1, final.drop_db))  # -1: the nodes given, not a count of ranked layers
@@ -277,19 +296,32 @@ def search_mixed_precision(onnx_path: str | os.PathLike, output_path: str | os.P
             cost_cap = int(RANKING_COST_IN_EVALUATIONS * evaluator.pixels / ranking.pixels)
             with stopwatch("ranking"):
                 probe.rank(cost_cap, progress)
-            with stopwatch("prediction"):
-                predictor = probe.drop_predictor(full.drop_db)
+            screen, screen_full = _Evaluator(calib, eval_samples, threads, crop=SCREEN_CROP), None
+            if screen.pixels * 2 <= evaluator.pixels:  # else screening would save little
+                with stopwatch("screen"):
+                    screen.set_reference(prepared, Path(cache_dir))
+                    screen_full = screen.evaluate(full_report.output)
 
-            def predicted_drop(k: int) -> float:
-                with stopwatch("prediction"):
-                    return predictor(k)
+            def predictor_for(full_drop_db: float) -> Callable[[int], float]:
+                predictor = probe.drop_predictor(full_drop_db)
+
+                def predicted_drop(k: int) -> float:
+                    with stopwatch("prediction"):
+                        return predictor(k)
+                return predicted_drop
 
             def open_gap(low: int, high: int) -> int:
                 with stopwatch("ranking"):
                     return probe.open(low, high)
 
-            kept, final = _verified_fewest(probe.ranked, predicted_drop, budget_db * SEARCH_MARGIN, evaluate,
-                                           tried, open_gap=open_gap)
+            def verify(excluded: Sequence[str]) -> Evaluation:  # the screened result, on the full samples
+                with stopwatch("evaluate"):
+                    return evaluator.evaluate(candidates[len(excluded)].output)
+
+            kept, final = _screened_fewest(
+                probe.ranked, predictor_for, budget_db * SEARCH_MARGIN, full.drop_db,
+                None if screen_full is None else screen_full.drop_db, evaluate,
+                evaluated_on(screen, "screen"), verify, tried, screened, open_gap)
             layer_count, probes = len(layers), probe.probes
             sensitivity = [(nodes, _psnr_of_mse(unit.error))
                            for nodes, unit in zip(probe.ranked, probe.units, strict=True)]
@@ -299,7 +331,7 @@ def search_mixed_precision(onnx_path: str | os.PathLike, output_path: str | os.P
     report = dataclasses.replace(chosen, output=str(output_path))
     warnings = [] if chosen.quantized_layers or not kept else [_all_kept_warning(final, budget_db)]
     return MixedPrecisionReport(budget_db, evaluator.reference_psnr, full, final, kept, sensitivity, tried,
-                                report, stopwatch.cpu_seconds, layer_count, probes, warnings)
+                                screened, report, stopwatch.cpu_seconds, layer_count, probes, warnings)
 
 
 def _all_kept_warning(final: Evaluation, budget_db: float) -> str:
@@ -343,6 +375,7 @@ class _LayerProbe:
         self.probes = 0  # forward passes spent on the ranking
         self.budget = 0  # the ranking's probe budget; opening blocks later may spend as much again
         self.units: list[RankedUnit] = []
+        self._remaining: dict[tuple[int, ...], float] = {}  # quantized layers -> `_remaining_error`
         self.ranked: list[list[str]] = []
 
     def outputs(self, quantized: Sequence[int] | None) -> list[np.ndarray]:
@@ -381,30 +414,70 @@ class _LayerProbe:
         The error left with those units in float, as a fraction of the all-INT8 error (both
         measured here), scales the all-INT8 drop measured on the evaluation pairs: an error
         uncorrelated with the FP32 model's own adds its power to the task's mean squared error.
+        Predictors of other drops (the screen's, the full samples') share the measured fractions.
         """
-        everything = self.evaluator.mse_vs_fp32(self.outputs(None))
         full_noise = 10 ** (full_drop_db / 10) - 1  # the all-INT8 error power / FP32's task error power
-
-        @functools.cache
-        def remaining_error(quantized: tuple[int, ...]) -> float:
-            return self.evaluator.mse_vs_fp32(self.outputs(quantized)) / everything
 
         def predicted_drop(k: int) -> float:
             quantized = tuple(sorted(index for unit in self.units[k:] for index in unit.group.layers))
-            return 10 * np.log10(1 + remaining_error(quantized) * full_noise)
+            return 10 * np.log10(1 + self._remaining_error(quantized) * full_noise)
 
         return predicted_drop
 
+    @functools.cached_property
+    def _all_int8_error(self) -> float:
+        return self.evaluator.mse_vs_fp32(self.outputs(None))
+
+    def _remaining_error(self, quantized: tuple[int, ...]) -> float:
+        """The output error with only the layers at `quantized` in INT8, as a fraction of all-INT8's."""
+        if quantized not in self._remaining:
+            error = self.evaluator.mse_vs_fp32(self.outputs(quantized))
+            self._remaining[quantized] = error / self._all_int8_error
+        return self._remaining[quantized]
+
+
+Evaluate = Callable[[Sequence[str]], tuple[QuantizeReport, Evaluation]]
+
+
+def _screened_fewest(ranked: list[list[str]], predictor_for: Callable[[float], Callable[[int], float]],
+                     budget_db: float, full_drop_db: float, screen_full_drop_db: float | None,
+                     evaluate: Evaluate, screen: Evaluate, verify: Callable[[Sequence[str]], Evaluation],
+                     tried: list[tuple[int, float]], screened: list[tuple[int, float]],
+                     open_gap: Callable[[int, int], int] | None = None) -> tuple[list[str], Evaluation]:
+    """`_verified_fewest` on the cheap `screen` evaluations, its result then `verify`-ed on the full
+    samples; if that misses the budget, `_verified_fewest` again on the full samples (`evaluate`),
+    from above that miss.
+
+    `predictor_for(drop)` is the prediction scaled to an all-INT8 drop: the screen's own
+    (`screen_full_drop_db`) while screening, the full samples' (`full_drop_db`) after. No screen
+    (None), or one that the all-INT8 model passes while the full samples do not: the full search at
+    once. `tried` gets the full samples' measurements, `screened` the screen's."""
+    missed = None
+    if screen_full_drop_db is not None and screen_full_drop_db > budget_db:
+        screened.append((0, screen_full_drop_db))
+        kept, _ = _verified_fewest(ranked, predictor_for(screen_full_drop_db), budget_db, screen, screened,
+                                   open_gap=open_gap)
+        final = verify(kept)
+        tried.append((len(kept), final.drop_db))
+        if final.drop_db <= budget_db:
+            return kept, final
+        units = list(itertools.accumulate((len(unit) for unit in ranked), initial=0)).index(len(kept))
+        missed = (units, final.drop_db)
+    return _verified_fewest(ranked, predictor_for(full_drop_db), budget_db, evaluate, tried,
+                            open_gap=open_gap, missed=missed)
+
 
 def _verified_fewest(ranked: list[list[str]], predicted_drop: Callable[[int], float], budget_db: float,
-                     evaluate: Callable[[Sequence[str]], tuple[QuantizeReport, Evaluation]],
-                     tried: list[tuple[int, float]], refinements: int = REFINEMENTS, *,
-                     open_gap: Callable[[int, int], int] | None = None) -> tuple[list[str], Evaluation]:
+                     evaluate: Evaluate, tried: list[tuple[int, float]], refinements: int = REFINEMENTS, *,
+                     open_gap: Callable[[int, int], int] | None = None,
+                     missed: tuple[int, float] | None = None) -> tuple[list[str], Evaluation]:
     """The nodes of the fewest most-sensitive units that meet the budget, by real quantizations
     and evaluations (`evaluate`), steered by the cheap `predicted_drop`.
 
     `ranked`: units (node lists) in the order they are kept. `tried` holds the (nodes kept, drop
-    dB) measured so far, the all-INT8 miss (0, drop) among them; every measurement is appended. Phases:
+    dB) measured so far, the all-INT8 miss (0, drop) among them; every measurement is appended.
+    `missed`: (units kept, drop) of another miss measured already (the screen's result): the search
+    starts above it, its prediction corrected by it as by a miss of its own. Phases:
 
     1. the fewest k predicted within the budget is verified; a miss corrects the prediction by the
        factor it was off (in error power) and verifies the new fewest k, at least a quarter more
@@ -437,6 +510,10 @@ def _verified_fewest(ranked: list[list[str]], predicted_drop: Callable[[int], fl
         return drops[k] <= budget_db
 
     allowed, low = _power(budget_db), 0  # invariant: keeping fewer than `low` units misses the budget
+    if missed is not None:
+        known, drops[known] = missed
+        allowed *= _power(predicted_drop(known)) / _power(drops[known])
+        low = min(len(ranked), known + 1)
     while True:
         high = _fewest(lambda k, allowed=allowed: _power(predicted_drop(k)) <= allowed, low, len(ranked))
         if passes(high):

@@ -20,11 +20,13 @@ from onnx import TensorProto, helper, numpy_helper
 from onnxruntime.quantization import CalibrationMethod
 from onnxruntime.quantization.calibrate import TensorsData, load_tensors_data
 
+from calibration import mixed_precision
 from calibration.dataset import CalibrationSet, build_calibration_set, manifest_path
 from calibration.mixed_precision import (
     REFINE_MIN_GAIN,
     REFINEMENTS,
     _power,
+    _screened_fewest,
     _verified_fewest,
     search_mixed_precision,
 )
@@ -457,6 +459,56 @@ def test_no_refinement_when_the_gap_is_a_sliver_of_a_big_model():
     assert evaluation.drop_db == 0.002
 
 
+def test_screened_search_verifies_its_result_on_the_full_samples_and_falls_back_when_it_misses():
+    """The bracketing runs on the cheap screen, only its result on the full samples (10 of 40 layers
+    must be kept there). A screen that agrees lands where the unscreened search does for one full
+    evaluation; one that passes too few layers (6) is caught by that evaluation, and the search
+    brackets again on the full samples, above that miss; a screen that all INT8 passes is not used."""
+    ranked = [[f"layer{i}"] for i in range(40)]
+
+    def full_drop(k: int) -> float:
+        return 0.2 if k < 10 else 0.04
+
+    def predictor_for(all_int8_drop: float):  # an under-estimate of the error left, scaled as asked
+        return lambda k: _drop(_power(all_int8_drop) * (1 - k / 40) ** 3)
+
+    def search(screen_drop, screen_full_drop):
+        full, screen = [], []
+
+        def evaluate(kept):
+            full.append(len(kept))
+            return _measured(full_drop)(kept)
+
+        def verify(kept):
+            full.append(len(kept))
+            return _measured(full_drop)(kept)[1]
+
+        tried, screened = [(0, 0.2)], []
+        kept, evaluation = _screened_fewest(
+            ranked, predictor_for, 0.05, 0.2, screen_full_drop, evaluate,
+            lambda kept: (screen.append(len(kept)), _measured(screen_drop)(kept))[1], verify, tried, screened)
+        assert evaluation.drop_db == full_drop(len(kept)) <= 0.05
+        assert (len(kept), evaluation.drop_db) in tried
+        return len(kept), full, screen, screened
+
+    unscreened = len(_verified_fewest(ranked, predictor_for(0.2), 0.05, _measured(full_drop), [(0, 0.2)])[0])
+    assert 10 <= unscreened < 20
+    kept, full, screen, screened = search(full_drop, 0.2)  # the screen agrees
+    assert (kept, full) == (unscreened, [unscreened])
+    assert screened == [(0, 0.2), *((k, full_drop(k)) for k in screen)]
+    assert len(screen) >= 1
+    kept, full, screen, _ = search(lambda k: 0.2 if k < 6 else 0.03, 0.2)  # too optimistic
+    assert full[0] == 6
+    assert min(full[1:]) > 6  # the full search starts above the screen's miss
+    assert 10 <= kept <= unscreened
+    assert len(screen) >= 1
+    for screen_drop, screen_full_drop in ((lambda k: 0.03, 0.03), (full_drop, None)):
+        # all INT8 passes the screen, or there is none (the samples are no larger than its crops)
+        kept, full, screen, screened = search(screen_drop, screen_full_drop)
+        assert (kept, screen, screened) == (unscreened, [], [])
+        assert len(full) >= 1
+
+
 @pytest.mark.slow
 def test_search_stops_at_once_when_plain_int8_is_within_budget(fp32_model: Path, calibration_set: Path,
                                                                  tmp_path: Path):
@@ -516,11 +568,17 @@ def test_fp32_reference_outputs_are_cached_for_the_twin_search(fp32_model: Path,
 
 
 @pytest.mark.slow
-def test_search_meets_a_tight_budget(fp32_model: Path, calibration_set: Path, tmp_path: Path):
+def test_search_meets_a_tight_budget(fp32_model: Path, calibration_set: Path, tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch):
+    """... bracketing on a screen of 32x32 centre crops (the set's are 64x64), its result measured on
+    the full samples."""
+    monkeypatch.setattr(mixed_precision, "SCREEN_CROP", 32)
     report = search_mixed_precision(fp32_model, tmp_path / "mp.onnx", target="cpu",
                                     calibration=calibration_set, budget_db=0.01, eval_samples=2,
                                     cache_dir=tmp_path / "cache")
     assert report.full_int8.drop_db > 0.01 >= report.final.drop_db
+    assert len(report.screened) > 1
+    assert (len(report.kept_high_precision), report.final.drop_db) in report.candidates_tried
     most_sensitive = [node for layer, _ in report.sensitivity for node in layer]
     assert report.kept_high_precision == most_sensitive[: len(report.kept_high_precision)]
     assert set(report.kept_high_precision) == set(report.quantize.excluded_nodes)
