@@ -25,6 +25,7 @@ import click
 import onnx
 
 from calibration.quantize import TARGETS, TWIN_TARGETS, quantization_code_sha256
+from mirnet_deploy.errors import UserError
 from mirnet_deploy.hashing import file_sha256
 from mirnet_deploy.resolutions import parse_resolutions
 from mirnet_ref.tasks import FAMILY_NAMES
@@ -172,6 +173,14 @@ def _search_trail(row: dict) -> str:
 def main(tasks: str, arch: str | None, res: str, targets: str, modes: str, budget_db: float,
          calib: Path | None, folder: Path, md_path: str | None, json_path: str | None) -> None:
     """INT8 task-PSNR drop of the demo models per Q/DQ target, plain and with the PSNR budget."""
+    try:
+        _report(tasks, arch, res, targets, modes, budget_db, calib, folder, md_path, json_path)
+    except UserError as error:  # bad input (a set, a checkpoint): one line, no traceback
+        raise click.ClickException(str(error)) from error
+
+
+def _report(tasks: str, arch: str | None, res: str, targets: str, modes: str, budget_db: float,
+            calib: Path | None, folder: Path, md_path: str | None, json_path: str | None) -> None:
     chosen_targets, chosen_modes = _choices(targets, TARGETS, "--targets"), _choices(modes, MODES, "--modes")
     chosen_targets = tuple(sorted(chosen_targets, key=TARGETS.index))  # a twin after the target it follows
     if calib:

@@ -47,3 +47,14 @@ def test_int8_files_are_named_by_code_calibration_set_and_budget(tmp_path, monke
     assert plain == report._int8_name(fp32, "cpu", "plain", one, 0.3)
     monkeypatch.setattr(report, "quantization_code_sha256", lambda: "0" * 64)
     assert report._int8_name(fp32, "cpu", "budget", one, 0.1) != name
+
+
+def test_a_calibration_file_that_is_not_a_set_is_one_line_and_nothing_is_made(tmp_path):
+    empty = tmp_path / "empty.npz"
+    empty.write_bytes(b"")
+    result = CliRunner().invoke(main, ["--tasks", "denoise", "--calib", str(empty), "--folder",
+                                       str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert "has no manifest" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
