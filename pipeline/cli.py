@@ -20,6 +20,7 @@ from engines.cpu_choice import choose_cpu_engine, describe_selection
 from engines.manifest import BACKEND_NAMES, manifest_path
 from engines.runners import select_backend
 from engines.tensorrt_build import HARDWARE_COMPATIBILITY, TensorRTOptions
+from mirnet_deploy.atomic import check_writable
 from mirnet_deploy.errors import UserError
 from mirnet_deploy.resolutions import parse_resolutions
 from mirnet_ref.tasks import TASKS
@@ -114,6 +115,9 @@ def build(onnx_path: Path | None, task: str | None, checkpoint: Path | None, arc
                                  hardware_compatibility=hardware_compatibility),
         threads=threads, openvino_device=ov_device, progress=not as_json)
     precisions = _precisions(precision_text)
+    if onnx_path is None:
+        check_writable(artifacts, "--artifacts", folder=True)  # before the export and calibration
+    check_writable(settings.engine_dir, "--cache-dir" if cache_dir else "the engine folder", folder=True)
     if onnx_path is None:
         requests = [_chain_request(task, checkpoint, arch, precision or "fp16", backend, calib, budget_db,
                                    artifacts, settings) for precision in precisions or [None]]
