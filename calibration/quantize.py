@@ -302,7 +302,7 @@ def quantize_onnx(onnx_path: str | os.PathLike, output_path: str | os.PathLike, 
             name: [{"quant_type": QuantType.QUInt8, "symmetric": False}] for name in unsigned}}
 
     calib = calibration if isinstance(calibration, CalibrationSet) else CalibrationSet(calibration)
-    _check_task(calib, metadata)
+    check_calibration_task(calib, metadata.get("task"))
     cache_dir = Path(cache_dir)
     use_cache(cache_dir)
     ranges_path = _ranges_cache_path(model, calib, method, op_types, cache_dir)
@@ -361,9 +361,8 @@ def _check_node_names(model: onnx.ModelProto, names: tuple[str, ...]) -> None:
                         "sensitivity report of the same FP32 model.")
 
 
-def _check_task(calibration: CalibrationSet, metadata: dict[str, str]) -> None:
+def check_calibration_task(calibration: CalibrationSet, task: str | None) -> None:
     """A set degraded for another task calibrates the wrong ranges (a denoiser on clean images)."""
-    task = metadata.get("task")
     if task and calibration.manifest.task != task:
         raise UserError(f"The calibration set {calibration.path} was built for {calibration.manifest.task!r} "
                         f"inputs, but the model is a {task!r} model: its activations on such inputs are not "

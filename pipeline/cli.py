@@ -189,7 +189,12 @@ def _choose_without_reference(onnx_path: Path, precision: str | None,
                               settings: EngineSettings) -> dict[str, Any]:
     """`auto` on a CPU for a bare ONNX model: the faster engine, by speed alone (no PyTorch reference to
     check parity against here; `mirnet build --task` checks it)."""
-    form = describe_onnx(onnx_path).metadata.get("precision", "fp32")
+    graph = describe_onnx(onnx_path)
+    if len(graph.input_shape) != 4:
+        raise UserError(f"{onnx_path} takes {graph.input_name!r} of shape {graph.input_shape} (-1 = any), "
+                        "not an NCHW batch of images, and `auto` times ONNX Runtime and OpenVINO on an image "
+                        "to choose between them: pass --backend ort or openvino to build it as it is.")
+    form = graph.metadata.get("precision", "fp32")
     family = precision or precision_family(form)
     return choose_cpu_engine(
         "bf16" if family == "bf16" else precision_family(family), {form: onnx_path}, settings.engine_dir,

@@ -317,6 +317,35 @@ def test_damaged_calibration_sets_are_refused(calibration_set, scale_onnx, tmp_p
     assert hashes(folder) == before
 
 
+def test_build_refuses_a_bad_calibration_set_before_the_export(calibration_set, tmp_path):
+    """The chain exports first (a minute on the official models); a --calib that cannot serve is refused
+    before: a damaged set, and a set of another task."""
+    no_manifest = tmp_path / "no_manifest.npz"
+    shutil.copy(calibration_set, no_manifest)
+    other_task = "was built for 'denoise' inputs, but the model is a 'enhance' model"
+    for task, calib, phrase in (("denoise", no_manifest, "has no manifest"),
+                                ("enhance", calibration_set, other_task)):
+        artifacts = tmp_path / f"artifacts-{task}"
+        code, output = cli("build", "--task", task, "--precision", "int8", "--backend", "ort", "--calib",
+                           str(calib), "--artifacts", str(artifacts))
+        assert code == 1, output
+        assert len(output.splitlines()) == 1, output
+        assert phrase in output, output
+        assert not (artifacts / "onnx").exists()
+
+
+def test_build_auto_names_a_model_it_cannot_time_on_an_image(onnx_files, tmp_path):
+    """`auto` on a CPU times both runtimes on an image; a model without an NCHW input cannot be timed so:
+    the error says that, and how to build it anyway (the explicit backends build any ONNX graph)."""
+    folder, _ = onnx_files
+    code, output = cli("build", str(folder / "rank3.onnx"), "--cache-dir", str(tmp_path / "engines"))
+    assert code == 1, output
+    assert output.splitlines() == [
+        f"Error: {folder / 'rank3.onnx'} takes 'input' of shape (-1, 3, -1) (-1 = any), not an NCHW batch "
+        "of images, and `auto` times ONNX Runtime and OpenVINO on an image to choose between them: pass "
+        "--backend ort or openvino to build it as it is."]
+
+
 def test_eval_names_an_image_too_small_to_score(images, tmp_path):
     folder, _, _ = images
     data = tmp_path / "data"
