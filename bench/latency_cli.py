@@ -21,6 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from engines.cache import precision_family
+from mirnet_deploy.atomic import check_writable
 from mirnet_deploy.errors import UserError
 from mirnet_deploy.host_allocator import HOST_ALLOCATOR_POLICIES
 from mirnet_deploy.resolutions import format_resolution, parse_resolutions
@@ -136,7 +137,10 @@ def mirnet_bench(model_text: str, arch: str | None, res: str, backend_text: str 
       mirnet-bench --from-json out.json --plot out.png --md out.md   # re-render, no measuring
       mirnet-bench --server localhost:8001 --res 256 --concurrency 1,8 --duration 60 --json load.json
     """
-    _make_report_folders(json_path, csv_path, md_path, plot_path)
+    reports = {"--json": json_path, "--csv": csv_path, "--md": md_path, "--plot": plot_path}
+    for option, path in reports.items():  # one that cannot be written costs no run
+        if path is not None:
+            check_writable(path, option)
     if servers:
         _load_test(servers, metrics_urls, server_model, res, batch, task, concurrency_text, duration,
                    json_path)
@@ -166,6 +170,7 @@ def mirnet_bench(model_text: str, arch: str | None, res: str, backend_text: str 
                     "threads": threads, "tile": tile, "overlap": overlap}
         configurations = _engine_configurations(engines, allocators, resolutions, settings)
         if backends:
+            check_writable(cache_dir, "--cache-dir", folder=True)
             model = resolve_model(model_text, task, arch)
             artifacts = Artifacts(model, cache_dir, log=lambda message: click.echo(message, err=True))
             configurations = _model_configurations(model, artifacts, backends, allocators,
@@ -385,16 +390,6 @@ def _write_reports(results: list[BenchResult], environment: dict[str, Any], skip
         written.append(plot_path)
     if written:
         click.echo(f"Wrote {', '.join(str(p) for p in written)}", err=True)
-
-
-def _make_report_folders(*paths: Path | None) -> None:
-    """Make the report files' folders before anything is measured: one that cannot be made costs no run."""
-    for path in filter(None, paths):
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise UserError(f"Cannot make the folder of {path}: {error.strerror}. Nothing was measured; "
-                            "choose a folder you can write to.") from None
 
 
 def main() -> None:

@@ -14,7 +14,8 @@ precision, written atomically by the stages that make them, and reused by later 
     small-<sha12>.fp32.onnx                the export (export.onnx_export)
     small-<sha12>.fp16.onnx                FP16 (export.precision.convert_to_fp16)
     small-<sha12>.fp32-cpu-<code8>.onnx    FP32 as the CPU engines compile it (engines.cpu_graph; <code8>: the
-                                           rewrites' code's hash), what the ort and openvino backends run
+                                           rewrites' code's hash), what the ort and openvino backends run;
+                                           none where the rewrites change nothing (they run the export)
     small-<sha12>.int8-cpu-<code8>.onnx    INT8 Q/DQ (calibration.quantize; -tensorrt for TensorRT backends,
                                            -cpu-symmetric for OpenVINO; <code8>: the calibration code's hash)
     calibration-denoise-4x128.npz          the small calibration set INT8 is quantized with
@@ -31,8 +32,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import onnx
 
 from engines.cache import check_engine_file, precision_family, slug
 from engines.cpu_graph import cpu_graph, rewrite_code_sha256
@@ -85,12 +84,11 @@ class BenchModel:
 
 
 def _onnx_metadata(path: Path) -> dict[str, str]:
+    """The metadata of the ONNX model `path`; a UserError for a file that is none (empty files included)."""
     from export.onnx_file import read_metadata
+    from export.onnx_read import load_onnx
 
-    try:
-        return read_metadata(onnx.load(path, load_external_data=False))
-    except Exception as exc:  # onnx raises DecodeError and friends for a file that is not a model
-        raise UserError(f"{path} is not a readable ONNX model ({type(exc).__name__}: {exc}).") from None
+    return read_metadata(load_onnx(path, load_external_data=False))
 
 
 def _from_metadata(label: str, kind: str, path: Path, metadata: dict[str, str], precision: str,
@@ -320,19 +318,22 @@ class Artifacts:
             return path
         if variant == CPU_GRAPH_VARIANT:
             from export.onnx_file import save_onnx
-            from export.onnx_read import load_onnx
 
             graph, rewrites = cpu_graph(fp32, "fp32")
+            if graph is None:  # nothing to rewrite (MPRNet has no stacked sums): the export runs as it is
+                self.log(f"The CPU engines' graph of {self.model.label} is its export ({rewrites}): {fp32}")
+                return fp32
             self.log(f"The CPU engines' graph of {self.model.label} ({rewrites}) -> {path}")
-            save_onnx(load_onnx(fp32) if graph is None else graph, path)
+            save_onnx(graph, path)
         elif variant == "fp16":
             from export.precision import convert_to_fp16
 
             self.log(f"Converting {self.model.label} to FP16 -> {path}")
             convert_to_fp16(fp32, path)
         else:
-            from calibration.quantize import quantize_onnx
+            from calibration.quantize import quantizable_metadata, quantize_onnx
 
+            quantizable_metadata(fp32)  # refuses a model that cannot be quantized before the calibration set
             target = variant.removeprefix("int8-")
             self.log(f"Quantizing {self.model.label} to INT8 ({target} target) -> {path}")
             quantize_onnx(fp32, path, target=target, calibration=self.calibration_set(),

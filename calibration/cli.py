@@ -6,6 +6,7 @@ import json
 
 import click
 
+from mirnet_deploy.atomic import check_writable
 from mirnet_deploy.errors import UserError
 from mirnet_ref.tasks import TASKS
 
@@ -43,6 +44,7 @@ def calibrate(task: str, images_dir: str | None, count: int, crop: int, seed: in
 
     if not output.endswith(".npz"):
         raise UserError(f"--output {output}: a calibration set is an .npz file (its manifest gets .json).")
+    check_writable(output, "--output")
     manifest = build_calibration_set(task, output, images_dir=images_dir, count=count, crop=crop, seed=seed,
                                      progress=not as_json)
     if as_json:
@@ -99,17 +101,17 @@ def quantize(onnx_path: str, target: str, calibration: str | None, task: str | N
       mirnet quantize --onnx denoise.fp32.onnx --target cpu --calib set.npz -o denoise.int8-cpu.onnx
       mirnet quantize --onnx m.onnx --target cpu --no-budget --method percentile -o m.int8.onnx
     """
-    from export.onnx_file import read_metadata
-    from export.onnx_read import load_onnx
-
     from .dataset import CalibrationSet
     from .mixed_precision import search_mixed_precision
-    from .quantize import quantize_onnx
+    from .quantize import quantizable_metadata, quantize_onnx
 
     if keep_nodes and not no_budget:
         raise UserError("--keep chooses layers by hand; it goes with --no-budget (the budget search "
                         "chooses them otherwise).")
-    task = task or read_metadata(load_onnx(onnx_path, load_external_data=False)).get("task")
+    check_writable(output, "--output")
+    check_writable(cache_dir, "--cache-dir", folder=True)
+    metadata = quantizable_metadata(onnx_path)  # a file that cannot be quantized costs no calibration work
+    task = task or metadata.get("task")
     if calibration is None:
         if task is None:
             raise UserError(f"{onnx_path} records no task: pass --task or a --calib set.")

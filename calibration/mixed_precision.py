@@ -65,6 +65,7 @@ from .quantize import (
     DEFAULT_OP_TYPES,
     WEIGHTED_OPS,
     QuantizeReport,
+    check_quantizable,
     default_subpixel,
     prepare,
     quantize_onnx,
@@ -245,12 +246,14 @@ def search_mixed_precision(onnx_path: str | os.PathLike, output_path: str | os.P
     result is taken without a search of its own and without measuring the all-INT8 model (one
     evaluation less; the layers kept may then not be the fewest: if the all-INT8 model would have
     passed, it is not found); else the search runs as usual."""
+    source = load_onnx(onnx_path)
+    check_quantizable(source, onnx_path)  # before the calibration set is read or the FP32 model run
     calib = CalibrationSet(calibration)
     stopwatch = _Stopwatch()
     evaluator = _Evaluator(calib, eval_samples, threads)
     subpixel = default_subpixel(target) if subpixel is None else subpixel
     op_types = tuple(op_types or DEFAULT_OP_TYPES[target])
-    prepared, _ = prepare(load_onnx(onnx_path), target, subpixel=subpixel)
+    prepared, _ = prepare(source, target, subpixel=subpixel)
     with stopwatch("fp32 reference"):
         evaluator.set_reference(prepared, Path(cache_dir))
 

@@ -43,6 +43,7 @@ from onnxruntime.quantization import (
     quantize_static,
 )
 
+from export.onnx_read import load_onnx
 from export.stack_sum import rewrite_stacked_sums
 from mirnet_deploy.atomic import atomic_write_bytes
 from mirnet_deploy.caches import use_cache
@@ -238,6 +239,39 @@ def _ranges_cache_path(model: onnx.ModelProto, calibration: CalibrationSet, meth
     return cache_dir / f"ranges-{method}-{digest.hexdigest()[:16]}.json"
 
 
+def quantizable_metadata(onnx_path: str | os.PathLike) -> dict[str, str]:
+    """`check_quantizable` on the graph alone (no external weights read): cheap enough to run before any
+    calibration set is built or read, so a file that cannot be quantized costs no calibration work."""
+    return check_quantizable(load_onnx(onnx_path, load_external_data=False), onnx_path)
+
+
+def check_quantizable(model: onnx.ModelProto, onnx_path: str | os.PathLike) -> dict[str, str]:
+    """The model's metadata, after refusing what quantization cannot start from: a reduced-precision
+    model, or a graph whose one input is not a float32 batch of images (N x C x H x W)."""
+    from export.onnx_file import read_metadata
+
+    metadata = read_metadata(model)
+    if metadata.get("precision", "fp32") != "fp32":
+        raise UserError(f"{onnx_path} is {metadata['precision']}: quantization starts from the FP32 export "
+                        "(`mirnet export --precision fp32`), never from an already reduced model.")
+    weights = {init.name for init in model.graph.initializer}  # IR < 4 lists them as inputs too
+    inputs = [value for value in model.graph.input if value.name not in weights]
+    tensor = inputs[0].type.tensor_type if len(inputs) == 1 else None
+    if tensor is None or tensor.elem_type != onnx.TensorProto.FLOAT or len(tensor.shape.dim) != 4:
+        shown = ", ".join(f"{value.name!r} ({_input_text(value)})" for value in inputs) or "no input"
+        raise UserError(f"{onnx_path} takes {shown}: quantization calibrates a model with one float32 image "
+                        "input, N x C x H x W, as `mirnet export` writes it. Export the model with it.")
+    return metadata
+
+
+def _input_text(value: onnx.ValueInfoProto) -> str:
+    """'float, Nx3xHxW': an input's element type and shape as a user reads them."""
+    tensor = value.type.tensor_type
+    dims = "x".join(d.dim_param or (str(d.dim_value) if d.HasField("dim_value") else "?")
+                    for d in tensor.shape.dim)
+    return f"{onnx.TensorProto.DataType.Name(tensor.elem_type).lower()}, {dims or 'no shape'}"
+
+
 def quantize_onnx(onnx_path: str | os.PathLike, output_path: str | os.PathLike, *, target: str,
                   calibration: str | os.PathLike | CalibrationSet, method: str = "minmax",
                   high_precision: str = "fp16", exclude_nodes: tuple[str, ...] = (),
@@ -249,18 +283,14 @@ def quantize_onnx(onnx_path: str | os.PathLike, output_path: str | os.PathLike, 
     `subpixel` defaults to on for the cpu targets and off for tensorrt (TensorRT has INT8
     ConvTranspose kernels and the rewrite adds 16/9 of the transposed layers' work).
     """
-    from export.onnx_file import read_metadata, set_metadata
-    from export.onnx_read import load_onnx
+    from export.onnx_file import set_metadata
 
     if method not in METHODS:
         raise UserError(f"Unknown calibration method {method!r}: choose one of {', '.join(METHODS)}.")
     if high_precision not in HIGH_PRECISIONS:
         raise UserError(f"--high-precision is fp16 or fp32, not {high_precision!r}.")
     source = load_onnx(onnx_path)
-    metadata = read_metadata(source)
-    if metadata.get("precision", "fp32") != "fp32":
-        raise UserError(f"{onnx_path} is {metadata['precision']}: quantization starts from the FP32 export "
-                        "(`mirnet export --precision fp32`), never from an already reduced model.")
+    metadata = check_quantizable(source, onnx_path)
     activation_type, weight_type, extra_options = target_settings(target)
     op_types = tuple(op_types or DEFAULT_OP_TYPES[target])
     subpixel = default_subpixel(target) if subpixel is None else subpixel
@@ -272,7 +302,7 @@ def quantize_onnx(onnx_path: str | os.PathLike, output_path: str | os.PathLike, 
             name: [{"quant_type": QuantType.QUInt8, "symmetric": False}] for name in unsigned}}
 
     calib = calibration if isinstance(calibration, CalibrationSet) else CalibrationSet(calibration)
-    _check_task(calib, metadata)
+    check_calibration_task(calib, metadata.get("task"))
     cache_dir = Path(cache_dir)
     use_cache(cache_dir)
     ranges_path = _ranges_cache_path(model, calib, method, op_types, cache_dir)
@@ -331,9 +361,8 @@ def _check_node_names(model: onnx.ModelProto, names: tuple[str, ...]) -> None:
                         "sensitivity report of the same FP32 model.")
 
 
-def _check_task(calibration: CalibrationSet, metadata: dict[str, str]) -> None:
+def check_calibration_task(calibration: CalibrationSet, task: str | None) -> None:
     """A set degraded for another task calibrates the wrong ranges (a denoiser on clean images)."""
-    task = metadata.get("task")
     if task and calibration.manifest.task != task:
         raise UserError(f"The calibration set {calibration.path} was built for {calibration.manifest.task!r} "
                         f"inputs, but the model is a {task!r} model: its activations on such inputs are not "

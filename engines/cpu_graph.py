@@ -62,5 +62,8 @@ def cpu_graph(onnx_path: str | os.PathLike, precision: str) -> tuple[onnx.ModelP
     nodes each rewrite changed (empty where the precision's graphs are not rewritten)."""
     if not rewritten(precision):
         return None, {}
-    model, count = rewrite_stacked_sums(load_onnx(onnx_path))
+    model = load_onnx(onnx_path)
+    if not any(node.op_type == "ReduceSum" for node in model.graph.node):  # MPRNet: nothing the rewrite
+        return None, {"stacked_sum_to_adds": 0}  # matches, so no copy and shape inference of the model
+    model, count = rewrite_stacked_sums(model)
     return (model if count else None), {"stacked_sum_to_adds": count}

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 import onnx
 
+from mirnet_deploy.atomic import check_writable
 from mirnet_deploy.errors import UserError
 from mirnet_ref.tasks import FAMILY_NAMES, TASKS
 from mirnet_ref.weights import default_weights
@@ -139,6 +140,7 @@ def export(
       mirnet export --task denoise --subpixel-upsample -o denoise.subpixel.fp32.onnx  # for INT8
     """
     task = _checked_task(task, checkpoint, precision, scale, fp32_nodes)
+    check_writable(output, "--output")  # before the export's minute of work, not after it
     from .network import load_network
     from .verified import export_verified
 

@@ -4,7 +4,8 @@ An interrupted build or save therefore leaves either the old file or nothing,
 never a truncated engine, checkpoint or report. The temporary file's name carries its writer's
 tag (leftovers.py), so the next write of the same file removes one a killed writer left. A write
 the file system refuses (full disk, quota, read-only or forbidden folder) is a UserError that
-names the file and says so.
+names the file and says so. `check_writable` asks the same question before a verb's work starts, so
+an output that cannot be written costs no export, calibration or benchmark.
 """
 
 from __future__ import annotations
@@ -62,6 +63,45 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
 def _refused(target: Path, error: OSError) -> UserError:
     return UserError(f"Cannot write {target}: {error.strerror}. Nothing was written there (a previous "
                      "file of that name is unchanged); free space or choose another folder, then rerun.")
+
+
+def check_writable(path: str | os.PathLike, what: str, *, folder: bool = False) -> None:
+    """Refuse, before any work, an output `path` (a file; a folder with `folder`) that cannot be written;
+    `what` names it in the error (the option that gave it: "--output").
+
+    It makes nothing: the folders a write would create are not created; the nearest existing one takes a
+    tagged empty file, removed at once (what atomic_open would make there first), which asks the file
+    system itself: permissions, a read-only mount, /proc. A full disk shows only when the write comes.
+    """
+    target = Path(path)
+    kind = "folder" if folder else "file"
+    reason = None
+    if target.is_dir() and not folder:
+        reason = "it is a folder (give the file's name)"
+    elif target.exists() and not target.is_dir() and folder:
+        reason = "it is a file, not a folder"
+    else:
+        existing = target if folder else target.parent
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            reason = f"{existing} is a file, not a folder"
+        else:
+            reason = _probe(existing, target.name)
+    if reason:
+        raise UserError(f"Cannot write {what} {target}: {reason}. Nothing was done; choose a {kind} "
+                        "path you can write to.")
+
+
+def _probe(folder: Path, name: str) -> str | None:
+    """Why `folder` takes no new file (the file system's words), or None where it does."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{name}.{writer_tag()}.", suffix=".tmp", dir=folder)
+    except OSError as error:
+        return f"{folder} takes no new file ({error.strerror})"
+    os.close(fd)
+    os.unlink(probe)
+    return None
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from calibration.mixed_precision import DEFAULT_BUDGET_DB
-from calibration.quantize import TWIN_TARGETS, quantization_code_sha256
+from calibration.quantize import TWIN_TARGETS, check_calibration_task, quantization_code_sha256
 from engines.build import EngineSettings, build_engine
 from engines.cache import CachedBuild, precision_family
 from engines.cpu_choice import CHOICES_FILE, candidates, choose_cpu_engine, describe_selection, forms
@@ -164,6 +164,8 @@ def run_chain(request: ChainRequest, on_step: Callable[[StepResult], None] | Non
             on_step(step)
         return step
 
+    if precision == "int8" and request.calibration:
+        _check_calibration_set(request.calibration, request.task)
     fp32 = finished(_export(request, network)).path
     models = {"fp32": fp32}  # the ONNX forms the engine may be built from, by their precision
     if precision == "fp16":
@@ -269,6 +271,14 @@ def _fp16(fp32: Path) -> StepResult:
         return {"kept_fp32_op_types": list(DEFAULT_FP32_OPS)}
 
     return _cached_step("fp16", _variant(fp32, "fp16"), {"source_sha256": file_sha256(fp32)}, convert)
+
+
+def _check_calibration_set(path: Path, task: str) -> None:
+    """Refuse a --calib that is no calibration set, or one of another task, before the export's work."""
+    from calibration.dataset import CalibrationSet
+
+    with CalibrationSet(path) as calib:
+        check_calibration_task(calib, task)
 
 
 def _int8(request: ChainRequest, fp32: Path, target: str, try_first: list[str]) -> StepResult:

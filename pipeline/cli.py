@@ -20,6 +20,7 @@ from engines.cpu_choice import choose_cpu_engine, describe_selection
 from engines.manifest import BACKEND_NAMES, manifest_path
 from engines.runners import select_backend
 from engines.tensorrt_build import HARDWARE_COMPATIBILITY, TensorRTOptions
+from mirnet_deploy.atomic import check_writable
 from mirnet_deploy.errors import UserError
 from mirnet_deploy.resolutions import parse_resolutions
 from mirnet_ref.tasks import TASKS
@@ -115,6 +116,9 @@ def build(onnx_path: Path | None, task: str | None, checkpoint: Path | None, arc
         threads=threads, openvino_device=ov_device, progress=not as_json)
     precisions = _precisions(precision_text)
     if onnx_path is None:
+        check_writable(artifacts, "--artifacts", folder=True)  # before the export and calibration
+    check_writable(settings.engine_dir, "--cache-dir" if cache_dir else "the engine folder", folder=True)
+    if onnx_path is None:
         requests = [_chain_request(task, checkpoint, arch, precision or "fp16", backend, calib, budget_db,
                                    artifacts, settings) for precision in precisions or [None]]
         pytorch = PyTorchSide(requests[0].checkpoint, requests[0].task, requests[0].arch)
@@ -185,7 +189,12 @@ def _choose_without_reference(onnx_path: Path, precision: str | None,
                               settings: EngineSettings) -> dict[str, Any]:
     """`auto` on a CPU for a bare ONNX model: the faster engine, by speed alone (no PyTorch reference to
     check parity against here; `mirnet build --task` checks it)."""
-    form = describe_onnx(onnx_path).metadata.get("precision", "fp32")
+    graph = describe_onnx(onnx_path)
+    if len(graph.input_shape) != 4:
+        raise UserError(f"{onnx_path} takes {graph.input_name!r} of shape {graph.input_shape} (-1 = any), "
+                        "not an NCHW batch of images, and `auto` times ONNX Runtime and OpenVINO on an image "
+                        "to choose between them: pass --backend ort or openvino to build it as it is.")
+    form = graph.metadata.get("precision", "fp32")
     family = precision or precision_family(form)
     return choose_cpu_engine(
         "bf16" if family == "bf16" else precision_family(family), {form: onnx_path}, settings.engine_dir,

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ from tqdm import tqdm
 from engines.infer import DEFAULT_MEMORY_BUDGET_MB, open_model, output_paths, restore_file, tiled_runner
 from engines.runners import BACKENDS
 from engines.tiling import DEFAULT_OVERLAP
+from mirnet_deploy.atomic import check_writable
 from mirnet_deploy.errors import UserError
 from mirnet_ref.datasets import list_images
 from mirnet_ref.images import ARRAY_SUFFIX, DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES
@@ -99,6 +99,7 @@ def infer(input_path: Path, output_dir: Path, task: str | None, checkpoint: Path
     if not inputs:
         raise UserError(f"No images in {input_path}: it holds no files ending in .png, .jpg, .tif, .webp, "
                         f".bmp or .npy. Point -i at an image or a folder of images.")
+    check_writable(output_dir, "--output", folder=True)  # before a model is loaded or an image read
     if servers:
         from serving.client import open_remote_model, remote_tiled_runner
 
@@ -113,7 +114,7 @@ def infer(input_path: Path, output_dir: Path, task: str | None, checkpoint: Path
     else:
         loaded = open_model(task, checkpoint, model, backend, threads, sr_scale, arch)
         runner, tiling = tiled_runner(loaded, tile, overlap, memory_budget_mb)
-    _make_output_folder(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)  # once the model is loaded: a refused model makes none
     outputs = output_paths(inputs, output_dir, f"_{loaded.task}" if suffix is None else suffix, ext)
     restored, failed = [], []
     with runner:
@@ -132,19 +133,6 @@ def infer(input_path: Path, output_dir: Path, task: str | None, checkpoint: Path
     click.echo(json.dumps(summary, indent=2) if as_json else _summary_text(summary))
     if failed:
         raise SystemExit(1)
-
-
-def _make_output_folder(folder: Path) -> None:
-    """Make the output folder once the model is loaded (a refused model makes none), before any image is
-    read: one that cannot be made or written to is one error, not one failure per image."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise UserError(f"Cannot make the output folder {folder}: {error.strerror}. Nothing was restored; "
-                        "choose a folder you can write to.") from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise UserError(f"Cannot write into the output folder {folder} (permission denied). Nothing was "
-                        "restored; choose a folder you can write to.")
 
 
 def _summary_text(summary: dict[str, Any]) -> str:

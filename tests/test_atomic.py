@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from test_layering import REPO, stage_modules
 
-from mirnet_deploy.atomic import atomic_open, atomic_write_bytes
+from mirnet_deploy.atomic import atomic_open, atomic_write_bytes, check_writable
 from mirnet_deploy.errors import UserError
 from mirnet_deploy.leftovers import scratch_folder
 from mirnet_deploy.resolutions import parse_resolution, parse_resolutions
@@ -48,6 +48,32 @@ def test_a_folder_that_cannot_be_made_is_an_error_naming_the_target_not_its_temp
     blocker.write_text("not a folder")
     with pytest.raises(UserError, match=re.escape(f"Cannot write {blocker / 'x.onnx'}: ")):
         atomic_write_bytes(blocker / "x.onnx", b"data")
+    assert blocker.read_text() == "not a folder"
+
+
+def test_check_writable_refuses_what_the_file_system_will_not_take_and_makes_nothing(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    refused = {  # (path, a folder?) -> the reason the error gives
+        (Path("/proc/x.onnx"), False): "/proc takes no new file (No such file or directory)",  # no new files
+        (Path("/proc/new/x.onnx"), False): "/proc takes no new file (No such file or directory)",
+        (blocker / "deeper" / "x.onnx", False): f"{blocker} is a file, not a folder",
+        (folder, False): "it is a folder (give the file's name)",
+        (blocker, True): "it is a file, not a folder",
+    }
+    for (path, is_folder), reason in refused.items():
+        with pytest.raises(UserError) as caught:
+            check_writable(path, "--output", folder=is_folder)
+        kind = "folder" if is_folder else "file"
+        assert str(caught.value) == (f"Cannot write --output {path}: {reason}. Nothing was done; choose a "
+                                     f"{kind} path you can write to.")
+    check_writable(tmp_path / "new" / "deeper" / "x.onnx", "--output")  # its folders are made by the write
+    check_writable(tmp_path / "new-folder", "--cache-dir", folder=True)
+    check_writable(folder / "x.onnx", "--output")
+    check_writable(blocker, "--output")  # an existing file is replaced atomically
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a_file", "folder"]  # nothing made, no probe left
     assert blocker.read_text() == "not a folder"
 
 

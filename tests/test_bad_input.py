@@ -196,6 +196,41 @@ def test_bad_onnx_files_get_a_clear_error_from_every_verb(images, onnx_files, ve
     assert hashes(folder) == before
 
 
+def test_quantize_refuses_a_model_it_cannot_quantize_before_any_calibration_work(onnx_files, tmp_path,
+                                                                                 monkeypatch):
+    """With --task and no --calib, the task's default set (32 crops) would be built first, under the
+    working folder: nothing may be built for a file that is no FP32 image model."""
+    folder, _ = onnx_files
+    fp16 = tmp_path / "scale.fp16.onnx"
+    fp16.write_bytes(scale_model(precision="fp16").SerializeToString())
+    monkeypatch.chdir(tmp_path)
+    cases = {folder / "empty.onnx": "holds no graph", folder / "random.onnx": "is not a readable ONNX model",
+             folder / "rank3.onnx": "takes 'input' (float, Nx3xH): quantization calibrates a model with one "
+                                    "float32 image input",
+             fp16: "is fp16: quantization starts from the FP32 export"}
+    for path, phrase in cases.items():
+        for search in ([], ["--no-budget"]):
+            code, output = cli("quantize", "--onnx", str(path), "--target", "cpu", "--task", "denoise",
+                               *search, "-o", str(tmp_path / "q.onnx"))
+            assert code == 1, output
+            assert len(output.splitlines()) == 1, output
+            assert str(path) in output
+            assert phrase in output, output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scale.fp16.onnx"]
+
+
+def test_mirnet_bench_refuses_a_model_it_cannot_quantize_before_its_calibration_set(onnx_files, tmp_path):
+    from bench.models import Artifacts, resolve_model
+
+    folder, _ = onnx_files
+    with pytest.raises(UserError, match="holds no graph"):
+        resolve_model(str(folder / "empty.onnx"))
+    rank3 = Artifacts(resolve_model(str(folder / "rank3.onnx")), tmp_path / "bench", log=lambda _: None)
+    with pytest.raises(UserError, match="quantization calibrates a model with one float32 image input"):
+        rank3.for_run("ort", "int8", (16, 16), 1)
+    assert not list((tmp_path / "bench").glob("calibration*"))
+
+
 def test_an_onnx_model_with_another_input_name_restores_correctly(images, tmp_path):
     folder, _, _ = images
     model = tmp_path / "named_x.onnx"
@@ -282,6 +317,35 @@ def test_damaged_calibration_sets_are_refused(calibration_set, scale_onnx, tmp_p
     assert hashes(folder) == before
 
 
+def test_build_refuses_a_bad_calibration_set_before_the_export(calibration_set, tmp_path):
+    """The chain exports first (a minute on the official models); a --calib that cannot serve is refused
+    before: a damaged set, and a set of another task."""
+    no_manifest = tmp_path / "no_manifest.npz"
+    shutil.copy(calibration_set, no_manifest)
+    other_task = "was built for 'denoise' inputs, but the model is a 'enhance' model"
+    for task, calib, phrase in (("denoise", no_manifest, "has no manifest"),
+                                ("enhance", calibration_set, other_task)):
+        artifacts = tmp_path / f"artifacts-{task}"
+        code, output = cli("build", "--task", task, "--precision", "int8", "--backend", "ort", "--calib",
+                           str(calib), "--artifacts", str(artifacts))
+        assert code == 1, output
+        assert len(output.splitlines()) == 1, output
+        assert phrase in output, output
+        assert not (artifacts / "onnx").exists()
+
+
+def test_build_auto_names_a_model_it_cannot_time_on_an_image(onnx_files, tmp_path):
+    """`auto` on a CPU times both runtimes on an image; a model without an NCHW input cannot be timed so:
+    the error says that, and how to build it anyway (the explicit backends build any ONNX graph)."""
+    folder, _ = onnx_files
+    code, output = cli("build", str(folder / "rank3.onnx"), "--cache-dir", str(tmp_path / "engines"))
+    assert code == 1, output
+    assert output.splitlines() == [
+        f"Error: {folder / 'rank3.onnx'} takes 'input' of shape (-1, 3, -1) (-1 = any), not an NCHW batch "
+        "of images, and `auto` times ONNX Runtime and OpenVINO on an image to choose between them: pass "
+        "--backend ort or openvino to build it as it is."]
+
+
 def test_eval_names_an_image_too_small_to_score(images, tmp_path):
     folder, _, _ = images
     data = tmp_path / "data"
@@ -306,15 +370,44 @@ def test_mirnet_bench_refuses_an_engine_its_manifest_says_is_of_another_runtime(
     assert resolve_engine(ort_engine).backend == "ort"
 
 
-def test_infer_refuses_an_output_folder_it_cannot_make_before_any_image(images, scale_onnx, tmp_path):
-    folder, _, _ = images
+#: Each verb that writes a named output -> its arguments (OUT: where that output goes), the option the error
+#: names, and whether OUT is a folder.
+VERBS_WRITING = {
+    "export": (["export", "--task", "denoise", "-o", "OUT"], "--output", False),
+    "quantize": (["quantize", "--onnx", "SCALE", "--target", "cpu", "--no-budget", "--calib", "CALIB",
+                  "-o", "OUT"], "--output", False),
+    "quantize-cache": (["quantize", "--onnx", "SCALE", "--target", "cpu", "--calib", "CALIB", "-o", "q.onnx",
+                        "--cache-dir", "OUT"], "--cache-dir", True),
+    "calibrate": (["calibrate", "--task", "denoise", "--count", "1", "--crop", "16", "-o", "OUT.npz"],
+                  "--output", False),
+    "infer": (["infer", "-i", "IMAGE", "-o", "OUT", "--task", "denoise", "--backend", "ort"], "--output",
+              True),
+    "build": (["build", "SCALE", "--backend", "ort", "--cache-dir", "OUT"], "--cache-dir", True),
+    "build-task": (["build", "--task", "denoise", "--precision", "int8", "--artifacts", "OUT"], "--artifacts",
+                   True),
+}
+
+
+@pytest.mark.parametrize("verb", sorted(VERBS_WRITING))
+def test_an_output_that_cannot_be_written_is_refused_before_any_work(verb, images, scale_onnx,
+                                                                     calibration_set, tmp_path, monkeypatch):
+    """/proc takes no new file, a file cannot hold a folder: one line of error, at once (no export,
+    calibration, model loading or image read first), and nothing made (the default folders are under
+    the working folder)."""
+    arguments, option, is_folder = VERBS_WRITING[verb]
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
-    code, output = cli("infer", "-i", str(folder / "rgb16.png"), "-o", str(blocker / "out"), "--model",
-                       str(scale_onnx))
-    assert code == 1, output
-    assert output.splitlines() == [f"Error: Cannot make the output folder {blocker / 'out'}: Not a "
-                                   "directory. Nothing was restored; choose a folder you can write to."]
+    monkeypatch.chdir(tmp_path)
+    named = {"SCALE": str(scale_onnx), "CALIB": str(calibration_set), "IMAGE": str(images[0] / "rgb16.png")}
+    for out, reason in ((Path("/proc/mirnet/out"), "/proc takes no new file (No such file or directory)"),
+                        (blocker / "out", f"{blocker} is a file, not a folder")):
+        given = [named.get(a) or a.replace("OUT", str(out)) for a in arguments]
+        path = next(g for g, a in zip(given, arguments, strict=True) if a.startswith("OUT"))
+        code, output = cli(*given)
+        assert code == 1, output
+        assert output.splitlines() == [f"Error: Cannot write {option} {path}: {reason}. Nothing was done; "
+                                       f"choose a {'folder' if is_folder else 'file'} path you can write to."]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
     assert blocker.read_text() == "not a folder"
 
 
@@ -328,6 +421,7 @@ def test_mirnet_bench_refuses_a_report_folder_it_cannot_make_before_measuring(tm
     result = CliRunner().invoke(mirnet_bench, ["--model", "small", "--res", "16", "--backend", "torch",
                                                "--json", str(blocker / "out" / "r.json")])
     assert isinstance(result.exception, UserError)
-    assert str(result.exception) == (f"Cannot make the folder of {blocker / 'out' / 'r.json'}: Not a "
-                                     "directory. Nothing was measured; choose a folder you can write to.")
+    assert str(result.exception) == (f"Cannot write --json {blocker / 'out' / 'r.json'}: {blocker} is a "
+                                     "file, not a folder. Nothing was done; choose a file path you can write "
+                                     "to.")
     assert "Measuring" not in result.output

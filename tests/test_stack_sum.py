@@ -135,3 +135,15 @@ def test_engines_of_the_plain_graph_are_not_reused_and_int8_keys_stay(tmp_path, 
     assert after.manifest.build_options["graph_rewrites"] == {"stacked_sum_to_adds": 0}  # no SKFF in the toy
     for precision in ("fp16", "int8-cpu", "int8-tensorrt"):
         assert cache_option(precision) == {}
+
+
+def test_the_benchmark_runs_the_export_itself_where_the_cpu_rewrite_changes_nothing(tmp_path):
+    """MPRNet has no SKFF sums: no `.fp32-cpu-` copy of its export (80 MB for `deblur`) is made; its ort and
+    openvino FP32 rows run the export, which is the file their jobs (and the rows' `artifact`) name."""
+    from bench.models import Artifacts, resolve_model
+
+    artifacts = Artifacts(resolve_model("small", "deblur", "mprnet"), tmp_path, log=lambda _: None)
+    export = artifacts.onnx_variant("fp32")
+    assert artifacts.for_run("ort", "fp32", (32, 32), 1) == export
+    assert artifacts.for_run("openvino", "fp32", (32, 32), 1) == export
+    assert sorted(p.suffix for p in tmp_path.iterdir() if not p.name.startswith(".")) == [".onnx", ".pth"]
