@@ -109,7 +109,7 @@ class Measurer:
         return load_network(self.checkpoint(), self.row.task, self.row.family)
 
     def size(self) -> dict[str, Any]:
-        from mirnet_ref.cli import describe
+        from mirnet_ref.model_costs import describe
 
         config = family_of(self.row).preset(self.row.presets[0])
         info = describe(config, [(512, 512)])

@@ -202,13 +202,13 @@ def gmacs(model: BenchModel, resolution: tuple[int, int], batch: int) -> float |
     `mirnet info` counts them; None when the file does not carry the model's configuration."""
     if model.config is None or model.family is None:
         return None
-    from mirnet_ref.cli import describe
+    from mirnet_ref.model_costs import resolution_cost
     from mirnet_ref.registry import family_named
 
     width, height = resolution
     network_input = (width * model.scale, height * model.scale)  # an SR graph upsamples before the network
     config = family_named(model.family).config_class(**model.config)
-    return describe(config, [network_input], batch)["macs"][0]["gmacs"]
+    return resolution_cost(config, network_input, batch)["gmacs"]
 
 
 def _stderr(message: str) -> None:

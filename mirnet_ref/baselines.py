@@ -4,7 +4,8 @@ Every baseline is `fn(degraded, **known) -> restored` on float32 HxWx3 RGB in [0
 input of more channels, the photograph it shows: `degradations.picture_of`);
 `known` carries what the experiment knows about the degradation (e.g. the true noise
 sigma) and baselines ignore keys they do not use, so an evaluation loop can call them
-all alike. `BASELINES[task]` lists them by name.
+all alike. `BASELINES[task]` lists them by name. The deconvolutions and the gamma search import
+their scipy parts where they run: `mirnet eval --task denoise` (non-local means) needs none of them.
 """
 
 from __future__ import annotations
@@ -12,9 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from scipy.optimize import brentq
 from skimage.exposure import equalize_adapthist
-from skimage.restoration import denoise_nl_means, richardson_lucy, wiener
+from skimage.restoration import denoise_nl_means
 
 from mirnet_deploy.errors import UserError
 
@@ -81,6 +81,8 @@ def wiener_deconvolution(degraded: np.ndarray, *, kernel: np.ndarray | None = No
                          clean: np.ndarray | None = None, **_known: object) -> np.ndarray:
     """Wiener deconvolution with the TRUE blur kernel (scikit-image, balance 1e-2). With
     `clean` given, the best balance of WIENER_BALANCES per image (the oracle best case)."""
+    from skimage.restoration import wiener  # here (as richardson_lucy): it imports scipy.signal, ~1 CPU-s
+
     check_rgb(degraded, "The image to deblur")
     psf = _true_kernel(kernel)
 
@@ -94,6 +96,8 @@ def richardson_lucy_deconvolution(degraded: np.ndarray, *, kernel: np.ndarray | 
                                   clean: np.ndarray | None = None, **_known: object) -> np.ndarray:
     """Richardson-Lucy deconvolution with the TRUE blur kernel (scikit-image, 10 iterations).
     With `clean` given, the best iteration count of RL_ITERATIONS per image (oracle)."""
+    from skimage.restoration import richardson_lucy
+
     check_rgb(degraded, "The image to deblur")
     psf = _true_kernel(kernel)
 
@@ -127,6 +131,8 @@ def gamma_correct(
     elif excess(high) >= 0:
         log_g = high
     else:
+        from scipy.optimize import brentq
+
         log_g = brentq(excess, low, high)
     return (pixels ** np.exp(log_g)).astype(np.float32)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, replace
-from functools import partial
 from pathlib import Path
 
 import click
@@ -17,13 +16,12 @@ from mirnet_deploy.resolutions import format_resolution, parse_resolutions
 
 from .baselines import BASELINES
 from .checkpoint import load_model, naming_file, read_state_dict, save_checkpoint
-from .complexity import count_macs, learned_macs
 from .data_sources import LAYOUTS, evaluation_pairs, training_sampler, validation_pairs
 from .degradations import TASK_KINDS, Degradation, channels_of, make_degradation, picture_of
 from .images import from_tensor, to_tensor
 from .inference import restore
 from .metrics import naming_image, psnr, ssim
-from .model import count_parameters
+from .model_costs import describe
 from .registry import (
     FAMILIES,
     ModelConfig,
@@ -35,42 +33,6 @@ from .registry import (
 )
 from .train import TrainConfig, Trainer
 from .weights import default_weights
-
-
-def describe(config: ModelConfig, resolutions: list[tuple[int, int]], batch: int = 1) -> dict:
-    """Family, configuration, matching presets, parameter count and MACs per resolution, as plain data."""
-    family = family_of_config(config)
-    build = partial(family.build, config)
-    with torch.device("meta"):
-        model = build()
-        parameters = count_parameters(model)
-        keys = len(model.state_dict())
-    multiple = config.size_multiple
-    costs = []
-    for width, height in resolutions:
-        padded_w, padded_h = -(-width // multiple) * multiple, -(-height // multiple) * multiple
-        totals = count_macs(build, (batch, config.in_channels, padded_h, padded_w), family.mac_counters)
-        learned = learned_macs(totals)
-        costs.append(
-            {
-                "resolution": format_resolution((width, height)),
-                "padded": format_resolution((padded_w, padded_h)),
-                "batch": batch,
-                "gmacs": learned / 1e9,
-                "gmacs_with_fixed_ops": sum(totals.values()) / 1e9,
-                "macs_per_pixel": learned / (batch * width * height),
-                "breakdown_gmacs": {k: v / 1e9 for k, v in sorted(totals.items())},
-            }
-        )
-    return {
-        "family": family.name,
-        "config": config.as_dict(),
-        "presets": family.matching_presets(config),
-        "parameters": parameters,
-        "state_dict_keys": keys,
-        "size_multiple": config.size_multiple,
-        "macs": costs,
-    }
 
 
 def _info_source(source: str, model: str | None) -> tuple[ModelConfig, str]:

@@ -27,8 +27,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
-from scipy.ndimage import gaussian_filter
-from scipy.signal import fftconvolve
 
 from mirnet_deploy.errors import UserError
 
@@ -213,6 +211,8 @@ class BicubicSR:
 def convolve(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     """Each channel of HxWxC `image` convolved with the odd-sized 2-D `kernel`, borders
     reflected (the scene goes on past the frame), output the input's size."""
+    from scipy.signal import fftconvolve  # here: scipy.signal costs every process that degrades ~1 CPU-s
+
     pad_y, pad_x = kernel.shape[0] // 2, kernel.shape[1] // 2
     padded = np.pad(image, ((pad_y, pad_y), (pad_x, pad_x), (0, 0)), mode="reflect")
     return fftconvolve(padded, kernel[:, :, None], mode="valid", axes=(0, 1))
@@ -431,6 +431,8 @@ class RainStreaks:
                      2 * int(np.ceil(length / 2)) + 3)
         # A line kernel of unit sum spreads each drop thinly: scale so a streak keeps its drop's value.
         layer = convolve(drops[:, :, None], line * length)[:, :, 0]
+        from scipy.ndimage import gaussian_filter
+
         return np.clip(gaussian_filter(layer, self.width) if self.width else layer, 0.0, 1.0)
 
     def apply(self, clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:

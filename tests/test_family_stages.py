@@ -17,8 +17,8 @@ from engines.build import EngineSettings, tensorrt_profiles
 from engines.runners import TorchRunner
 from mirnet_deploy.cli import main
 from mirnet_deploy.errors import CheckpointError
-from mirnet_ref.cli import describe
 from mirnet_ref.inference import pad_to_multiple
+from mirnet_ref.model_costs import describe
 from mirnet_ref.registry import FAMILIES, inference_module
 from mirnet_ref.tasks import TASKS
 from mirnet_ref.weights import default_weights

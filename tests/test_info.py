@@ -50,3 +50,32 @@ def test_bad_inputs_exit_nonzero_with_a_message(tmp_path):
         assert result.exit_code != 0
         assert "Error:" in result.output
         assert "Traceback" not in result.output
+
+
+def test_macs_are_counted_once_per_configuration_and_input_shape(monkeypatch):
+    """`mirnet-bench` asks for the MACs of every row it times: one meta forward per configuration and
+    padded input shape, and the numbers are those of a fresh count."""
+    from bench.models import gmacs, resolve_model
+    from mirnet_ref import model_costs
+    from mirnet_ref.complexity import count_macs, learned_macs
+    from mirnet_ref.presets import PRESETS
+    from mirnet_ref.registry import FAMILIES
+
+    shapes = []
+
+    def counting(build, input_shape, extra_counters):
+        shapes.append(input_shape)
+        return count_macs(build, input_shape, extra_counters)
+
+    monkeypatch.setattr(model_costs, "count_macs", counting)
+    model_costs._counted.cache_clear()
+    small = resolve_model("small")
+    rows = [gmacs(small, (64, 48), 1) for _ in range(3)] + [gmacs(small, (61, 45), 1)]  # 61x45 pads to 64x48
+    info = model_costs.describe(PRESETS["small"], [(64, 48), (64, 64)])
+    assert shapes == [(1, 3, 48, 64), (1, 3, 64, 64)]
+    fresh = count_macs(lambda: FAMILIES["mirnet"].build(PRESETS["small"]), (1, 3, 48, 64),
+                       FAMILIES["mirnet"].mac_counters)
+    assert rows == [learned_macs(fresh) / 1e9] * 4
+    assert info["macs"][0]["breakdown_gmacs"] == {k: v / 1e9 for k, v in sorted(fresh.items())}
+    model_costs.input_macs(PRESETS["small"], (1, 3, 48, 64)).clear()  # a caller's copy, not the cache
+    assert model_costs.resolution_cost(PRESETS["small"], (64, 48))["gmacs"] == rows[0]
