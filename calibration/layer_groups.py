@@ -105,24 +105,29 @@ class RankedUnit:
     error: float  # output error (mean squared, vs FP32) with only this group's layers quantized
 
 
-def rank_best_first(tree: Group, error_of: Callable[[Sequence[int]], float], budget: int,
-                    on_probe: Callable[[], None] = lambda: None) -> list[RankedUnit]:
+#: One round of probes: the output error of each layer set quantized alone, in order. The sets of
+#: one round are independent, so a caller may run them concurrently (`mixed_precision` does).
+ErrorsOf = Callable[[list[tuple[int, ...]]], list[float]]
+
+
+def rank_best_first(tree: Group, errors_of: ErrorsOf, budget: int,
+                    on_probes: Callable[[int], None] = lambda count: None) -> list[RankedUnit]:
     """Units (single layers, or groups left unopened) ordered so that keeping a prefix in float
-    removes the most error per layer kept; `error_of(layers)` is one probe.
+    removes the most error per layer kept; `errors_of` answers a round of probes.
 
-    Best first: the unit with the largest error is opened (its parts probed) if it is a group, or
-    placed next in the ranking if it is one layer. As long as errors add up, a layer placed so
-    hurts more than every unit left, group or not, so the ranking's head is the exact per-layer
-    ranking. When the next group would overrun `budget` probes, the units left follow in order
-    of error per layer, each kept or quantized as a whole."""
+    Best first: the unit with the largest error is opened (its parts probed, one round) if it is a
+    group, or placed next in the ranking if it is one layer. As long as errors add up, a layer
+    placed so hurts more than every unit left, group or not, so the ranking's head is the exact
+    per-layer ranking. When the next group would overrun `budget` probes, the units left follow in
+    order of error per layer, each kept or quantized as a whole."""
     if not tree.parts:  # a single layer
-        return [RankedUnit(tree, error_of(tree.layers))]
-    first = _probed_parts(tree, error_of, on_probe)
-    return open_best_first(first, error_of, budget - len(first), on_probe)
+        return [RankedUnit(tree, errors_of([tree.layers])[0])]
+    first = _probed_parts(tree, errors_of, on_probes)
+    return open_best_first(first, errors_of, budget - len(first), on_probes)
 
 
-def open_best_first(units: Sequence[RankedUnit], error_of: Callable[[Sequence[int]], float], budget: int,
-                    on_probe: Callable[[], None] = lambda: None) -> list[RankedUnit]:
+def open_best_first(units: Sequence[RankedUnit], errors_of: ErrorsOf, budget: int,
+                    on_probes: Callable[[int], None] = lambda count: None) -> list[RankedUnit]:
     """`units` with their groups opened, the largest error first, while `budget` probes last, in
     ranking order (`rank_best_first`); the search also opens the units between its last miss and
     its first pass this way."""
@@ -137,7 +142,7 @@ def open_best_first(units: Sequence[RankedUnit], error_of: Callable[[Sequence[in
         heapq.heappop(queue)
         if unit.group.parts:
             probes += len(unit.group.parts)
-            for part in _probed_parts(unit.group, error_of, on_probe):
+            for part in _probed_parts(unit.group, errors_of, on_probes):
                 heapq.heappush(queue, (-part.error, min(part.group.layers), part))
         else:
             placed.append(unit)
@@ -146,10 +151,7 @@ def open_best_first(units: Sequence[RankedUnit], error_of: Callable[[Sequence[in
     return placed + rest
 
 
-def _probed_parts(group: Group, error_of: Callable[[Sequence[int]], float],
-                  on_probe: Callable[[], None]) -> list[RankedUnit]:
-    units = []
-    for part in group.parts:
-        units.append(RankedUnit(part, error_of(part.layers)))
-        on_probe()
-    return units
+def _probed_parts(group: Group, errors_of: ErrorsOf, on_probes: Callable[[int], None]) -> list[RankedUnit]:
+    errors = errors_of([part.layers for part in group.parts])
+    on_probes(len(errors))
+    return [RankedUnit(part, error) for part, error in zip(group.parts, errors, strict=True)]

@@ -44,8 +44,10 @@ import os
 import time
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import onnx
@@ -59,7 +61,7 @@ from mirnet_ref.metrics import psnr
 
 from .dataset import CalibrationSet
 from .layer_groups import RankedUnit, layer_tree, open_best_first, probe_budget, rank_best_first
-from .ort_cpu import cpu_session
+from .ort_cpu import cpu_session, usable_cpus
 from .quantize import (
     DEFAULT_CACHE_DIR,
     DEFAULT_OP_TYPES,
@@ -72,6 +74,8 @@ from .quantize import (
 )
 from .switchable import SWITCHES, switchable_quantization, switches
 
+T, R = TypeVar("T"), TypeVar("R")
+
 DEFAULT_BUDGET_DB = 0.1
 #: The search meets budget x margin on the calibration samples: unseen photographs lost up to
 #: 1.6x more than the calibration samples did (demo models, held-out built-in images), and the
@@ -80,11 +84,12 @@ SEARCH_MARGIN = 0.5
 DEFAULT_EVAL_SAMPLES = 8
 #: The ranking runs many forward passes, so it looks at less: centre crops of a few samples.
 RANKING_SAMPLES, RANKING_CROP = 1, 64
-#: ... on one thread: a probe of a 64x64 crop through the switchable graph (thousands of small nodes)
-#: is mostly per-node overhead, which a second thread only spin-waits on. Denoise demo, 30 probes,
-#: load 6: 0.163 CPU-s (0.25 s) per probe on one thread against 0.287 CPU-s (0.45 s) on two, and
-#: bit-identical errors (ONNX Runtime's CPU kernels do not split a sum across threads), so the
-#: ranking is the same.
+#: ... on one thread per probe: a probe of a 64x64 crop through the switchable graph (thousands of
+#: small nodes) is mostly per-node overhead, which a second thread only spin-waits on. Denoise demo,
+#: 30 probes, load 6: 0.163 CPU-s (0.25 s) per probe on one thread against 0.287 CPU-s (0.45 s) on
+#: two, and bit-identical errors (ONNX Runtime's CPU kernels do not split a sum across threads), so
+#: the ranking is the same. The cores are used instead by running a round's probes (the parts of one
+#: group) concurrently, one per core (`_LayerProbe.errors`): ONNX Runtime releases the GIL in `run`.
 RANKING_THREADS = 1
 #: The ranking's probes may cost at most this many real evaluations, counted in pixels: they only
 #: steer the real evaluations. It binds on a big model with a small evaluation set (`full` with 8
@@ -92,7 +97,9 @@ RANKING_THREADS = 1
 RANKING_COST_IN_EVALUATIONS = 1.0
 #: The bracketing evaluations (step 4) run on centre crops of this size of the evaluation samples;
 #: only the all-INT8 model and the count they settle on are evaluated on the full samples. Denoise
-#: demo (8 crops of 384x384): each bracketing evaluation's forward passes cost a quarter.
+#: demo (8 crops of 384x384): each bracketing evaluation's forward passes cost a quarter. They run
+#: one sample per core at once (single-threaded passes), so they never hold more activations than
+#: one full-sample pass (a quarter of the pixels each); the full-sample evaluations run one at a time.
 SCREEN_CROP = 192
 #: Real evaluations (a quantization and an evaluation each) that narrow the layer count down once
 #: one has passed: each keeps fewer layers in float (a faster INT8 model) for a measured cost.
@@ -156,12 +163,13 @@ class _Evaluator:
     """Runs ONNX models on the evaluation pairs and scores them against FP32 and the clean targets."""
 
     def __init__(self, calibration: CalibrationSet, samples: int, threads: int | None,
-                 crop: int | None = None) -> None:
+                 crop: int | None = None, samples_at_once: int = 1) -> None:
         count = min(samples, len(calibration))
         pairs = [_center_crop(calibration.sample(i), crop) for i in range(count)]
         self.inputs = [np.ascontiguousarray(x.transpose(2, 0, 1)[None]) for x, _ in pairs]
         self.targets = [t for _, t in pairs]
-        self.threads = threads
+        self.threads = threads  # each session's intra-op threads
+        self.samples_at_once = samples_at_once  # forward passes in flight on one session
         self.reference: list[np.ndarray] = []
         self.reference_psnr = 0.0
         self.pixels = sum(x.shape[2] * x.shape[3] for x in self.inputs)  # a forward pass's work
@@ -176,8 +184,11 @@ class _Evaluator:
         """The clamped HWC outputs on every evaluation input; `feeds` adds inputs besides the image."""
         session = model if isinstance(model, ort.InferenceSession) else self.session(model)
         name = session.get_inputs()[0].name
-        return [np.clip(session.run(None, {name: x, **(feeds or {})})[0][0].transpose(1, 2, 0), 0, 1)
-                for x in self.inputs]
+
+        def output(x: np.ndarray) -> np.ndarray:
+            return np.clip(session.run(None, {name: x, **(feeds or {})})[0][0].transpose(1, 2, 0), 0, 1)
+
+        return _concurrently(output, self.inputs, self.samples_at_once)
 
     def set_reference(self, model: onnx.ModelProto, cache_dir: Path | None = None) -> None:
         """The FP32 outputs every evaluation is scored against. With `cache_dir` they are kept there,
@@ -212,6 +223,16 @@ class _Evaluator:
         outputs = self.outputs(model)
         task = self._task_psnr(outputs)
         return Evaluation(task, self.reference_psnr - task, self.psnr_vs_fp32(outputs))
+
+
+def _concurrently(function: Callable[[T], R], items: Sequence[T], workers: int) -> list[R]:
+    """`function` of each item, in order, `workers` at a time: ONNX Runtime releases the GIL in `run`,
+    and one single-threaded pass per core beats one pass split over the cores for the small passes
+    the search runs (a pass split over threads waits on its slowest share at every node)."""
+    if workers <= 1 or len(items) <= 1:
+        return [function(item) for item in items]
+    with ThreadPoolExecutor(min(workers, len(items))) as pool:
+        return list(pool.map(function, items))
 
 
 def _read_outputs(path: Path, count: int) -> list[np.ndarray] | None:
@@ -288,6 +309,7 @@ def search_mixed_precision(onnx_path: str | os.PathLike, output_path: str | os.P
             final = full
             tried.append((0, full.drop_db))
         layer_count, probes = 0, 0
+        cores = threads or usable_cpus()
         if final.drop_db > budget_db * SEARCH_MARGIN:
             with stopwatch("probe session"):
                 quantized = onnx.load(full_report.output)
@@ -295,11 +317,12 @@ def search_mixed_precision(onnx_path: str | os.PathLike, output_path: str | os.P
                           + _elementwise(quantized, op_types))
                 ranking = _Evaluator(calib, RANKING_SAMPLES, RANKING_THREADS, crop=RANKING_CROP)
                 ranking.set_reference(prepared)
-                probe = _LayerProbe(quantized, prepared, layers, ranking)
+                probe = _LayerProbe(quantized, prepared, layers, ranking, cores)
             cost_cap = int(RANKING_COST_IN_EVALUATIONS * evaluator.pixels / ranking.pixels)
             with stopwatch("ranking"):
                 probe.rank(cost_cap, progress)
-            screen, screen_full = _Evaluator(calib, eval_samples, threads, crop=SCREEN_CROP), None
+            screen = _Evaluator(calib, eval_samples, 1, crop=SCREEN_CROP, samples_at_once=cores)
+            screen_full = None
             if screen.pixels * 2 <= evaluator.pixels:  # else screening would save little
                 with stopwatch("screen"):
                     screen.set_reference(prepared, Path(cache_dir))
@@ -372,8 +395,8 @@ class _LayerProbe:
     (`units`, and `ranked`: their node lists), which `open` refines in place."""
 
     def __init__(self, quantized: onnx.ModelProto, prepared: onnx.ModelProto, layers: list[list[str]],
-                 evaluator: _Evaluator) -> None:
-        self.layers, self.evaluator = layers, evaluator
+                 evaluator: _Evaluator, concurrent_probes: int = 1) -> None:
+        self.layers, self.evaluator, self.concurrent_probes = layers, evaluator, concurrent_probes
         self.session = evaluator.session(switchable_quantization(quantized, prepared, layers))
         self.probes = 0  # forward passes spent on the ranking
         self.budget = 0  # the ranking's probe budget; opening blocks later may spend as much again
@@ -384,10 +407,12 @@ class _LayerProbe:
     def outputs(self, quantized: Sequence[int] | None) -> list[np.ndarray]:
         return self.evaluator.outputs(self.session, {SWITCHES: switches(len(self.layers), quantized)})
 
-    def error(self, quantized: Sequence[int]) -> float:
-        """Mean squared output error against FP32 with only the layers at `quantized` in INT8."""
-        self.probes += 1
-        return self.evaluator.mse_vs_fp32(self.outputs(quantized))
+    def errors(self, rounds: list[tuple[int, ...]]) -> list[float]:
+        """Mean squared output error against FP32 with only the layers of each set in INT8, one
+        probe per set, `concurrent_probes` at a time on the one session."""
+        self.probes += len(rounds)
+        return _concurrently(lambda quantized: self.evaluator.mse_vs_fp32(self.outputs(quantized)), rounds,
+                             self.concurrent_probes)
 
     def rank(self, cost_cap: int, progress: bool) -> None:
         """Units (layers, then unopened blocks), most damaging per layer first (`rank_best_first`),
@@ -395,13 +420,13 @@ class _LayerProbe:
         tree = layer_tree(self.layers)
         self.budget = probe_budget(tree, cost_cap)
         with tqdm(total=self.budget, desc="layer sensitivity", unit="probe", disable=not progress) as bar:
-            self._set(rank_best_first(tree, self.error, self.budget, bar.update))
+            self._set(rank_best_first(tree, self.errors, self.budget, bar.update))
 
     def open(self, low: int, high: int) -> int:
         """Open the blocks among `units[low:high]` (between a verified miss and a verified pass) in
         at most the ranking's probe budget, so the search can keep part of a block; returns where
         `high` moved."""
-        opened = open_best_first(self.units[low:high], self.error, self.budget)
+        opened = open_best_first(self.units[low:high], self.errors, self.budget)
         self._set(self.units[:low] + opened + self.units[high:])
         return low + len(opened)
 

@@ -377,6 +377,36 @@ def test_switchable_graph_quantizes_the_layers_switched_on(quantized: dict[str, 
             assert error([]) < 1e-2  # FP16 rounding only (the FP16 export's tolerance)
 
 
+def test_passes_run_at_once_give_the_numbers_of_passes_run_in_turn(quantized: dict[str, Path],
+                                                                    fp32_model: Path, calibration_set: Path):
+    """The search runs a probe round's passes, and a screen's samples, concurrently on single-threaded
+    sessions: every number must equal the one-at-a-time run's, bit for bit (else the ranking, and so
+    the layers kept, would depend on the core count)."""
+    from calibration.mixed_precision import _by_weight, _elementwise, _Evaluator, _LayerProbe
+    from calibration.quantize import DEFAULT_OP_TYPES, _quantized_layers, prepare
+
+    model = onnx.load(quantized["cpu"])
+    prepared, _ = prepare(onnx.load(fp32_model), "cpu", subpixel=True)
+    layers = (_by_weight(prepared, sorted(_quantized_layers(model)))
+              + _elementwise(model, DEFAULT_OP_TYPES["cpu"]))
+    calib = CalibrationSet(calibration_set)
+    in_turn, at_once = _Evaluator(calib, 3, 2), _Evaluator(calib, 3, 1, samples_at_once=2)
+    for evaluator in (in_turn, at_once):
+        evaluator.set_reference(prepared)
+    for one, other in zip(in_turn.reference + in_turn.outputs(model),
+                          at_once.reference + at_once.outputs(model), strict=True):
+        np.testing.assert_array_equal(one, other)
+    ranking = _Evaluator(calib, 1, 1)
+    ranking.set_reference(prepared)
+    rounds = [tuple(range(i, len(layers), 5)) for i in range(5)]
+    probe = _LayerProbe(model, prepared, layers, ranking)
+    errors = []
+    for probe.concurrent_probes in (1, 3):
+        errors.append(probe.errors(rounds))
+    assert errors[0] == errors[1]
+    assert len(set(errors[0])) == len(rounds)  # five different answers, in the order asked
+
+
 def _measured(true_drop):
     """A stand-in for quantize + evaluate: the drop of keeping `len(kept)` single-node layers."""
     def evaluate(kept):
@@ -622,11 +652,11 @@ def test_layer_groups_are_the_exported_networks_modules(quantized: dict[str, Pat
 def _additive_probe(errors: np.ndarray):
     probes: list[tuple[int, ...]] = []
 
-    def error_of(layers):
-        probes.append(tuple(layers))
-        return float(errors[list(layers)].sum())
+    def errors_of(rounds):
+        probes.extend(tuple(layers) for layers in rounds)
+        return [float(errors[list(layers)].sum()) for layers in rounds]
 
-    return error_of, probes
+    return errors_of, probes
 
 
 @pytest.mark.parametrize("named", [True, False])
@@ -642,16 +672,16 @@ def test_best_first_ranking_finds_the_worst_layers_in_logarithmic_probes(named: 
               for i in range(count)]
     errors = np.random.default_rng(3).random(count) * 1e-4
     errors[717] = 1.0  # the planted layer
-    error_of, probes = _additive_probe(errors)
+    errors_of, probes = _additive_probe(errors)
     levels = 5 if not named else 3 + 1 + 2  # stages cut in runs (2 levels), blocks, layers (2 levels)
-    ranked = rank_best_first(layer_tree(layers), error_of, FANOUT * levels)
+    ranked = rank_best_first(layer_tree(layers), errors_of, FANOUT * levels)
     assert ranked[0].group.layers == (717,)
     assert len(probes) <= FANOUT * levels
 
     errors[[5, 300, 901]] = [0.5, 0.3, 0.2]
-    error_of, probes = _additive_probe(errors)
+    errors_of, probes = _additive_probe(errors)
     budget = probe_budget(layer_tree(layers))
-    ranked = rank_best_first(layer_tree(layers), error_of, budget)
+    ranked = rank_best_first(layer_tree(layers), errors_of, budget)
     assert len(probes) <= budget < count / 4
     unopened = max(unit.error for unit in ranked if len(unit.group.layers) > 1)
     head = [unit.group.layers[0] for unit in ranked if unit.error > unopened]  # outranks every group left
