@@ -97,9 +97,7 @@ RANKING_THREADS = 1
 RANKING_COST_IN_EVALUATIONS = 1.0
 #: The bracketing evaluations (step 4) run on centre crops of this size of the evaluation samples;
 #: only the all-INT8 model and the count they settle on are evaluated on the full samples. Denoise
-#: demo (8 crops of 384x384): each bracketing evaluation's forward passes cost a quarter. They run
-#: one sample per core at once (single-threaded passes), so they never hold more activations than
-#: one full-sample pass (a quarter of the pixels each); the full-sample evaluations run one at a time.
+#: demo (8 crops of 384x384): each bracketing evaluation's forward passes cost a quarter.
 SCREEN_CROP = 192
 #: Real evaluations (a quantization and an evaluation each) that narrow the layer count down once
 #: one has passed: each keeps fewer layers in float (a faster INT8 model) for a measured cost.
@@ -226,9 +224,11 @@ class _Evaluator:
 
 
 def _concurrently(function: Callable[[T], R], items: Sequence[T], workers: int) -> list[R]:
-    """`function` of each item, in order, `workers` at a time: ONNX Runtime releases the GIL in `run`,
-    and one single-threaded pass per core beats one pass split over the cores for the small passes
-    the search runs (a pass split over threads waits on its slowest share at every node)."""
+    """`function` of each item, in order, `workers` at a time. Every evaluation of the search runs so,
+    one single-threaded pass per core (ONNX Runtime releases the GIL in `run`): a pass split over
+    threads waits on its slowest share at every node, and the numbers are the same bit for bit
+    (test). Memory: `full` at 384x384 held 1,592 MiB one pass at a time on two threads, 1,749 MiB two
+    passes at once (ONNX Runtime shares the weights and the arena's planned buffers)."""
     if workers <= 1 or len(items) <= 1:
         return [function(item) for item in items]
     with ThreadPoolExecutor(min(workers, len(items))) as pool:
@@ -271,7 +271,8 @@ def search_mixed_precision(onnx_path: str | os.PathLike, output_path: str | os.P
     check_quantizable(source, onnx_path)  # before the calibration set is read or the FP32 model run
     calib = CalibrationSet(calibration)
     stopwatch = _Stopwatch()
-    evaluator = _Evaluator(calib, eval_samples, threads)
+    cores = threads or usable_cpus()
+    evaluator = _Evaluator(calib, eval_samples, 1, samples_at_once=cores)
     subpixel = default_subpixel(target) if subpixel is None else subpixel
     op_types = tuple(op_types or DEFAULT_OP_TYPES[target])
     prepared, _ = prepare(source, target, subpixel=subpixel)
@@ -309,7 +310,6 @@ def search_mixed_precision(onnx_path: str | os.PathLike, output_path: str | os.P
             final = full
             tried.append((0, full.drop_db))
         layer_count, probes = 0, 0
-        cores = threads or usable_cpus()
         if final.drop_db > budget_db * SEARCH_MARGIN:
             with stopwatch("probe session"):
                 quantized = onnx.load(full_report.output)
