@@ -10,7 +10,11 @@ order runs each reduction as soon as its tensor exists and frees the tensor (0.7
 MinMax is fed one sample per `collect_data` call and merges it with its own `merge_range`, which
 gives exactly the one-shot ranges (a min of mins) while holding one sample's scalars. ONNX
 Runtime's `CalibMaxIntermediateOutputs` is no substitute: it clears the collected outputs
-without reducing them, silently dropping their ranges.
+without reducing them, silently dropping their ranges. A min of mins does not depend on the
+order, so the samples are collected one per core at once (single-threaded passes of the
+unoptimized augmented graph, whose thousands of small reductions a pass split over threads
+mostly waits on), by copies of the one calibrator sharing its session, and their ranges merged
+with the same `merge_range`.
 
 The histogram calibrators (entropy, percentile) are left to collect every sample in one call,
 as `quantize_static` does, so their memory still grows with the set (whole tensors are their
@@ -23,17 +27,28 @@ memory (tens of GB on `full`); minmax is the method for such models.
 
 from __future__ import annotations
 
+import copy
+import functools
+import threading
 import warnings
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod
-from onnxruntime.quantization.calibrate import TensorsData, create_calibrator, save_tensors_data
+from onnxruntime.quantization.calibrate import (
+    MinMaxCalibrater,
+    TensorsData,
+    create_calibrator,
+    save_tensors_data,
+)
 
 from mirnet_deploy.atomic import atomic_write_bytes
 from mirnet_deploy.leftovers import scratch_folder
+
+from .ort_cpu import usable_cpus
 
 
 class _Feeds(CalibrationDataReader):
@@ -47,33 +62,67 @@ class _Feeds(CalibrationDataReader):
 
 
 def collect_ranges(model_path: str | Path, feeds: Iterable[dict[str, np.ndarray]], *,
-                   method: CalibrationMethod, op_types: list[str]) -> TensorsData:
+                   method: CalibrationMethod, op_types: list[str],
+                   samples_at_once: int | None = None) -> TensorsData:
     """The ranges `quantize_static` would compute for `model_path` (same calibrator, same
-    options: our targets set no Calib* option); minmax holds one sample's statistics at a time."""
+    options: our targets set no Calib* option); minmax holds the statistics of `samples_at_once`
+    samples (default: one per usable core) at a time."""
+    at_once = samples_at_once or usable_cpus()
+    streamed = method == CalibrationMethod.MinMax
     with scratch_folder("ranges") as scratch:
         augmented = scratch / "augmented.onnx"
         calibrator = create_calibrator(Path(model_path), op_types, augmented_model_path=str(augmented),
                                        calibrate_method=method)
-        calibrator.infer_session = streaming_session(augmented)
-        if method == CalibrationMethod.MinMax:
-            for feed in feeds:
-                calibrator.collect_data(_Feeds([feed]))
+        threads = 1 if streamed and at_once > 1 else None
+        calibrator.infer_session = streaming_session(augmented, threads)
+        if streamed:
+            ranges = _streamed_min_max(calibrator, feeds, at_once)
         else:
             warnings.warn(f"{method.name} calibration is not streamed: it keeps every observed tensor of "
                           "every sample in memory until all are collected (tens of GB for a full-size model "
                           "and the default set); minmax is streamed.", stacklevel=2)
             calibrator.collect_data(_Feeds(feeds))
-        ranges = calibrator.compute_data()
+            ranges = calibrator.compute_data()
         del calibrator
     return ranges
 
 
-def streaming_session(augmented_path: str | Path) -> ort.InferenceSession:
+def _streamed_min_max(calibrator: MinMaxCalibrater, feeds: Iterable[dict[str, np.ndarray]],
+                      at_once: int) -> TensorsData:
+    """Each sample through its own `collect_data` call, `at_once` calls running together on copies of
+    `calibrator` (its augmented model and session shared, its collected data their own); their ranges
+    merged as `collect_data` merges a sample's into the running ones."""
+    copies = [calibrator] + [copy.copy(calibrator) for _ in range(at_once - 1)]
+    for worker in copies[1:]:
+        worker.clear_collected_data()
+        worker.calibrate_tensors_range = None
+    samples, lock = iter(feeds), threading.Lock()
+
+    def collect(worker: MinMaxCalibrater) -> TensorsData | None:
+        while True:
+            with lock:  # the feeds may be a generator reading samples from disk
+                feed = next(samples, None)
+            if feed is None:
+                return worker.calibrate_tensors_range
+            worker.collect_data(_Feeds([feed]))
+
+    if at_once == 1:
+        collected = [collect(calibrator)]
+    else:
+        with ThreadPoolExecutor(at_once) as pool:  # ONNX Runtime releases the GIL in `run`
+            collected = list(pool.map(collect, copies))
+    ranges = [each for each in collected if each is not None]
+    return functools.reduce(calibrator.merge_range, ranges) if ranges else calibrator.compute_data()
+
+
+def streaming_session(augmented_path: str | Path, threads: int | None = None) -> ort.InferenceSession:
     """The calibrator's session (no graph optimization, as ONNX Runtime creates it), but with
     priority-based execution order, so each observed tensor is reduced and freed early."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.execution_order = ort.ExecutionOrder.PRIORITY_BASED
+    if threads:
+        options.intra_op_num_threads = threads
     return ort.InferenceSession(str(augmented_path), options, providers=["CPUExecutionProvider"])
 
 

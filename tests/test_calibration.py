@@ -845,8 +845,9 @@ def _one_shot_ranges(model_path: Path, calibration_set: Path, method: str, op_ty
 @pytest.mark.parametrize("method", ["minmax", "percentile"])
 def test_streamed_ranges_equal_one_shot_ranges(fp32_model: Path, calibration_set: Path, tmp_path: Path,
                                                method: str):
-    """minmax streams sample by sample and must match exactly; percentile is collected in one call
-    as before (see calibration/ranges.py), says so in a warning, and must match as closely."""
+    """minmax streams sample by sample, one or two at once, and must match exactly; percentile is
+    collected in one call as before (see calibration/ranges.py), says so in a warning, and must
+    match as closely."""
     import contextlib
 
     from calibration.quantize import DEFAULT_OP_TYPES, METHODS, prepare
@@ -856,17 +857,18 @@ def test_streamed_ranges_equal_one_shot_ranges(fp32_model: Path, calibration_set
     onnx.save(prepared, tmp_path / "prepared.onnx")
     op_types = list(DEFAULT_OP_TYPES["cpu"])
     not_streamed = pytest.warns(UserWarning, match="not streamed")
-    with contextlib.nullcontext() if method == "minmax" else not_streamed:
-        streamed = collect_ranges(tmp_path / "prepared.onnx",
-                                  ({"input": x} for x in CalibrationSet(calibration_set).inputs()),
-                                  method=METHODS[method], op_types=op_types)
     one_shot = _one_shot_ranges(tmp_path / "prepared.onnx", calibration_set, method, op_types)
     names = sorted(one_shot.keys())
-    assert sorted(streamed.keys()) == names
     assert len(names) > 100
-    for name in names:
-        for value, reference in zip(streamed[name].range_value, one_shot[name].range_value, strict=True):
-            np.testing.assert_array_equal(value, reference, err_msg=name)
+    for at_once in (1, 2) if method == "minmax" else (1,):
+        with contextlib.nullcontext() if method == "minmax" else not_streamed:
+            streamed = collect_ranges(tmp_path / "prepared.onnx",
+                                      ({"input": x} for x in CalibrationSet(calibration_set).inputs()),
+                                      method=METHODS[method], op_types=op_types, samples_at_once=at_once)
+        assert sorted(streamed.keys()) == names
+        for name in names:
+            for value, reference in zip(streamed[name].range_value, one_shot[name].range_value, strict=True):
+                np.testing.assert_array_equal(value, reference, err_msg=f"{name}, {at_once} at once")
 
 
 _PEAK_RSS_SCRIPT = """
