@@ -30,7 +30,7 @@ import hashlib
 import logging
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, MutableSequence
 from pathlib import Path
 
 import onnx
@@ -137,7 +137,8 @@ def _find_by_name(item_name, item_list):
 
 def _is_initializer_container(items) -> bool:
     """A protobuf list of tensors (an empty one is scanned as fast as it is indexed)."""
-    return hasattr(items, "add") and len(items) > 0 and isinstance(items[0], onnx.TensorProto)
+    return (isinstance(items, MutableSequence) and hasattr(items, "add") and len(items) > 0
+            and isinstance(items[0], onnx.TensorProto))
 
 
 def _get_initializer(self, name):
