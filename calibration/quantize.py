@@ -51,6 +51,7 @@ from mirnet_deploy.errors import UserError
 from mirnet_deploy.leftovers import scratch_folder
 
 from .dataset import CalibrationSet
+from .ort_lookups import indexed_lookups
 from .ranges import collect_ranges, save_ranges
 
 TARGETS = ("tensorrt", "cpu", "cpu-symmetric")
@@ -317,12 +318,13 @@ def quantize_onnx(onnx_path: str | os.PathLike, output_path: str | os.PathLike, 
                                     method=METHODS[method], op_types=list(op_types))
             save_ranges(ranges, ranges_path)
         logging.getLogger().setLevel(logging.ERROR)  # the quantizer warns about pre-processing on every call
-        quantize_static(
-            prepared_path, quantized_path, None,
-            quant_format=QuantFormat.QDQ, op_types_to_quantize=list(op_types), per_channel=True,
-            reduce_range=False, activation_type=activation_type, weight_type=weight_type,
-            nodes_to_exclude=list(exclude_nodes), calibrate_method=METHODS[method],
-            extra_options=extra_options, calibration_cache_path=ranges_path)
+        with indexed_lookups():  # the same file, for a fraction of the quantizer's CPU time
+            quantize_static(
+                prepared_path, quantized_path, None,
+                quant_format=QuantFormat.QDQ, op_types_to_quantize=list(op_types), per_channel=True,
+                reduce_range=False, activation_type=activation_type, weight_type=weight_type,
+                nodes_to_exclude=list(exclude_nodes), calibrate_method=METHODS[method],
+                extra_options=extra_options, calibration_cache_path=ranges_path)
         quantized = onnx.load(quantized_path)
     if target in CPU_TARGETS:
         quantized = shapes_read_before_dequantizing(quantized)

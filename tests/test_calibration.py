@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -343,6 +344,23 @@ def test_quantize_refuses_wrong_inputs(fp32_model: Path, quantized: dict[str, Pa
         quantize_onnx(quantized["cpu"], tmp_path / "x.onnx", target="cpu",
                       calibration=tmp_path / "enhance.npz")
     assert not (tmp_path / "x.onnx").exists()
+
+
+@pytest.mark.parametrize("target", ["tensorrt", "cpu", "cpu-symmetric"])
+def test_indexed_lookups_write_the_same_bytes_as_onnx_runtimes_scans(
+        target: str, quantized: dict[str, Path], fp32_model: Path, calibration_set: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch):
+    """The fixture quantized with `calibration.ort_lookups`' indexes; ONNX Runtime's own scans, on the
+    same cached ranges, must write the very same file."""
+    from calibration import quantize
+    from calibration.ort_lookups import is_reviewed
+
+    assert is_reviewed(), "onnxruntime changed: review calibration/ort_lookups.py and update REVIEWED_SOURCES"
+    monkeypatch.setattr(quantize, "indexed_lookups", contextlib.nullcontext)
+    scanned = quantize_onnx(fp32_model, tmp_path / "scanned.onnx", target=target, calibration=calibration_set,
+                            cache_dir=quantized[target].parent / "cache")
+    assert scanned.ranges_cached
+    assert Path(scanned.output).read_bytes() == quantized[target].read_bytes()
 
 
 # --- mixed precision -------------------------------------------------------------------------------
