@@ -45,7 +45,8 @@ def _counted(config: ModelConfig, input_shape: tuple[int, int, int, int]) -> tup
 @functools.cache
 def _small_counts(config: ModelConfig, batch: int, channels: int) -> dict[tuple[int, int], Counter]:
     """The counts of the small forwards (corners and check) by padded (height, width), made on the
-    CPU with zero weights (built on `meta`, then given CPU memory: no initialisation to pay for)."""
+    CPU with zero weights (built on `meta`, then given CPU memory: no initialisation to pay for), on
+    one thread: on inputs this small, a second thread cost about 3x the CPU time in synchronisation."""
     family = family_of_config(config)
     with torch.device("meta"):
         model = family.build(config)
@@ -55,9 +56,13 @@ def _small_counts(config: ModelConfig, batch: int, channels: int) -> dict[tuple[
             tensor.zero_()
     multiple = config.size_multiple
     sides = [(h, w) for h in SAMPLE_SIDES for w in SAMPLE_SIDES] + [CHECK_SIDES]
-    return {(h * multiple, w * multiple): forward_macs(model, (batch, channels, h * multiple, w * multiple),
-                                                        family.mac_counters)
-            for h, w in sides}
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        shapes = [(batch, channels, h * multiple, w * multiple) for h, w in sides]
+        return {shape[2:]: forward_macs(model, shape, family.mac_counters) for shape in shapes}
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _interpolated(config: ModelConfig, input_shape: tuple[int, int, int, int]) -> Counter | None:
