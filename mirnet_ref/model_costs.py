@@ -9,10 +9,11 @@ two up to the size multiple (or on a pooled 1x1), so each category's count is a 
 the padded height and width. It is read off four small forwards on the CPU (sides 2 and 3 size
 multiples, zero weights) and checked at a fifth size (4 x 5 multiples) before it is trusted; an input
 smaller than the samples, or a model that fails the check, is counted by a forward on the `meta`
-device at its own size (complexity.py: shapes only). The small forwards cost about 0.1 CPU-s for
-`full`; the `meta` forward about 1.2 CPU-s a shape, plus about 2 CPU-s the first time: PyTorch runs
-elementwise operations on `meta` tensors through its Python reference kernels, each wrapped in
-`torch._disable_dynamo`, whose first call imports `torch._dynamo`.
+device at its own size (complexity.py: shapes only). Why not always `meta`: PyTorch runs elementwise
+operations on `meta` tensors through its Python reference kernels, each wrapped in
+`torch._disable_dynamo`, whose first call imports `torch._dynamo` (about 2 CPU-s), and each `meta`
+forward cost about three small CPU forwards; `mirnet info full --res 256,1080p` took 7.3 user-s
+before and 5.1 after (README, "How long `make demo` takes").
 """
 
 from __future__ import annotations
