@@ -38,6 +38,17 @@ def count_macs(
     model cost no memory. `extra_counters` maps module types to MAC functions for
     layers implemented functionally (e.g. a fixed blur), counted under the type name.
     """
+    with torch.device("meta"):
+        return forward_macs(build().eval(), input_shape, extra_counters)
+
+
+def forward_macs(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    extra_counters: dict[type, Callable[[nn.Module, torch.Tensor, torch.Tensor], int]] | None = None,
+) -> Counter:
+    """MACs per category (as `count_macs`) of one forward of `model` on a zero input of `input_shape`,
+    made on the default device: `meta` for shapes only, the CPU for a small input computed for real."""
     totals: Counter = Counter()
     extra_counters = extra_counters or {}
 
@@ -60,16 +71,14 @@ def count_macs(
                 if isinstance(module, kind):
                     totals[kind.__name__] += counter(module, x, output)
 
-    with torch.device("meta"):
-        model = build().eval()
-        watched = (nn.Conv2d, nn.ConvTranspose2d, nn.Upsample, nn.AdaptiveAvgPool2d, *extra_counters)
-        handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, watched)]
-        try:
-            with torch.no_grad():
-                model(torch.empty(input_shape))
-        finally:
-            for handle in handles:
-                handle.remove()
+    watched = (nn.Conv2d, nn.ConvTranspose2d, nn.Upsample, nn.AdaptiveAvgPool2d, *extra_counters)
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, watched)]
+    try:
+        with torch.no_grad():
+            model(torch.zeros(input_shape))
+    finally:
+        for handle in handles:
+            handle.remove()
     return totals
 
 

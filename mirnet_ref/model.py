@@ -50,11 +50,15 @@ class MIRNetConfig(ConstructorArguments):
 
 
 def blur_kernel(channels: int) -> torch.Tensor:
-    """The `filt` buffer of an anti-aliased downsampler: [C, 1, 3, 3], float32."""
-    a = torch.tensor(BLUR_KERNEL_1D, dtype=torch.float64)
+    """The `filt` buffer of an anti-aliased downsampler: [C, 1, 3, 3], float32, on the default device.
+
+    Computed on the CPU and then moved: built under `torch.device("meta")` (parameter and MAC
+    counts), the product and division would run PyTorch's Python reference kernels, whose first
+    call imports `torch._dynamo` (about 2 CPU-s)."""
+    a = torch.tensor(BLUR_KERNEL_1D, dtype=torch.float64, device="cpu")
     k = a[:, None] * a[None, :]
     k = (k / k.sum()).to(torch.float32)
-    return k[None, None].repeat(channels, 1, 1, 1)
+    return k[None, None].repeat(channels, 1, 1, 1).to(torch.get_default_device())
 
 
 class BlurDownsample(nn.Module):

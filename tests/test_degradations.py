@@ -4,6 +4,7 @@ part of them (the README comparison rests on both)."""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -193,3 +194,15 @@ def test_every_baseline_is_callable_alike(photo: np.ndarray) -> None:
             restored = fn(degraded, sigma=25 / 255, unused_key="ignored", **known)
             assert restored.shape == degraded.shape == (32, 32, 3)
             assert restored.dtype == np.float32
+
+
+def test_oracle_nl_means_is_the_same_on_one_core_and_on_several(photo: np.ndarray, monkeypatch) -> None:
+    """`mirnet eval`'s NL-means oracle runs its h factors side by side: the same pixels as one by one."""
+    noisy = GaussianNoise(25 / 255).apply(photo, np.random.default_rng(0))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    one_core = nl_means(noisy, sigma=25 / 255, clean=photo)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    four_cores = nl_means(noisy, sigma=25 / 255, clean=photo)
+    assert one_core.dtype == np.float32
+    assert np.array_equal(one_core, four_cores)
+    assert psnr(one_core, photo) >= psnr(nl_means(noisy, sigma=25 / 255), photo)  # the oracle beats h = 0.8

@@ -53,29 +53,51 @@ def test_bad_inputs_exit_nonzero_with_a_message(tmp_path):
 
 
 def test_macs_are_counted_once_per_configuration_and_input_shape(monkeypatch):
-    """`mirnet-bench` asks for the MACs of every row it times: one meta forward per configuration and
-    padded input shape, and the numbers are those of a fresh count."""
+    """`mirnet-bench` asks for the MACs of every row it times: the small forwards of the bilinear fit
+    run once per configuration (not per row or shape), and the numbers are those of a fresh count."""
     from bench.models import gmacs, resolve_model
     from mirnet_ref import model_costs
-    from mirnet_ref.complexity import count_macs, learned_macs
+    from mirnet_ref.complexity import count_macs, forward_macs, learned_macs
     from mirnet_ref.presets import PRESETS
     from mirnet_ref.registry import FAMILIES
 
     shapes = []
 
-    def counting(build, input_shape, extra_counters):
+    def counting(model, input_shape, extra_counters):
         shapes.append(input_shape)
-        return count_macs(build, input_shape, extra_counters)
+        return forward_macs(model, input_shape, extra_counters)
 
-    monkeypatch.setattr(model_costs, "count_macs", counting)
+    monkeypatch.setattr(model_costs, "forward_macs", counting)
     model_costs._counted.cache_clear()
+    model_costs._small_counts.cache_clear()
     small = resolve_model("small")
     rows = [gmacs(small, (64, 48), 1) for _ in range(3)] + [gmacs(small, (61, 45), 1)]  # 61x45 pads to 64x48
     info = model_costs.describe(PRESETS["small"], [(64, 48), (64, 64)])
-    assert shapes == [(1, 3, 48, 64), (1, 3, 64, 64)]
+    assert shapes == [(1, 3, 8, 8), (1, 3, 8, 12), (1, 3, 12, 8), (1, 3, 12, 12), (1, 3, 16, 20)]
     fresh = count_macs(lambda: FAMILIES["mirnet"].build(PRESETS["small"]), (1, 3, 48, 64),
                        FAMILIES["mirnet"].mac_counters)
     assert rows == [learned_macs(fresh) / 1e9] * 4
     assert info["macs"][0]["breakdown_gmacs"] == {k: v / 1e9 for k, v in sorted(fresh.items())}
     model_costs.input_macs(PRESETS["small"], (1, 3, 48, 64)).clear()  # a caller's copy, not the cache
     assert model_costs.resolution_cost(PRESETS["small"], (64, 48))["gmacs"] == rows[0]
+
+
+def test_bilinear_fit_of_small_forwards_equals_the_meta_count():
+    """Counts read off the small CPU forwards are those of a `meta` forward at the size itself, across
+    aspect ratios and batch sizes; inputs below the samples are counted on `meta`, also exactly."""
+    from mirnet_ref import model_costs
+    from mirnet_ref.complexity import count_macs
+    from mirnet_ref.registry import FAMILIES
+
+    for family in ("mirnet", "mirnetv2"):
+        entry = FAMILIES[family]
+        config = entry.presets["small"]
+        for batch, height, width in [(1, 8, 8), (2, 24, 40), (1, 72, 16)]:
+            shape = (batch, config.in_channels, height, width)
+            meta = count_macs(lambda e=entry, c=config: e.build(c), shape, entry.mac_counters)
+            assert model_costs._interpolated(config, shape) == meta, (family, shape)
+    mirnet, small = FAMILIES["mirnet"], FAMILIES["mirnet"].presets["small"]
+    tiny = (1, 3, 4, 8)  # below the 8x8 samples of MIRNet's size multiple 4: the meta forward counts it
+    assert model_costs._interpolated(small, tiny) is None
+    meta = count_macs(lambda: mirnet.build(small), tiny, mirnet.mac_counters)
+    assert model_costs.input_macs(small, tiny) == meta
