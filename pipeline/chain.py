@@ -368,13 +368,20 @@ def _choose_on_cpu(request: ChainRequest, precision: str, models: dict[str, Path
     records the measurement in its manifest)."""
     started = time.perf_counter()
 
-    def prepare(runtime: str, onnx_path: Path, opener: EngineOpener) -> tuple[Path, bool]:
-        engine = build_engine(onnx_path, runtime, request.engine, precision=_engine_precision(precision))
-        _, manifest = _parity(request, engine, runtime, reference, opener)
-        return engine.path, bool(manifest.parity and manifest.parity["passed"])
+    built: dict[Path, CachedBuild] = {}
 
-    selection = choose_cpu_engine(precision, models, request.engine.engine_dir, prepare, backend=backend,
-                                  threads=request.engine.threads, resolution=PARITY_RESOLUTION)
+    def build(runtime: str, onnx_path: Path) -> Path:
+        engine = build_engine(onnx_path, runtime, request.engine, precision=_engine_precision(precision))
+        built[engine.path] = engine
+        return engine.path
+
+    def check(runtime: str, engine: Path, opener: EngineOpener) -> bool:
+        _, manifest = _parity(request, built[engine], runtime, reference, opener)
+        return bool(manifest.parity and manifest.parity["passed"])
+
+    selection = choose_cpu_engine(precision, models, request.engine.engine_dir, build, check,
+                                  backend=backend, threads=request.engine.threads,
+                                  resolution=PARITY_RESOLUTION)
     return StepResult("choose", "reused" if selection["reused"] else "built",
                       request.engine.engine_dir / CHOICES_FILE, time.perf_counter() - started, selection)
 
