@@ -7,11 +7,9 @@ INT8 may; and OpenVINO runs a symmetric INT8 file faster than the one ONNX Runti
 builds every candidate engine (cached), checks each
 against PyTorch FP32 (the parity stage, kept in each manifest), times them alternately run by
 run on the same input (so both see the same load on a shared machine) and picks the fastest
-that passes. The candidates are built side by side (`build_all`: OpenVINO compiles a model on one
-thread, so on a 2-core CPU a second build runs on the otherwise idle core), then checked one by one.
-Each candidate engine is opened once per measurement (`EngineOpener`): its parity check and its
-timing runs share the runner, instead of importing (OpenVINO) or optimizing (ONNX Runtime) the
-engine again for each.
+that passes. Each candidate engine is opened once per measurement (`EngineOpener`): its parity
+check and its timing runs share the runner, instead of importing (OpenVINO) or optimizing (ONNX
+Runtime) the engine again for each.
 
 The measurement is recorded in the chosen engine's manifest (`selection`) and in a per-machine
 file, `<engine dir>/cpu-choices.json`, keyed by the machine (CPU model, ISA flags, runtime
@@ -29,7 +27,6 @@ import os
 import statistics
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -39,7 +36,6 @@ from typing import Any
 import numpy as np
 
 from mirnet_deploy.atomic import atomic_write_text
-from mirnet_deploy.caches import use_cache
 from mirnet_deploy.errors import UserError
 from mirnet_deploy.locks import artifact_lock
 
@@ -63,11 +59,10 @@ CHOICES_FILE = "cpu-choices.json"
 #: Timed runs per candidate, alternated, after one untimed run each.
 TIMED_RUNS = 3
 
-#: (backend, ONNX model) -> the candidate's engine, built (or found in its cache) by the caller (the chain).
-Build = Callable[[str, Path], Path]
-#: (backend, engine, opener) -> whether the engine passed parity (None where the caller has no reference
-#: to check); a check that runs the engine runs `opener(engine)`, the runner the timing then uses.
-Check = Callable[[str, Path, "EngineOpener"], "bool | None"]
+#: (backend, ONNX model, opener) -> (engine path, whether it passed parity: None where the caller has no
+#: reference to check), built and checked by the caller (the chain), which runs the parity check on
+#: `opener(engine)`: the runner the timing then uses.
+Prepare = Callable[[str, Path, "EngineOpener"], "tuple[Path, bool | None]"]
 
 
 @dataclass(frozen=True)
@@ -149,13 +144,12 @@ def _record_choice(path: Path, key: str, selection: dict[str, Any]) -> None:
         atomic_write_text(path, json.dumps(choices, indent=2, sort_keys=True) + "\n")
 
 
-def choose_cpu_engine(precision: str, models: dict[str, Path], engine_dir: Path, build: Build,
-                      check: Check, *, threads: int | None, resolution: tuple[int, int],
+def choose_cpu_engine(precision: str, models: dict[str, Path], engine_dir: Path, prepare: Prepare, *,
+                      threads: int | None, resolution: tuple[int, int],
                       backend: str = "cpu") -> dict[str, Any]:
     """The selection record (chosen backend and ONNX form, every candidate's parity and timing, the
     machine), measured once per machine, precision and ONNX models. `models` maps each ONNX form at
-    hand to its file; `build(backend, onnx)` builds a candidate, `check(backend, engine, opener)`
-    checks its parity."""
+    hand to its file; `prepare(backend, onnx)` builds and parity-checks a candidate."""
     offered = candidates(precision, models, backend)
     refused = _miscomputed(offered)
     weighed = [pair for pair in offered if pair not in refused]
@@ -171,11 +165,9 @@ def choose_cpu_engine(precision: str, models: dict[str, Path], engine_dir: Path,
         if isinstance(recorded, dict) and all(Path(c["engine"]).is_file() for c in recorded["candidates"]):
             _record_in_manifest(recorded)
             return {**recorded, "reused": True}
-        use_cache(engine_dir)  # once, before the builds' threads would each mark it
-        engines = build_all(build, {pair: models[pair[1]] for pair in weighed})
         with ExitStack() as stack:
             opener = EngineOpener(stack, threads)
-            prepared = {pair: (engine, check(pair[0], engine, opener)) for pair, engine in engines.items()}
+            prepared = {(runtime, form): prepare(runtime, models[form], opener) for runtime, form in weighed}
             timings = time_alternately({_label(*pair): opener(engine).run
                                         for pair, (engine, _) in prepared.items()}, resolution)
         measured = []
@@ -195,16 +187,6 @@ def choose_cpu_engine(precision: str, models: dict[str, Path], engine_dir: Path,
         _record_choice(choices_path, key, selection)
         _record_in_manifest(selection)
     return {**selection, "reused": False}
-
-
-def build_all(build: Build, onnx_models: dict[tuple[str, str], Path]) -> dict[tuple[str, str], Path]:
-    """Each (backend, form)'s engine from its ONNX model, built side by side: OpenVINO compiles a model
-    on one thread (the denoise model's INT8 compile: 4.2 of its 4.6 CPU-s on one), so on a CPU of
-    several cores a second build need not wait. The engines are the same as built one by one."""
-    workers = max(1, min(len(onnx_models), os.cpu_count() or 1))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="build") as pool:
-        futures = {pair: pool.submit(build, pair[0], onnx) for pair, onnx in onnx_models.items()}
-    return {pair: future.result() for pair, future in futures.items()}  # a build's error raised here
 
 
 def _miscomputed(pairs: list[tuple[str, str]]) -> dict[tuple[str, str], str]:

@@ -368,20 +368,13 @@ def _choose_on_cpu(request: ChainRequest, precision: str, models: dict[str, Path
     records the measurement in its manifest)."""
     started = time.perf_counter()
 
-    built: dict[Path, CachedBuild] = {}
-
-    def build(runtime: str, onnx_path: Path) -> Path:
+    def prepare(runtime: str, onnx_path: Path, opener: EngineOpener) -> tuple[Path, bool]:
         engine = build_engine(onnx_path, runtime, request.engine, precision=_engine_precision(precision))
-        built[engine.path] = engine
-        return engine.path
+        _, manifest = _parity(request, engine, runtime, reference, opener)
+        return engine.path, bool(manifest.parity and manifest.parity["passed"])
 
-    def check(runtime: str, engine: Path, opener: EngineOpener) -> bool:
-        _, manifest = _parity(request, built[engine], runtime, reference, opener)
-        return bool(manifest.parity and manifest.parity["passed"])
-
-    selection = choose_cpu_engine(precision, models, request.engine.engine_dir, build, check,
-                                  backend=backend, threads=request.engine.threads,
-                                  resolution=PARITY_RESOLUTION)
+    selection = choose_cpu_engine(precision, models, request.engine.engine_dir, prepare, backend=backend,
+                                  threads=request.engine.threads, resolution=PARITY_RESOLUTION)
     return StepResult("choose", "reused" if selection["reused"] else "built",
                       request.engine.engine_dir / CHOICES_FILE, time.perf_counter() - started, selection)
 

@@ -14,7 +14,6 @@ from engines.build import EngineSettings, build_engine
 from engines.cpu_choice import (
     CHOICES_FILE,
     TIMED_RUNS,
-    build_all,
     candidates,
     choose_cpu_engine,
     chosen_engine,
@@ -23,7 +22,6 @@ from engines.cpu_choice import (
 )
 from engines.cpu_choice import _record_choice as record_choice
 from engines.manifest import load_manifest
-from engines.runners import open_runner
 from mirnet_deploy.errors import UserError
 
 
@@ -38,8 +36,9 @@ def _choose(toy: Path, passes: dict[str, bool]) -> dict:
     (engine_dir / CHOICES_FILE).unlink(missing_ok=True)
     settings = EngineSettings(engine_dir=engine_dir, threads=1, progress=False)
     return choose_cpu_engine("fp32", {"fp32": toy}, engine_dir,
-                             lambda backend, onnx: build_engine(onnx, backend, settings).path,
-                             lambda backend, engine, opener: passes[backend], threads=1, resolution=(32, 32))
+                             lambda backend, onnx, _: (build_engine(onnx, backend, settings).path,
+                                                       passes[backend]),
+                             threads=1, resolution=(32, 32))
 
 
 def test_fastest_passing_candidate_is_chosen_recorded_and_reused(toy):
@@ -56,8 +55,7 @@ def test_fastest_passing_candidate_is_chosen_recorded_and_reused(toy):
     assert load_manifest(chosen_engine(first)).selection == recorded  # the engine says why it was chosen
     settings = EngineSettings(engine_dir=toy.parent / "engines", threads=1, progress=False)
     again = choose_cpu_engine("fp32", {"fp32": toy}, toy.parent / "engines",  # recorded: not measured again
-                              lambda backend, onnx: build_engine(onnx, backend, settings).path,
-                              lambda backend, engine, opener: False,
+                              lambda backend, onnx, _: (build_engine(onnx, backend, settings).path, False),
                               threads=1, resolution=(32, 32))
     assert again["reused"]
     assert again["measured_at"] == first["measured_at"]
@@ -92,37 +90,19 @@ def test_each_candidate_is_opened_once_for_its_parity_check_and_its_timing(toy, 
     batch = np.random.default_rng(0).random((1, 3, 16, 16), dtype=np.float32)
     checked = {}
 
-    def check(backend, engine, opener):
+    def build_and_check(backend, onnx, opener):
+        engine = build_engine(onnx, backend, settings).path
         runner = checked[backend] = opener(engine)
-        return bool(np.abs(runner.run(batch) - batch).max() < 10)  # a residual net: near its input
+        return engine, bool(np.abs(runner.run(batch) - batch).max() < 10)  # a residual net: near its input
 
     opened = counting_opens(monkeypatch)
-    selection = choose_cpu_engine("fp32", {"fp32": toy}, engine_dir,
-                                  lambda backend, onnx: build_engine(onnx, backend, settings).path, check,
-                                  threads=1, resolution=(32, 32))
+    selection = choose_cpu_engine("fp32", {"fp32": toy}, engine_dir, build_and_check, threads=1,
+                                  resolution=(32, 32))
     engines = [Path(c["engine"]) for c in selection["candidates"]]
     assert len(set(engines)) == 2
     assert sorted(opened) == sorted(engines)  # each once, its timing included
     assert all(c["parity_passed"] and len(c["runs_ms"]) == TIMED_RUNS for c in selection["candidates"])
     assert all(runner.closed for runner in checked.values())  # closed when the measurement ends
-
-
-def test_engines_built_side_by_side_are_the_engines_built_one_by_one(toy, tmp_path):
-    """`build_all` runs the builds in threads: engines that compute the same numbers, bit for bit (the
-    toy's blobs themselves differ from build to build, side by side or not), and a build's error
-    reaches the caller."""
-    side_by_side = EngineSettings(engine_dir=tmp_path / "side-by-side", progress=False)
-    one_by_one = EngineSettings(engine_dir=tmp_path / "one-by-one", progress=False)
-    pairs = {("openvino", "fp32"): toy, ("ort", "fp32"): toy}
-    built = build_all(lambda backend, onnx: build_engine(onnx, backend, side_by_side).path, pairs)
-    alone = build_engine(toy, "openvino", one_by_one).path
-    batch = np.random.default_rng(0).random((1, 3, 24, 16), dtype=np.float32)
-    with open_runner(built[("openvino", "fp32")]) as threaded, open_runner(alone) as unthreaded:
-        assert np.array_equal(threaded.run(batch), unthreaded.run(batch))
-    assert load_manifest(built[("ort", "fp32")]).backend == "onnxruntime"
-    with pytest.raises(UserError, match="ONNX model"):
-        build_all(lambda backend, onnx: build_engine(onnx, backend, side_by_side).path,
-                  {("ort", "fp32"): tmp_path / "missing.onnx"})
 
 
 def test_int8_candidates_are_runtimes_and_q_dq_forms():
@@ -137,8 +117,8 @@ def test_int8_candidates_are_runtimes_and_q_dq_forms():
     assert candidates("int8", {"int8-cpu"}) == [("openvino", "int8-cpu"), ("ort", "int8-cpu")]
     assert candidates("bf16", {"fp32"}, "ort") == []
     with pytest.raises(UserError, match="No ort engine runs bf16"):
-        choose_cpu_engine("bf16", {"fp32": Path("model.onnx")}, Path("engines"), lambda b, o: o,
-                          lambda b, e, opener: None, threads=1, resolution=(32, 32), backend="ort")
+        choose_cpu_engine("bf16", {"fp32": Path("model.onnx")}, Path("engines"), lambda b, o, _: (o, None),
+                          threads=1, resolution=(32, 32), backend="ort")
 
 
 def test_the_record_file_keeps_concurrent_entries_and_survives_damage(tmp_path):
