@@ -7,7 +7,9 @@ INT8 may; and OpenVINO runs a symmetric INT8 file faster than the one ONNX Runti
 builds every candidate engine (cached), checks each
 against PyTorch FP32 (the parity stage, kept in each manifest), times them alternately run by
 run on the same input (so both see the same load on a shared machine) and picks the fastest
-that passes.
+that passes. Each candidate engine is opened once per measurement (`EngineOpener`): its parity
+check and its timing runs share the runner, instead of importing (OpenVINO) or optimizing (ONNX
+Runtime) the engine again for each.
 
 The measurement is recorded in the chosen engine's manifest (`selection`) and in a per-machine
 file, `<engine dir>/cpu-choices.json`, keyed by the machine (CPU model, ISA flags, runtime
@@ -40,7 +42,7 @@ from mirnet_deploy.locks import artifact_lock
 from .cache import describe_onnx
 from .cpu_graph import cache_option
 from .manifest import load_manifest, manifest_path, update_manifest
-from .runners import open_runner
+from .runners import Runner, open_runner
 
 #: The engines `auto` weighs on a CPU per precision: (runtime, the ONNX form it runs, named by the form's
 #: precision metadata). BF16: OpenVINO, the one CPU runtime with it, computes the FP32 model in BF16.
@@ -57,9 +59,10 @@ CHOICES_FILE = "cpu-choices.json"
 #: Timed runs per candidate, alternated, after one untimed run each.
 TIMED_RUNS = 3
 
-#: (backend, ONNX model) -> (engine path, whether it passed parity: None where the caller has no reference
-#: to check), built and checked by the caller (the chain).
-Prepare = Callable[[str, Path], "tuple[Path, bool | None]"]
+#: (backend, ONNX model, opener) -> (engine path, whether it passed parity: None where the caller has no
+#: reference to check), built and checked by the caller (the chain), which runs the parity check on
+#: `opener(engine)`: the runner the timing then uses.
+Prepare = Callable[[str, Path, "EngineOpener"], "tuple[Path, bool | None]"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,22 @@ class Candidate:
     parity_passed: bool | None  # None: not measured
     p50_ms: float
     runs_ms: list[float]
+
+
+class EngineOpener:
+    """The candidates' runners, each opened on first use and kept until the measurement ends: the
+    parity check and the timing runs of a candidate share one (ONNX Runtime engines were optimized for
+    its CPU provider, so they run there)."""
+
+    def __init__(self, stack: ExitStack, threads: int | None) -> None:
+        self._stack, self._threads = stack, threads
+        self._runners: dict[Path, Runner] = {}
+
+    def __call__(self, engine: Path) -> Runner:
+        if engine not in self._runners:
+            self._runners[engine] = self._stack.enter_context(open_runner(engine, providers="cpu",
+                                                                          threads=self._threads))
+        return self._runners[engine]
 
 
 def machine(threads: int | None) -> dict[str, Any]:
@@ -146,12 +165,11 @@ def choose_cpu_engine(precision: str, models: dict[str, Path], engine_dir: Path,
         if isinstance(recorded, dict) and all(Path(c["engine"]).is_file() for c in recorded["candidates"]):
             _record_in_manifest(recorded)
             return {**recorded, "reused": True}
-        prepared = {(runtime, form): prepare(runtime, models[form]) for runtime, form in weighed}
-        with ExitStack() as opened:  # ONNX Runtime engines were optimized for its CPU provider
-            runs = {_label(*pair): opened.enter_context(open_runner(engine, providers="cpu",
-                                                                    threads=threads)).run
-                    for pair, (engine, _) in prepared.items()}
-            timings = time_alternately(runs, resolution)
+        with ExitStack() as stack:
+            opener = EngineOpener(stack, threads)
+            prepared = {(runtime, form): prepare(runtime, models[form], opener) for runtime, form in weighed}
+            timings = time_alternately({_label(*pair): opener(engine).run
+                                        for pair, (engine, _) in prepared.items()}, resolution)
         measured = []
         for (runtime, form), (engine, passed) in prepared.items():
             runs_ms = timings[_label(runtime, form)]

@@ -21,6 +21,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,7 +31,14 @@ from calibration.mixed_precision import DEFAULT_BUDGET_DB
 from calibration.quantize import TWIN_TARGETS, check_calibration_task, quantization_code_sha256
 from engines.build import EngineSettings, build_engine
 from engines.cache import CachedBuild, precision_family
-from engines.cpu_choice import CHOICES_FILE, candidates, choose_cpu_engine, describe_selection, forms
+from engines.cpu_choice import (
+    CHOICES_FILE,
+    EngineOpener,
+    candidates,
+    choose_cpu_engine,
+    describe_selection,
+    forms,
+)
 from engines.manifest import EngineManifest, load_manifest, manifest_path, update_parity
 from engines.runners import select_backend
 from mirnet_deploy import __version__
@@ -44,6 +52,7 @@ from mirnet_deploy.resolutions import format_resolution
 if TYPE_CHECKING:
     from torch import nn
 
+    from engines.runners import Runner
     from engines.runners.polygraphy_adapter import PolygraphyRunner
     from export.spec import ModelSpec
 
@@ -333,9 +342,10 @@ def parity_resolutions(manifest: EngineManifest, requested: Sequence[tuple[int, 
             if any(p.contains((1, p.min[1], height, width)) for p in profiles)]
 
 
-def _parity(request: ChainRequest, engine: CachedBuild, backend: str,
-            reference: Callable[[], Reference]) -> tuple[StepResult, EngineManifest]:
-    """The engine against PyTorch FP32 on held-out photographs; kept in the manifest, so measured once."""
+def _parity(request: ChainRequest, engine: CachedBuild, backend: str, reference: Callable[[], Reference],
+            opener: EngineOpener | None = None) -> tuple[StepResult, EngineManifest]:
+    """The engine against PyTorch FP32 on held-out photographs; kept in the manifest, so measured once.
+    `opener`: the choose step's, whose runner of the engine its timing reuses (default: opened here)."""
     started = time.perf_counter()
     resolutions = parity_resolutions(engine.manifest, request.engine.resolutions)
     with artifact_lock(manifest_path(engine.path)):  # measured once, also by concurrent runs
@@ -343,7 +353,8 @@ def _parity(request: ChainRequest, engine: CachedBuild, backend: str,
         measured = manifest.parity or {}
         if measured.get("resolutions") != resolutions or measured.get("images") != PARITY_IMAGES:
             summary = measure_parity(engine.path, backend, reference(), request.task, resolutions,
-                                     manifest.compute_precision, threads=request.engine.threads)
+                                     manifest.compute_precision, threads=request.engine.threads,
+                                     runner=opener(engine.path) if opener else None)
             manifest, status = update_parity(engine.path, summary), "built"
     step = StepResult("parity", status, manifest_path(engine.path), time.perf_counter() - started,
                       manifest.parity)
@@ -357,9 +368,9 @@ def _choose_on_cpu(request: ChainRequest, precision: str, models: dict[str, Path
     records the measurement in its manifest)."""
     started = time.perf_counter()
 
-    def prepare(runtime: str, onnx_path: Path) -> tuple[Path, bool]:
+    def prepare(runtime: str, onnx_path: Path, opener: EngineOpener) -> tuple[Path, bool]:
         engine = build_engine(onnx_path, runtime, request.engine, precision=_engine_precision(precision))
-        _, manifest = _parity(request, engine, runtime, reference)
+        _, manifest = _parity(request, engine, runtime, reference, opener)
         return engine.path, bool(manifest.parity and manifest.parity["passed"])
 
     selection = choose_cpu_engine(precision, models, request.engine.engine_dir, prepare, backend=backend,
@@ -369,9 +380,10 @@ def _choose_on_cpu(request: ChainRequest, precision: str, models: dict[str, Path
 
 
 def measure_parity(engine_path: str | os.PathLike, backend: str, reference: Reference, task: str,
-                   resolutions: Sequence[str], precision: str, *,
-                   threads: int | None = None) -> dict[str, Any]:
-    """`mirnet parity`'s comparison for an engine: the parity summary its manifest records."""
+                   resolutions: Sequence[str], precision: str, *, threads: int | None = None,
+                   runner: Runner | None = None) -> dict[str, Any]:
+    """`mirnet parity`'s comparison for an engine: the parity summary its manifest records. `runner`: the
+    engine already opened (by the choose step, which times it next); default: opened and closed here."""
     from bench.parity import THRESHOLDS, parity_cases, rows_to_dict, run_parity
     from engines.runners import as_polygraphy_runner, open_runner
     from mirnet_deploy.resolutions import parse_resolution
@@ -380,8 +392,10 @@ def measure_parity(engine_path: str | os.PathLike, backend: str, reference: Refe
         raise UserError(f"No parity resolution fits the optimization profiles of {engine_path}: add 256 "
                         f"or the deployment resolutions to --res.")
     cases = parity_cases(task, [parse_resolution(r) for r in resolutions], PARITY_IMAGES, sr_scale=1)
-    # The ONNX Runtime engine was optimized for the CPU provider, so it runs there.
-    with open_runner(engine_path, providers="cpu" if backend == "ort" else "auto", threads=threads) as runner:
+    with ExitStack() as stack:
+        if runner is None:  # the ONNX Runtime engine was optimized for the CPU provider, so it runs there
+            providers = "cpu" if backend == "ort" else "auto"
+            runner = stack.enter_context(open_runner(engine_path, providers=providers, threads=threads))
         rows = run_parity(reference.runner, as_polygraphy_runner(runner), cases, precision)
     return {"reference": "pytorch-fp32", "checkpoint_sha256": reference.spec.checkpoint_sha256,
             "precision": precision,

@@ -198,7 +198,7 @@ def _choose_without_reference(onnx_path: Path, precision: str | None,
     family = precision or precision_family(form)
     return choose_cpu_engine(
         "bf16" if family == "bf16" else precision_family(family), {form: onnx_path}, settings.engine_dir,
-        lambda backend, onnx: (build_engine(onnx, backend, settings, precision=precision).path, None),
+        lambda backend, onnx, _: (build_engine(onnx, backend, settings, precision=precision).path, None),
         threads=settings.threads, resolution=PARITY_RESOLUTION)
 
 

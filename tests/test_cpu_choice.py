@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from test_engines import toy_onnx
 
+from engines import cpu_choice
 from engines.build import EngineSettings, build_engine
 from engines.cpu_choice import (
     CHOICES_FILE,
@@ -34,8 +36,8 @@ def _choose(toy: Path, passes: dict[str, bool]) -> dict:
     (engine_dir / CHOICES_FILE).unlink(missing_ok=True)
     settings = EngineSettings(engine_dir=engine_dir, threads=1, progress=False)
     return choose_cpu_engine("fp32", {"fp32": toy}, engine_dir,
-                             lambda backend, onnx: (build_engine(onnx, backend, settings).path,
-                                                    passes[backend]),
+                             lambda backend, onnx, _: (build_engine(onnx, backend, settings).path,
+                                                       passes[backend]),
                              threads=1, resolution=(32, 32))
 
 
@@ -53,7 +55,7 @@ def test_fastest_passing_candidate_is_chosen_recorded_and_reused(toy):
     assert load_manifest(chosen_engine(first)).selection == recorded  # the engine says why it was chosen
     settings = EngineSettings(engine_dir=toy.parent / "engines", threads=1, progress=False)
     again = choose_cpu_engine("fp32", {"fp32": toy}, toy.parent / "engines",  # recorded: not measured again
-                              lambda backend, onnx: (build_engine(onnx, backend, settings).path, False),
+                              lambda backend, onnx, _: (build_engine(onnx, backend, settings).path, False),
                               threads=1, resolution=(32, 32))
     assert again["reused"]
     assert again["measured_at"] == first["measured_at"]
@@ -64,6 +66,43 @@ def test_a_candidate_failing_parity_loses_however_fast(toy):
         chosen = _choose(toy, {"openvino": True, "ort": True} | {failing: False})
         assert chosen["chosen"] == winner
         assert chosen["rule"] == "fastest candidate that passes parity"
+
+
+def counting_opens(monkeypatch) -> list[Path]:
+    """The engines `choose` opens, in order, through its real `open_runner` (which still opens them)."""
+    opened: list[Path] = []
+
+    def open_and_count(path, **options):
+        opened.append(Path(path))
+        return real_open_runner(path, **options)
+
+    real_open_runner = cpu_choice.open_runner
+    monkeypatch.setattr(cpu_choice, "open_runner", open_and_count)
+    return opened
+
+
+def test_each_candidate_is_opened_once_for_its_parity_check_and_its_timing(toy, monkeypatch):
+    """The check runs on the opener's runner, which the timing then reuses: one import (OpenVINO) or
+    session (ONNX Runtime) per candidate, not one for the check and another for the timing."""
+    engine_dir = toy.parent / "engines"
+    (engine_dir / CHOICES_FILE).unlink(missing_ok=True)
+    settings = EngineSettings(engine_dir=engine_dir, threads=1, progress=False)
+    batch = np.random.default_rng(0).random((1, 3, 16, 16), dtype=np.float32)
+    checked = {}
+
+    def build_and_check(backend, onnx, opener):
+        engine = build_engine(onnx, backend, settings).path
+        runner = checked[backend] = opener(engine)
+        return engine, bool(np.abs(runner.run(batch) - batch).max() < 10)  # a residual net: near its input
+
+    opened = counting_opens(monkeypatch)
+    selection = choose_cpu_engine("fp32", {"fp32": toy}, engine_dir, build_and_check, threads=1,
+                                  resolution=(32, 32))
+    engines = [Path(c["engine"]) for c in selection["candidates"]]
+    assert len(set(engines)) == 2
+    assert sorted(opened) == sorted(engines)  # each once, its timing included
+    assert all(c["parity_passed"] and len(c["runs_ms"]) == TIMED_RUNS for c in selection["candidates"])
+    assert all(runner.closed for runner in checked.values())  # closed when the measurement ends
 
 
 def test_int8_candidates_are_runtimes_and_q_dq_forms():
@@ -78,7 +117,7 @@ def test_int8_candidates_are_runtimes_and_q_dq_forms():
     assert candidates("int8", {"int8-cpu"}) == [("openvino", "int8-cpu"), ("ort", "int8-cpu")]
     assert candidates("bf16", {"fp32"}, "ort") == []
     with pytest.raises(UserError, match="No ort engine runs bf16"):
-        choose_cpu_engine("bf16", {"fp32": Path("model.onnx")}, Path("engines"), lambda b, o: (o, None),
+        choose_cpu_engine("bf16", {"fp32": Path("model.onnx")}, Path("engines"), lambda b, o, _: (o, None),
                           threads=1, resolution=(32, 32), backend="ort")
 
 
