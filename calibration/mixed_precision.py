@@ -231,8 +231,11 @@ def _concurrently(function: Callable[[T], R], items: Sequence[T], workers: int) 
     passes at once (ONNX Runtime shares the weights and the arena's planned buffers)."""
     if workers <= 1 or len(items) <= 1:
         return [function(item) for item in items]
-    with ThreadPoolExecutor(min(workers, len(items))) as pool:
+    pool = ThreadPoolExecutor(min(workers, len(items)))
+    try:
         return list(pool.map(function, items))
+    finally:  # on an error or Ctrl-C, the passes not started are dropped
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _read_outputs(path: Path, count: int) -> list[np.ndarray] | None:

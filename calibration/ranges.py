@@ -96,21 +96,26 @@ def _streamed_min_max(calibrator: MinMaxCalibrater, feeds: Iterable[dict[str, np
     for worker in copies[1:]:
         worker.clear_collected_data()
         worker.calibrate_tensors_range = None
-    samples, lock = iter(feeds), threading.Lock()
+    samples, lock, stop = iter(feeds), threading.Lock(), threading.Event()
 
     def collect(worker: MinMaxCalibrater) -> TensorsData | None:
-        while True:
+        while not stop.is_set():
             with lock:  # the feeds may be a generator reading samples from disk
                 feed = next(samples, None)
             if feed is None:
-                return worker.calibrate_tensors_range
+                break
             worker.collect_data(_Feeds([feed]))
+        return worker.calibrate_tensors_range
 
     if at_once == 1:
         collected = [collect(calibrator)]
     else:
-        with ThreadPoolExecutor(at_once) as pool:  # ONNX Runtime releases the GIL in `run`
+        pool = ThreadPoolExecutor(at_once)  # ONNX Runtime releases the GIL in `run`
+        try:
             collected = list(pool.map(collect, copies))
+        finally:  # on an error or Ctrl-C the other workers stop after their current sample
+            stop.set()
+            pool.shutdown(wait=True, cancel_futures=True)
     ranges = [each for each in collected if each is not None]
     return functools.reduce(calibrator.merge_range, ranges) if ranges else calibrator.compute_data()
 
