@@ -14,7 +14,8 @@ without reducing them, silently dropping their ranges. A min of mins does not de
 order, so the samples are collected one per core at once (single-threaded passes of the
 unoptimized augmented graph, whose thousands of small reductions a pass split over threads
 mostly waits on), by copies of the one calibrator sharing its session, and their ranges merged
-with the same `merge_range`.
+with the same `merge_range` — when a pass is small: the first sample's pass is measured
+(`CONCURRENT_PASS_LIMIT_MIB`), and a big model's samples go one at a time, each on every core.
 
 The histogram calibrators (entropy, percentile) are left to collect every sample in one call,
 as `quantize_static` does, so their memory still grows with the set (whole tensors are their
@@ -29,9 +30,11 @@ from __future__ import annotations
 
 import copy
 import functools
+import os
 import threading
+import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -61,12 +64,19 @@ class _Feeds(CalibrationDataReader):
         return next(self._feeds, None)
 
 
+#: A second sample at once holds a second pass's activations: it runs only while the first sample's
+#: pass raised the resident memory by at most this much. A first 384x384 pass raised it by 124 MiB
+#: on the `small` denoiser, by 515 MiB on `full`, whose default-set quantization held 3.8 GB resident
+#: with two samples at once against 2.8 GB one at a time (issue #16's limit: 4 GB).
+CONCURRENT_PASS_LIMIT_MIB = 256
+
+
 def collect_ranges(model_path: str | Path, feeds: Iterable[dict[str, np.ndarray]], *,
                    method: CalibrationMethod, op_types: list[str],
                    samples_at_once: int | None = None) -> TensorsData:
     """The ranges `quantize_static` would compute for `model_path` (same calibrator, same
     options: our targets set no Calib* option); minmax holds the statistics of `samples_at_once`
-    samples (default: one per usable core) at a time."""
+    samples at a time (default: one per usable core if a pass is small, `CONCURRENT_PASS_LIMIT_MIB`)."""
     at_once = samples_at_once or usable_cpus()
     streamed = method == CalibrationMethod.MinMax
     with scratch_folder("ranges") as scratch:
@@ -76,7 +86,13 @@ def collect_ranges(model_path: str | Path, feeds: Iterable[dict[str, np.ndarray]
         threads = 1 if streamed and at_once > 1 else None
         calibrator.infer_session = streaming_session(augmented, threads)
         if streamed:
-            ranges = _streamed_min_max(calibrator, feeds, at_once)
+            samples = iter(feeds)
+            if samples_at_once is None and at_once > 1 and (first := next(samples, None)) is not None:
+                grown = _memory_growth_mib(functools.partial(calibrator.collect_data, _Feeds([first])))
+                if grown is None or grown > CONCURRENT_PASS_LIMIT_MIB:  # one at a time, on every core
+                    at_once = 1
+                    calibrator.infer_session = streaming_session(augmented)
+            ranges = _streamed_min_max(calibrator, samples, at_once)
         else:
             warnings.warn(f"{method.name} calibration is not streamed: it keeps every observed tensor of "
                           "every sample in memory until all are collected (tens of GB for a full-size model "
@@ -118,6 +134,30 @@ def _streamed_min_max(calibrator: MinMaxCalibrater, feeds: Iterable[dict[str, np
             pool.shutdown(wait=True, cancel_futures=True)
     ranges = [each for each in collected if each is not None]
     return functools.reduce(calibrator.merge_range, ranges) if ranges else calibrator.compute_data()
+
+
+def _memory_growth_mib(run: Callable[[], None]) -> float | None:
+    """How far this process's resident memory rose above its level before `run`, while `run` ran
+    (polled every 10 ms); None where /proc is not there to read."""
+    baseline = peak = _resident_mib()
+    if baseline is None:
+        run()
+        return None
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(run)
+        while not running.done():
+            peak = max(peak, _resident_mib() or peak)
+            time.sleep(0.01)
+        running.result()
+    return peak - baseline
+
+
+def _resident_mib() -> float | None:
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def streaming_session(augmented_path: str | Path, threads: int | None = None) -> ort.InferenceSession:

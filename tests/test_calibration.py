@@ -862,12 +862,14 @@ def _one_shot_ranges(model_path: Path, calibration_set: Path, method: str, op_ty
 
 @pytest.mark.parametrize("method", ["minmax", "percentile"])
 def test_streamed_ranges_equal_one_shot_ranges(fp32_model: Path, calibration_set: Path, tmp_path: Path,
-                                               method: str):
-    """minmax streams sample by sample, one or two at once, and must match exactly; percentile is
+                                               method: str, monkeypatch: pytest.MonkeyPatch):
+    """minmax streams sample by sample, one or two at once (or as many as the first pass's memory
+    allows), and must match exactly; percentile is
     collected in one call as before (see calibration/ranges.py), says so in a warning, and must
     match as closely."""
     import contextlib
 
+    from calibration import ranges
     from calibration.quantize import DEFAULT_OP_TYPES, METHODS, prepare
     from calibration.ranges import collect_ranges
 
@@ -878,7 +880,10 @@ def test_streamed_ranges_equal_one_shot_ranges(fp32_model: Path, calibration_set
     one_shot = _one_shot_ranges(tmp_path / "prepared.onnx", calibration_set, method, op_types)
     names = sorted(one_shot.keys())
     assert len(names) > 100
-    for at_once in (1, 2) if method == "minmax" else (1,):
+    for at_once in (1, 2, None, "measured big") if method == "minmax" else (1,):
+        if at_once == "measured big":  # the first pass measured over the limit: the rest one at a time
+            monkeypatch.setattr(ranges, "CONCURRENT_PASS_LIMIT_MIB", -1.0)
+            at_once = None
         with contextlib.nullcontext() if method == "minmax" else not_streamed:
             streamed = collect_ranges(tmp_path / "prepared.onnx",
                                       ({"input": x} for x in CalibrationSet(calibration_set).inputs()),
