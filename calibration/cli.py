@@ -111,7 +111,12 @@ def quantize(onnx_path: str, target: str, calibration: str | None, task: str | N
     check_writable(output, "--output")
     check_writable(cache_dir, "--cache-dir", folder=True)
     metadata = quantizable_metadata(onnx_path)  # a file that cannot be quantized costs no calibration work
-    task = task or metadata.get("task")
+    recorded = metadata.get("task")
+    if task and recorded and task != recorded:
+        raise UserError(f"--task {task} contradicts {onnx_path}, exported for {recorded}: its calibration "
+                        f"and PSNR budget need {recorded} samples. Drop --task, or pass the model exported "
+                        f"for {task}.")
+    task = task or recorded
     if calibration is None:
         if task is None:
             raise UserError(f"{onnx_path} records no task: pass --task or a --calib set.")

@@ -835,6 +835,13 @@ def test_calibrate_and_quantize_commands(fp32_model: Path, tmp_path: Path):
                                   "-o", str(tmp_path / "n.onnx")])
     assert result.exit_code != 0
     assert "--no-budget" in result.output
+    result = runner.invoke(main, ["quantize", "--onnx", str(fp32_model), "--target", "cpu", "--task",
+                                  "enhance", "--calib", str(tmp_path / "set.npz"),
+                                  "-o", str(tmp_path / "e.onnx")])
+    assert result.exit_code == 1
+    assert "--task enhance contradicts" in result.output
+    assert "exported for denoise" in result.output
+    assert not (tmp_path / "e.onnx").exists()
 
 
 # --- streaming calibration -------------------------------------------------------------------------
