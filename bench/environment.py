@@ -22,6 +22,7 @@ import torch
 
 from engines.probe import cpu_model, probe_cuda, probe_tensorrt
 from mirnet_deploy import __version__
+from mirnet_deploy.cpus import usable_cpus
 
 T = TypeVar("T")
 #: The peak's matrix product: float32, square, large enough that BLAS runs at full speed.
@@ -79,7 +80,6 @@ def capture_environment(threads: int, peak: dict[str, Any] | None) -> dict[str, 
     """Machine, versions, GPU and TensorRT probes, thread setting and the measured CPU peak, as plain data."""
     cuda = probe_cuda()
     tensorrt = probe_tensorrt(cuda)
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join([os.path.basename(sys.argv[0]), *sys.argv[1:]]),
@@ -88,7 +88,7 @@ def capture_environment(threads: int, peak: dict[str, Any] | None) -> dict[str, 
         "python": platform.python_version(),
         "cpu_model": cpu_model(),
         "logical_cpus": os.cpu_count(),
-        "usable_cpus": usable,
+        "usable_cpus": usable_cpus(),
         "memory_total_mb": _memory_total_mb(),
         "threads": threads,  # every backend's, and the peak's
         "versions": {"torch": torch.__version__, "onnxruntime": ort.__version__, "onnx": onnx.__version__,

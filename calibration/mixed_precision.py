@@ -56,12 +56,13 @@ from tqdm import tqdm
 
 from export.onnx_read import load_onnx
 from mirnet_deploy.atomic import atomic_open, atomic_write_bytes
+from mirnet_deploy.cpus import usable_cpus
 from mirnet_deploy.leftovers import scratch_folder
 from mirnet_ref.metrics import psnr
 
 from .dataset import CalibrationSet
 from .layer_groups import RankedUnit, layer_tree, open_best_first, probe_budget, rank_best_first
-from .ort_cpu import cpu_session, usable_cpus
+from .ort_cpu import cpu_session
 from .quantize import (
     DEFAULT_CACHE_DIR,
     DEFAULT_OP_TYPES,

@@ -44,11 +44,6 @@ def apply_config(options: ort.SessionOptions, config: dict[str, str]) -> ort.Ses
     return options
 
 
-def usable_cpus() -> int:
-    """The CPUs this process may run on (its affinity, not the machine's count)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def cpu_session(model: onnx.ModelProto | str | os.PathLike,
                 threads: int | None = None) -> ort.InferenceSession:
     """A CPU session (fresh options: `threads` intra-op threads) computing `model` as its target does."""

@@ -49,9 +49,8 @@ from onnxruntime.quantization.calibrate import (
 )
 
 from mirnet_deploy.atomic import atomic_write_bytes
+from mirnet_deploy.cpus import usable_cpus
 from mirnet_deploy.leftovers import scratch_folder
-
-from .ort_cpu import usable_cpus
 
 
 class _Feeds(CalibrationDataReader):

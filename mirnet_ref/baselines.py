@@ -10,7 +10,6 @@ their scipy parts where they run: `mirnet eval --task denoise` (non-local means)
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -18,6 +17,7 @@ import numpy as np
 from skimage.exposure import equalize_adapthist
 from skimage.restoration import denoise_nl_means
 
+from mirnet_deploy.cpus import usable_cpus
 from mirnet_deploy.errors import UserError
 
 from .images import check_rgb
@@ -61,8 +61,7 @@ def nl_means(
 
     if clean is None:
         return run(0.8)
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return best_of(run, NLM_H_FACTORS, clean, threads=usable)
+    return best_of(run, NLM_H_FACTORS, clean, threads=usable_cpus())
 
 
 #: Wiener balances tried by the oracle (1-2-5 steps). With scikit-image's Laplacian regulariser
