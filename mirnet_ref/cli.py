@@ -187,9 +187,14 @@ def train(task: str, family_name: str, preset: str, n_feat: int | None, n_RRG: i
     if resume:
         trainer.resume(trainer.latest_path)
         click.echo(f"Resuming at iteration {trainer.iteration} (best PSNR {trainer.best_psnr:.2f} dB)")
+    start = trainer.iteration
     scores = trainer.run(progress=not quiet)
-    click.echo(f"Done: validation PSNR {scores['psnr']:.2f} dB, best {scores['best_psnr']:.2f} dB; "
-               f"checkpoints in {output}")
+    if trainer.iteration == start:  # a resumed run that had already finished: nothing was validated
+        click.echo(f"Nothing left to train: the run is at iteration {start} of {iterations}; best "
+                   f"{scores['best_psnr']:.2f} dB; checkpoints in {output}")
+    else:
+        click.echo(f"Done: validation PSNR {scores['psnr']:.2f} dB, best {scores['best_psnr']:.2f} dB; "
+                   f"checkpoints in {output}")
     if publish:
         best = load_model(trainer.best_path)
         save_checkpoint(best, publish, task=task, degradation=json.dumps(degradation.describe()),

@@ -57,6 +57,15 @@ def test_train_resume_is_exact_and_checkpoints_are_official(tiny_folder, tmp_pat
     assert all(np.isfinite(r["loss"]) for r in log if "loss" in r)
     assert (tmp_path / "split" / "model_best.pth").is_file()
 
+    # Resuming a finished run trains nothing, says so, and can still publish its best weights.
+    published = tmp_path / "published.pth"
+    again = _train(tiny_folder, tmp_path / "split", 4, "--resume", "--publish", str(published))
+    assert "Nothing left to train: the run is at iteration 4 of 4" in again.output
+    assert "nan" not in again.output
+    best, shipped = load_model(tmp_path / "split" / "model_best.pth"), load_model(published)
+    for (key, a), b in zip(best.state_dict().items(), shipped.state_dict().values(), strict=True):
+        assert torch.equal(a, b), key
+
 
 def test_resume_refuses_a_different_model(tiny_folder, tmp_path):
     _train(tiny_folder, tmp_path / "run", 2)
