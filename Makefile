@@ -169,7 +169,7 @@ demo-weights: $(STAMP)  ## train the demo models: MIRNet x3, MPRNet deblur, MIRN
 # cores two threads spent ~8x the CPU time per iteration spin-waiting (README, demo models).
 DEMO_FAMILY_MODELS := mprnet_deblur mirnetv2_enhance
 DEMO_FAMILY_TRAIN := --preset small --patch-size 64 --batch-size 4 --seed 0
-DEMO_ARGS_mprnet_deblur := --iterations 1000 --lr 2e-3 --warmup 50 --val-every 100 --no-mixup --threads 1
+DEMO_ARGS_mprnet_deblur := --iterations 3000 --lr 2e-3 --warmup 50 --val-every 250 --no-mixup --threads 1
 DEMO_ARGS_mirnetv2_enhance := --iterations 600 --lr 1e-3 --warmup 30 --val-every 50
 
 $(addprefix demo-weights-,$(DEMO_FAMILY_MODELS)): demo-weights-%: $(STAMP)

@@ -20,7 +20,7 @@ from mirnet_ref.weights import default_weights
 #: restores around it so that neither pays for the crop's borders.
 WINDOW, CONTEXT = 128, 24
 #: PSNR gain over the blurred windows that the demo must keep (dB).
-MARGIN = 0.2  # the demo gains 0.23 dB on these windows (0.41 dB on the whole photographs)
+MARGIN = 0.3  # the demo gains 0.39 dB on these windows (0.62 dB on the whole photographs)
 
 
 @pytest.fixture(scope="module")
