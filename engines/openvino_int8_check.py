@@ -10,9 +10,11 @@ of these fusions wrong where ONNX Runtime computes the ONNX result:
   denoise demo this cost 1.94 dB against PyTorch FP32, where ONNX Runtime runs the same file within
   0.08 dB. With OpenVINO's low-precision transformations switched off the file runs within 0.08 dB
   too, which places the fault there, but then it runs slower than FP32 and is no INT8 engine.
-- any Concat -> s8 Q/DQ -> INT8 Conv, also of INT8 inputs (`FAULTS`): the symmetric CPU target
-  therefore quantizes such concatenations as u8 with a zero point (`unsigned_for_target`), which
-  OpenVINO computes right; its probes check exactly that layout.
+- any Concat -> s8 Q/DQ -> INT8 Conv, also of INT8 inputs (`FAULTS`), with the AVX-512 VNNI
+  kernels (jit/brgconv_avx512_*); its AMX kernels (brgconv_avx512_amx_i8, on a Xeon with AMX-INT8)
+  compute it right. The symmetric CPU target therefore quantizes such concatenations as u8 with a
+  zero point (`unsigned_for_target`), which OpenVINO computes right with either, so that one INT8
+  file is right on every CPU; its probes check exactly that layout.
 - the `cpu` target (u8 activations with zero points everywhere) runs correctly.
 
 So building or compiling an INT8 model for OpenVINO first runs its layout's smallest cases on the
@@ -85,6 +87,7 @@ class ProbeResult:
     case: str
     largest_output: float  # the ONNX result's largest magnitude (ONNX Runtime)
     largest_error: float  # OpenVINO's largest absolute difference from it
+    kernel: str = ""  # the kernel OpenVINO ran the convolution with (brgconv_avx512_amx_i8, ...)
 
     @property
     def correct(self) -> bool:
@@ -140,9 +143,12 @@ def run_probe(case: str, pattern: Pattern, device: str) -> ProbeResult:
     x = np.random.default_rng(1).uniform(-0.15, 0.35, (1, CHANNELS, 24, 24)).astype(np.float32)
     expected = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     core = ov.Core()
-    compiled = core.compile_model(core.read_model(model, b""), device, {"INFERENCE_PRECISION_HINT": "f32"})
-    got = compiled([x])[compiled.output(0)]
-    return ProbeResult(case, float(np.abs(expected).max()), float(np.abs(got - expected).max()))
+    compiled = core.compile_model(core.read_model(model, b""), device,
+                                  {"INFERENCE_PRECISION_HINT": "f32", "PERF_COUNT": True})
+    request = compiled.create_infer_request()
+    got = request.infer([x])[compiled.output(0)]
+    kernel = next((info.exec_type for info in request.profiling_info if info.node_type == "Convolution"), "")
+    return ProbeResult(case, float(np.abs(expected).max()), float(np.abs(got - expected).max()), kernel)
 
 
 @functools.cache
