@@ -92,6 +92,14 @@ class EngineManifest:
         FP32 model that OpenVINO computes in BF16."""
         return "bf16" if self.inference_precision == "bf16" else self.precision.split("-", 1)[0]
 
+    @property
+    def precision_label(self) -> str:
+        """The precision as users read it: the model's (fp32, int8-cpu, ...), and the arithmetic where it
+        differs (an FP32 model OpenVINO computes in BF16 is no FP32 engine)."""
+        if self.compute_precision == self.precision.split("-", 1)[0]:
+            return self.precision
+        return f"{self.precision} model in {self.compute_precision} arithmetic"
+
     def profile_list(self) -> list[Profile]:
         return [Profile.from_dict(p) for p in self.profiles]
 

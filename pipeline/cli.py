@@ -182,7 +182,7 @@ def _build_onnx(onnx_path: Path, precision: str | None, backend: str, settings: 
     click.echo(f"backend: {chosen} ({reason})")
     verb = "reused cached engine" if result.reused else f"built in {result.manifest.build_seconds:.1f} s"
     click.echo(f"{verb}: {result.path}")
-    click.echo(f"manifest: {manifest_path(result.path)} (precision {result.manifest.precision})")
+    click.echo(f"manifest: {manifest_path(result.path)} (precision {result.manifest.precision_label})")
 
 
 def _choose_without_reference(onnx_path: Path, precision: str | None,
@@ -255,7 +255,7 @@ def _print_chain(result: ChainResult) -> None:
     backend = BACKEND_NAMES.get(result.manifest.backend, result.manifest.backend)
     click.echo(f"backend: {result.backend} ({result.backend_reason})")
     click.echo(f"engine: {result.engine} ({backend} {result.manifest.backend_version}, "
-               f"{result.manifest.precision})")
+               f"{result.manifest.precision_label})")
     click.echo(f"manifest: {manifest_path(result.engine)}")
     for line in _parity_lines(result.manifest.parity):
         click.echo(line)

@@ -180,6 +180,8 @@ def test_bf16_engine_is_wired_to_bf16_kernels(toy, tmp_path, monkeypatch):
     manifest = load_manifest(bf16.path)
     assert (manifest.precision, manifest.inference_precision, manifest.compute_precision) == (
         "fp32", "bf16", "bf16")
+    assert manifest.precision_label == "fp32 model in bf16 arithmetic"
+    assert load_manifest(f32.path).precision_label == "fp32"
     kernels = _kernels(bf16.path)
     assert kernels
     assert all("bf16" in k for k in kernels), kernels
