@@ -7,6 +7,7 @@ only when invoked, so keep module-level imports light: no torch here.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,9 @@ from .onnx_file import DEFAULT_OPSET, OPSETS, op_counts, read_metadata
 
 if TYPE_CHECKING:
     from .verify import VerifyReport
+
+#: The task label of an export whose checkpoint records no task and fits several.
+UNLABELLED_EXPORT_TASK = "denoise"
 
 #: The --arch option of every verb that loads a checkpoint or a task's demo weights.
 ARCH_HELP = ("mirnet, mprnet or mirnetv2: the family a --checkpoint must hold (an error if its tensors say "
@@ -145,7 +149,12 @@ def export(
     from .verified import export_verified
 
     weights = checkpoint or default_weights(task, arch)
-    network, spec = load_network(weights, task, arch, fallback_task="denoise")
+    network, spec = load_network(weights, task, arch, fallback_task="")
+    if not spec.task:  # a 3-channel checkpoint that records no task: label it, and say so
+        spec = replace(spec, task=UNLABELLED_EXPORT_TASK)
+        click.echo(f"Note: {Path(weights).name} records no task and fits several; the ONNX is labelled "
+                   f"{UNLABELLED_EXPORT_TASK}, which picks `mirnet quantize`'s calibration data and parity's "
+                   f"degradation. Pass --task to label it otherwise.", err=True)
     _check_scale(scale, spec.task)
     verification = export_verified(network, spec, output, precision=precision, opset=opset, scale=scale,
                                    fp32_nodes=fp32_nodes, subpixel_upsample=subpixel_upsample)

@@ -221,6 +221,8 @@ def test_golden_checkpoint_through_cli(golden, tmp_path):
     checked = [check["input_shape"] for check in verification["checks"]]
     assert checked == [[1, 3, 64, 64], [1, 3, 45, 71], [2, 3, 33, 30]]
     assert json.loads(summary["metadata"]["model_config"]) == golden["config"]
+    assert summary["metadata"]["task"] == "denoise"  # the authors' file records no task: labelled, and said
+    assert "records no task and fits several; the ONNX is labelled denoise" in result.stderr
     session = ort.InferenceSession(str(output), providers=["CPUExecutionProvider"])
     arrays = golden["arrays"]
     for name in ("a", "b"):
