@@ -112,7 +112,7 @@ REFINE_MIN_GAIN = 0.01
 @dataclass
 class Evaluation:
     task_psnr_db: float  # mean PSNR of the clamped output against the clean targets
-    drop_db: float  # FP32's task PSNR minus this one
+    drop_db: float  # mean over samples of each one's loss against FP32 (a gain counts as 0): `_mean_loss`
     psnr_vs_fp32_db: float  # worst sample
 
 
@@ -170,6 +170,7 @@ class _Evaluator:
         self.threads = threads  # each session's intra-op threads
         self.samples_at_once = samples_at_once  # forward passes in flight on one session
         self.reference: list[np.ndarray] = []
+        self.reference_psnrs: list[float] = []
         self.reference_psnr = 0.0
         self.pixels = sum(x.shape[2] * x.shape[3] for x in self.inputs)  # a forward pass's work
         self._inputs_key = json.dumps([calibration.sha256, count, crop])
@@ -205,10 +206,11 @@ class _Evaluator:
                 Path(cache_dir).mkdir(parents=True, exist_ok=True)
                 with atomic_open(path) as file:
                     np.savez(file, *self.reference)
-        self.reference_psnr = self._task_psnr(self.reference)
+        self.reference_psnrs = self._sample_psnrs(self.reference)
+        self.reference_psnr = float(np.mean(self.reference_psnrs))
 
-    def _task_psnr(self, outputs: Sequence[np.ndarray]) -> float:
-        return float(np.mean([psnr(out, target) for out, target in zip(outputs, self.targets, strict=True)]))
+    def _sample_psnrs(self, outputs: Sequence[np.ndarray]) -> list[float]:
+        return [psnr(out, target) for out, target in zip(outputs, self.targets, strict=True)]
 
     def psnr_vs_fp32(self, outputs: Sequence[np.ndarray]) -> float:
         return min(psnr(out, ref) for out, ref in zip(outputs, self.reference, strict=True))
@@ -220,8 +222,20 @@ class _Evaluator:
 
     def evaluate(self, model: onnx.ModelProto | str | os.PathLike) -> Evaluation:
         outputs = self.outputs(model)
-        task = self._task_psnr(outputs)
-        return Evaluation(task, self.reference_psnr - task, self.psnr_vs_fp32(outputs))
+        psnrs = self._sample_psnrs(outputs)
+        return Evaluation(float(np.mean(psnrs)), _mean_loss(self.reference_psnrs, psnrs),
+                          self.psnr_vs_fp32(outputs))
+
+
+def _mean_loss(reference_psnrs: Sequence[float], psnrs: Sequence[float]) -> float:
+    """The budget's measure: the mean over samples of each one's PSNR loss against FP32, a gain counting
+    as none. INT8 moves some outputs closer to the clean image by chance; in the plain mean drop those
+    gains paid for losses elsewhere: MIRNet-v2 enhance's all-INT8 file lost up to 0.324 dB on single
+    calibration samples and gained up to 0.203 dB on others, mean 0.054 dB, and then lost 0.334 dB on a
+    held-out photograph (README, the family chains). On models without such gains (the denoise demo)
+    both measures are equal."""
+    losses = [max(reference - value, 0.0) for reference, value in zip(reference_psnrs, psnrs, strict=True)]
+    return float(np.mean(losses))
 
 
 def _concurrently(function: Callable[[T], R], items: Sequence[T], workers: int) -> list[R]:

@@ -585,6 +585,33 @@ def test_search_takes_the_twin_targets_layers_when_they_meet_the_budget(
     assert abs(report.final.drop_db) < 1e-4
 
 
+def test_the_budget_counts_each_samples_loss_and_no_gain(fp32_model: Path, calibration_set: Path,
+                                                         tmp_path: Path):
+    """A model that loses on one sample and gains on the other: the search's drop is the mean of the
+    losses (the gain counts as 0), not the plain mean drop in which the gain pays for the loss."""
+    from calibration.dataset import CalibrationSet
+    from calibration.mixed_precision import _Evaluator
+    from calibration.quantize import prepare
+    from export.onnx_read import load_onnx
+    from mirnet_ref.metrics import psnr
+
+    calib = CalibrationSet(calibration_set)
+    evaluator = _Evaluator(calib, 2, 1)
+    evaluator.set_reference(prepare(load_onnx(fp32_model), "cpu", subpixel=True)[0], tmp_path)
+    noise = np.random.default_rng(0).normal(0, 0.02, evaluator.reference[0].shape)
+    worse = np.clip(evaluator.reference[0] + noise, 0, 1).astype(np.float32)
+    better = (evaluator.reference[1] + evaluator.targets[1]) / 2  # halfway to the clean image
+    evaluator.outputs = lambda model: [worse, better]
+    loss = evaluator.reference_psnrs[0] - psnr(worse, evaluator.targets[0])
+    gain = psnr(better, evaluator.targets[1]) - evaluator.reference_psnrs[1]
+    assert loss > 0.1  # the case is real: one loss ...
+    assert gain > 0.1  # ... and one gain
+    result = evaluator.evaluate("unused")
+    assert result.drop_db == pytest.approx(loss / 2)
+    assert result.drop_db > evaluator.reference_psnr - result.task_psnr_db + 0.05  # the plain mean is smaller
+    calib.close()
+
+
 def test_fp32_reference_outputs_are_cached_for_the_twin_search(fp32_model: Path, calibration_set: Path,
                                                                  tmp_path: Path):
     """The cpu and cpu-symmetric searches prepare the same FP32 graph: the second reads the first's
