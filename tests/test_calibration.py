@@ -585,10 +585,10 @@ def test_search_takes_the_twin_targets_layers_when_they_meet_the_budget(
     assert abs(report.final.drop_db) < 1e-4
 
 
-def test_the_budget_counts_each_samples_loss_and_no_gain(fp32_model: Path, calibration_set: Path,
-                                                         tmp_path: Path):
-    """A model that loses on one sample and gains on the other: the search's drop is the mean of the
-    losses (the gain counts as 0), not the plain mean drop in which the gain pays for the loss."""
+def test_a_samples_gain_counts_at_most_the_cap(fp32_model: Path, calibration_set: Path, tmp_path: Path):
+    """A model that loses on one sample and gains more than the cap on the other: the search's drop
+    counts the gain only up to the cap, so it is above the plain mean drop; with a cap above the gain,
+    it is the plain mean."""
     from calibration.dataset import CalibrationSet
     from calibration.mixed_precision import _Evaluator
     from calibration.quantize import prepare
@@ -596,19 +596,23 @@ def test_the_budget_counts_each_samples_loss_and_no_gain(fp32_model: Path, calib
     from mirnet_ref.metrics import psnr
 
     calib = CalibrationSet(calibration_set)
-    evaluator = _Evaluator(calib, 2, 1)
-    evaluator.set_reference(prepare(load_onnx(fp32_model), "cpu", subpixel=True)[0], tmp_path)
-    noise = np.random.default_rng(0).normal(0, 0.02, evaluator.reference[0].shape)
-    worse = np.clip(evaluator.reference[0] + noise, 0, 1).astype(np.float32)
-    better = (evaluator.reference[1] + evaluator.targets[1]) / 2  # halfway to the clean image
-    evaluator.outputs = lambda model: [worse, better]
-    loss = evaluator.reference_psnrs[0] - psnr(worse, evaluator.targets[0])
-    gain = psnr(better, evaluator.targets[1]) - evaluator.reference_psnrs[1]
+    capped, uncapped = _Evaluator(calib, 2, 1, gain_cap_db=0.05), _Evaluator(calib, 2, 1, gain_cap_db=100.0)
+    fp32 = prepare(load_onnx(fp32_model), "cpu", subpixel=True)[0]
+    for evaluator in (capped, uncapped):
+        evaluator.set_reference(fp32, tmp_path)
+    noise = np.random.default_rng(0).normal(0, 0.02, capped.reference[0].shape)
+    worse = np.clip(capped.reference[0] + noise, 0, 1).astype(np.float32)
+    better = (capped.reference[1] + capped.targets[1]) / 2  # halfway to the clean image
+    loss = capped.reference_psnrs[0] - psnr(worse, capped.targets[0])
+    gain = psnr(better, capped.targets[1]) - capped.reference_psnrs[1]
     assert loss > 0.1  # the case is real: one loss ...
-    assert gain > 0.1  # ... and one gain
-    result = evaluator.evaluate("unused")
-    assert result.drop_db == pytest.approx(loss / 2)
-    assert result.drop_db > evaluator.reference_psnr - result.task_psnr_db + 0.05  # the plain mean is smaller
+    assert gain > 0.1  # ... and one gain larger than the cap
+    for evaluator in (capped, uncapped):
+        evaluator.outputs = lambda model: [worse, better]
+    plain = capped.reference_psnr - capped.evaluate("unused").task_psnr_db
+    assert capped.evaluate("unused").drop_db == pytest.approx((loss - 0.05) / 2)
+    assert capped.evaluate("unused").drop_db > plain + 0.04
+    assert uncapped.evaluate("unused").drop_db == pytest.approx(plain)
     calib.close()
 
 
