@@ -69,8 +69,9 @@ def calibrate(task: str, images_dir: str | None, count: int, crop: int, seed: in
 @click.option("--high-precision", type=click.Choice(HIGH_PRECISIONS), default="fp16", show_default=True,
               help="tensorrt: precision of everything outside the INT8 Q/DQ pairs.")
 @click.option("--budget-db", type=click.FloatRange(min=0), default=DEFAULT_BUDGET_DB, show_default=True,
-              help="Largest task PSNR drop vs FP32 allowed (the mean of each sample's drop, a gain counting "
-                   "at most half the budget): the most sensitive layers stay in high precision until it holds.")
+              help="Largest task PSNR drop vs FP32 allowed (the mean of each sample's drop, a gain "
+                   "counting at most half the budget): the most sensitive layers stay in high precision "
+                   "until it holds.")
 @click.option("--no-budget", is_flag=True, help="Quantize every layer (plain calibration, no search).")
 @click.option("--keep", "keep_nodes", multiple=True, metavar="NODE",
               help="With --no-budget: keep this node in high precision (repeatable).")

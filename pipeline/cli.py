@@ -70,7 +70,8 @@ SHOWN_KEPT_LAYERS = 4
                    "task's built-in set, built once].")
 @click.option("--budget-db", type=click.FloatRange(min=0), default=DEFAULT_BUDGET_DB, show_default=True,
               help="With --task, int8: largest task PSNR drop vs FP32 (the mean of each sample's drop, a "
-                   "gain counting at most half the budget); the most sensitive layers stay in high precision until it holds.")
+                   "gain counting at most half the budget); the most sensitive layers stay in high "
+                   "precision until it holds.")
 @click.option("--artifacts", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_ARTIFACTS,
               show_default=True, help="With --task: ONNX models (onnx/) and calibration sets go here.")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
