@@ -52,19 +52,24 @@ def read_state_dict(path: str | os.PathLike) -> StateDict:
     return read_checkpoint(path)[0]
 
 
-def read_checkpoint(path: str | os.PathLike) -> tuple[StateDict, str | None]:
-    """The checkpoint's bare state dict (as `read_state_dict`) and the task it records, if any."""
+def load_payload(path: str | os.PathLike) -> Any:
+    """The checkpoint file's object, tensors only (`weights_only`), or one clear CheckpointError."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"Checkpoint {path} does not exist or is not a file.")
     try:
         with warnings.catch_warnings():  # its pickle-protocol warning is noise before our own error
             warnings.simplefilter("ignore", UserWarning)
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # the unpickler raises IndexError, KeyError, ... on junk
         raise CheckpointError(
             f"Checkpoint {path} could not be read: {_load_failure(path, error)}. Re-download or re-save it."
         ) from None
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[StateDict, str | None]:
+    """The checkpoint's bare state dict (as `read_state_dict`) and the task it records, if any."""
+    obj = load_payload(path)
     state = unwrap_state_dict(obj, source=str(path))
     nonfinite = [key for key, tensor in state.items()
                  if tensor.is_floating_point() and not torch.isfinite(tensor).all()]

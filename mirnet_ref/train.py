@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from mirnet_deploy.errors import UserError
 
-from .checkpoint import read_state_dict, save_checkpoint
+from .checkpoint import load_payload, read_state_dict, save_checkpoint
 from .inference import restore
 from .metrics import naming_image, psnr, ssim
 from .model import MIRNetConfig
@@ -159,8 +159,8 @@ class Trainer:
 
     def resume(self, path: str | Path) -> None:
         """Continue from a checkpoint this trainer wrote (same config, model, optimizer, schedule)."""
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-        if "train_config" not in payload or "optimizer" not in payload:
+        payload = load_payload(path)
+        if not isinstance(payload, dict) or "train_config" not in payload or "optimizer" not in payload:
             raise UserError(f"{path} has no training state: --resume needs a model_latest.pth written "
                             "by `mirnet train` (a bare or official checkpoint can only be fine-tuned).")
         saved = json.loads(payload["train_config"])

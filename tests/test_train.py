@@ -67,6 +67,18 @@ def test_train_resume_is_exact_and_checkpoints_are_official(tiny_folder, tmp_pat
         assert torch.equal(a, b), key
 
 
+def test_resume_from_a_damaged_latest_checkpoint_is_one_clear_error(tiny_folder, tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "model_latest.pth").write_bytes(b"\x80\x04junk" * 100)
+    args = ["train", "--task", "denoise", "--data", str(tiny_folder), "--val-data", str(tiny_folder),
+            "--n-feat", "8", "--iterations", "2", "--patch-size", "16", "--batch-size", "2",
+            "--output", str(tmp_path / "run"), "--resume", "--quiet"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1
+    assert "model_latest.pth could not be read" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_resume_refuses_a_different_model(tiny_folder, tmp_path):
     _train(tiny_folder, tmp_path / "run", 2)
     args = ["train", "--task", "denoise", "--data", str(tiny_folder), "--val-data", str(tiny_folder),
