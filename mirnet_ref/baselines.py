@@ -86,8 +86,9 @@ def _deconvolve_channels(degraded: np.ndarray, kernel: np.ndarray,
 
 def _true_kernel(kernel: np.ndarray | None) -> np.ndarray:
     if kernel is None:
-        raise UserError("Deconvolution baselines need the true blur kernel, which only synthetic pairs "
-                        "carry (the built-in or a clean folder); pass --no-baselines for paired folders.")
+        raise UserError("Deconvolution baselines need the blur kernel (the true one or its distribution's "
+                        "mean), which only synthetic pairs carry (the built-in or a clean folder); pass "
+                        "--no-baselines for paired folders.")
     return np.asarray(kernel, np.float64)
 
 
@@ -120,6 +121,14 @@ def richardson_lucy_deconvolution(degraded: np.ndarray, *, kernel: np.ndarray | 
                                     lambda x, k: richardson_lucy(x, k, num_iter=int(iterations), clip=False))
 
     return run(10) if clean is None else best_of(run, RL_ITERATIONS, clean)
+
+
+def blind_wiener_deconvolution(degraded: np.ndarray, *, mean_kernel: np.ndarray | None = None,
+                               clean: np.ndarray | None = None, **_known: object) -> np.ndarray:
+    """Wiener deconvolution with the blur distribution's MEAN kernel instead of this image's: the
+    classical counterpart of a blind model, which knows the kind of blur but not the draw. With
+    `clean` given, the best balance of WIENER_BALANCES per image (the blind oracle best case)."""
+    return wiener_deconvolution(degraded, kernel=mean_kernel, clean=clean)
 
 
 def gamma_correct(
@@ -169,8 +178,12 @@ BASELINES: dict[str, dict[str, Baseline]] = {
     "denoise": {"nl-means": nl_means},
     "enhance": {"gamma": gamma_correct, "clahe": clahe},
     "sr": {"bicubic": bicubic},
-    "deblur": {"wiener": wiener_deconvolution, "richardson-lucy": richardson_lucy_deconvolution},
+    # Non-blind oracles given the true kernel (the ceiling that knowing it gives), and the blind
+    # counterpart of a blind model: Wiener with the distribution's mean kernel.
+    "deblur": {"wiener": wiener_deconvolution, "richardson-lucy": richardson_lucy_deconvolution,
+               "wiener-mean-kernel": blind_wiener_deconvolution},
     "derain": {},
     # Dual-pixel defocus: the views' mean is the ordinary defocused photo, deconvolved with the true disk.
-    "defocus": {"wiener": wiener_deconvolution, "richardson-lucy": richardson_lucy_deconvolution},
+    "defocus": {"wiener": wiener_deconvolution, "richardson-lucy": richardson_lucy_deconvolution,
+                "wiener-mean-kernel": blind_wiener_deconvolution},
 }

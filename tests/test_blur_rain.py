@@ -10,7 +10,12 @@ import pytest
 import torch
 
 from mirnet_deploy.errors import UserError
-from mirnet_ref.baselines import BASELINES, richardson_lucy_deconvolution, wiener_deconvolution
+from mirnet_ref.baselines import (
+    BASELINES,
+    blind_wiener_deconvolution,
+    richardson_lucy_deconvolution,
+    wiener_deconvolution,
+)
 from mirnet_ref.datasets import builtin_images, synthesize_pairs
 from mirnet_ref.degradations import (
     TASK_KINDS,
@@ -19,6 +24,7 @@ from mirnet_ref.degradations import (
     RainStreaks,
     convolve,
     make_degradation,
+    mean_kernel,
     oracle_facts,
 )
 from mirnet_ref.metrics import psnr
@@ -162,9 +168,36 @@ def test_deconvolution_with_the_true_kernel_beats_the_blurred_input(baseline, ph
     assert psnr(wrong, pair.target) < psnr(oracle, pair.target) - 0.5  # the true kernel matters
 
 
+@pytest.mark.parametrize("blur", BLURS[:2], ids=["motion", "defocus"])
+def test_the_mean_kernel_is_the_distributions_centred_average(blur) -> None:
+    mean = mean_kernel(blur)
+    assert mean.sum() == pytest.approx(1.0)
+    assert mean.shape[0] == mean.shape[1]
+    assert mean.shape[0] % 2 == 1
+    rows, cols = np.indices(mean.shape) - mean.shape[0] // 2
+    assert float((mean * rows).sum()) == pytest.approx(0.0, abs=0.05)  # centred, as every draw is
+    assert float((mean * cols).sum()) == pytest.approx(0.0, abs=0.05)
+    # Directions (motion) and radii (defocus) are uniform: the mean is close to round.
+    np.testing.assert_allclose(mean, mean.T, atol=0.05 * mean.max())
+    for seed in range(4):  # it covers every draw's support
+        draw = oracle_facts(blur, rng(seed))["kernel"]
+        draw = np.pad(draw, (mean.shape[0] - draw.shape[0]) // 2)
+        assert (mean[draw > 0] > 0).all()
+    np.testing.assert_array_equal(oracle_facts(blur, rng(9))["mean_kernel"], mean)  # one per distribution
+
+
+def test_the_blind_baseline_deconvolves_with_the_mean_kernel_not_the_true_one(photo: np.ndarray) -> None:
+    pair = synthesize_pairs([("photo", photo)], MotionBlur(noise_sigma=0.005), seed=1)[0]
+    blind = blind_wiener_deconvolution(pair.input, clean=pair.target, **pair.known)
+    np.testing.assert_array_equal(
+        blind, wiener_deconvolution(pair.input, clean=pair.target, kernel=pair.known["mean_kernel"]))
+    oracle = wiener_deconvolution(pair.input, clean=pair.target, **pair.known)
+    assert psnr(oracle, pair.target) > psnr(blind, pair.target) + 0.5  # knowing the draw is worth it
+
+
 def test_deconvolution_needs_the_kernel(photo: np.ndarray) -> None:
     for baseline in BASELINES["deblur"].values():
-        with pytest.raises(UserError, match="true blur kernel"):
+        with pytest.raises(UserError, match="need the blur kernel"):
             baseline(photo, clean=photo)
 
 
