@@ -54,9 +54,9 @@ def test_mprnet_deblur_demo_beats_blind_deconvolution(deblur_scores: dict[str, f
     assert deblur_scores["mprnet"] > deblur_scores["wiener-mean-kernel"] + BLIND_MARGIN, deblur_scores
 
 
-@pytest.mark.xfail(strict=True, reason="known shortfall (README, MPRNet demo models): a `small` MPRNet "
-                   "trained for 30 CPU-minutes stays below deconvolution handed the true kernel (even "
-                   "trained on one known kernel); an XPASS means new weights close the gap: drop this mark")
+@pytest.mark.xfail(strict=True, reason="known shortfall (README, MPRNet demo models): a blind `small` "
+                   "MPRNet trained for minutes on six photographs stays below deconvolution that is "
+                   "handed the true kernel; an XPASS means new weights close the gap: drop this mark")
 def test_mprnet_deblur_demo_beats_oracle_deconvolution(deblur_scores: dict[str, float]) -> None:
     assert deblur_scores["mprnet"] > deblur_scores["wiener"], deblur_scores
     assert deblur_scores["mprnet"] > deblur_scores["richardson-lucy"], deblur_scores
