@@ -300,7 +300,11 @@ class PatchSampler:
     with `from_pairs` (decoded pairs) or `from_clean` (clean images degraded per patch, so
     every batch sees fresh noise; a blur is applied to the crop plus its `reach` of real
     scene each side, then cut to the patch, so patch borders are blurred as the inside of
-    a photograph is, not from reflected pixels). Iterating again restarts the same sequence.
+    a photograph is, not from reflected pixels). The dihedral transform acts on the degraded
+    pair, so it turns a blur kernel too: harmless for the built-in degradations (their kernel
+    distributions are rotation- and mirror-invariant), not for a fixed-orientation blur
+    (`bench.deblur_gap --augment` measures what it costs). Iterating again restarts the same
+    sequence.
     """
 
     def __init__(
