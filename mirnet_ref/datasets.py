@@ -301,9 +301,10 @@ class PatchSampler:
     every batch sees fresh noise; a blur is applied to the crop plus its `reach` of real
     scene each side, then cut to the patch, so patch borders are blurred as the inside of
     a photograph is, not from reflected pixels). The dihedral transform acts on the degraded
-    pair, so it turns a blur kernel too: harmless for the built-in degradations (their kernel
-    distributions are rotation- and mirror-invariant), not for a fixed-orientation blur
-    (`bench.deblur_gap --augment` measures what it costs). Iterating again restarts the same
+    pair, so it turns a blur kernel too: harmless for motion and defocus blur (their kernel
+    distributions are rotation- and mirror-invariant); a quarter turn makes dual-pixel views'
+    disparity vertical (the authors' DPDD loader does the same); costly for a blur of fixed
+    orientation (`bench.deblur_gap --augment` measures it). Iterating again restarts the same
     sequence.
     """
 
