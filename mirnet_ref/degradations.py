@@ -482,8 +482,9 @@ def picture_of(degradation: Degradation, degraded: np.ndarray) -> np.ndarray:
     return degraded if picture is None else picture(degraded)
 
 
-#: Draws averaged into a blur distribution's mean kernel, from a fixed seed (its error is ~1 %
-#: of the kernel's peak: far below what separates the baselines).
+#: Draws averaged into a blur distribution's mean kernel, from a fixed seed. Against 16,384 draws
+#: the default motion and defocus means differ by 1-3 % of their peak, and the blind Wiener
+#: baseline on the held-out photographs by at most 0.004 dB.
 _MEAN_KERNEL_DRAWS, _MEAN_KERNEL_SEED = 1024, 0
 
 
@@ -496,7 +497,9 @@ def mean_kernel(degradation: Degradation) -> np.ndarray:
     kernels = [degradation.kernel(rng) for _ in range(_MEAN_KERNEL_DRAWS)]
     size = max(kernel.shape[0] for kernel in kernels)  # odd squares; defocus disks vary in size
     total = sum(np.pad(kernel, (size - kernel.shape[0]) // 2) for kernel in kernels)
-    return total / total.sum()
+    mean = total / total.sum()
+    mean.setflags(write=False)  # one array per distribution, shared by every caller
+    return mean
 
 
 def oracle_facts(degradation: Degradation, rng: np.random.Generator) -> dict[str, Any]:

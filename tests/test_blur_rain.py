@@ -184,6 +184,7 @@ def test_the_mean_kernel_is_the_distributions_centred_average(blur) -> None:
         draw = np.pad(draw, (mean.shape[0] - draw.shape[0]) // 2)
         assert (mean[draw > 0] > 0).all()
     np.testing.assert_array_equal(oracle_facts(blur, rng(9))["mean_kernel"], mean)  # one per distribution
+    assert not mean.flags.writeable  # shared: nobody may change it in place
 
 
 def test_the_blind_baseline_deconvolves_with_the_mean_kernel_not_the_true_one(photo: np.ndarray) -> None:
