@@ -20,6 +20,8 @@ import click
 import numpy as np
 import torch
 
+from mirnet_deploy.atomic import check_writable
+from mirnet_deploy.errors import UserError
 from mirnet_ref.degradations import MotionBlur
 
 from .report import publish_rows
@@ -99,14 +101,14 @@ def to_markdown(rows: list[dict]) -> str:
 @click.option("--kernel-seed", type=int, default=1, show_default=True, help="Seed of the one kernel drawn.")
 @click.option("--augment/--no-augment", default=False, show_default=True,
               help="Dihedral transforms in training (after the blur: the kernel in 8 orientations).")
-@click.option("--iterations", type=int, default=1500, show_default=True)
-@click.option("--batch-size", type=int, default=4, show_default=True)
-@click.option("--patch-size", type=int, default=64, show_default=True)
-@click.option("--lr", type=float, default=2e-3, show_default=True)
-@click.option("--warmup", type=int, default=50, show_default=True)
-@click.option("--val-every", type=int, default=250, show_default=True)
+@click.option("--iterations", type=click.IntRange(min=1), default=1500, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--patch-size", type=click.IntRange(min=8), default=64, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-3, show_default=True)
+@click.option("--warmup", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--val-every", type=click.IntRange(min=1), default=250, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--threads", type=int, default=1, show_default=True,
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
               help="PyTorch threads (the demo recipe's one).")
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder for the run's checkpoints and train_log.jsonl.")
@@ -117,10 +119,17 @@ def main(length: float, kernel_seed: int, augment: bool, iterations: int, batch_
          json_path: str | None) -> None:
     """Train the MPRNet deblur demo's recipe on one known kernel and score it against the oracles."""
     torch.set_num_threads(threads)
-    rows = gap_rows(length, kernel_seed, augment=augment, iterations=iterations, batch_size=batch_size,
-                    patch_size=patch_size, lr=lr, warmup=warmup, val_every=val_every, seed=seed,
-                    output=output)
-    publish_rows(to_markdown(rows), rows, md, json_path)
+    try:
+        check_writable(output, "--output", folder=True)  # before minutes of training, not after
+        for path, option in ((md, "--md"), (json_path, "--json")):
+            if path:
+                check_writable(path, option)
+        rows = gap_rows(length, kernel_seed, augment=augment, iterations=iterations, batch_size=batch_size,
+                        patch_size=patch_size, lr=lr, warmup=warmup, val_every=val_every, seed=seed,
+                        output=output)
+        publish_rows(to_markdown(rows), rows, md, json_path)
+    except UserError as error:  # a kernel length the kernel cannot hold, a path it cannot write: one line
+        raise click.ClickException(str(error)) from None
 
 
 if __name__ == "__main__":

@@ -25,6 +25,26 @@ def test_the_fixed_blur_draws_one_kernel_whatever_the_stream() -> None:
     assert float((first - second).std()) == pytest.approx(0.01 * np.sqrt(2), rel=0.15)
 
 
+def test_bad_options_get_one_line_and_train_nothing(tmp_path) -> None:
+    too_long = CliRunner().invoke(main, ["--length", "20", "--output", str(tmp_path / "run")])
+    assert too_long.exit_code == 1
+    assert "motion length" in too_long.output
+    assert "Traceback" not in too_long.output
+    assert not (tmp_path / "run").exists()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    run = ["--output", str(tmp_path / "run")]
+    for where in (["--output", str(blocker / "run")], [*run, "--md", str(blocker / "t.md")]):
+        unwritable = CliRunner().invoke(main, where)
+        assert unwritable.exit_code == 1
+        assert "Cannot write" in unwritable.output
+        assert "Traceback" not in unwritable.output
+        assert not (tmp_path / "run").exists()  # refused before training
+    none = CliRunner().invoke(main, ["--iterations", "0", "--output", str(tmp_path / "run")])
+    assert none.exit_code == 2
+    assert "--iterations" in none.output
+
+
 @pytest.mark.slow
 def test_a_short_run_scores_every_column_on_the_held_out_photographs(tmp_path) -> None:
     out = tmp_path / "rows.json"
